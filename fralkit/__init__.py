@@ -1,0 +1,13 @@
+"""fralkit: fair and robust learning with few labels.
+
+Reproduces and extends four papers in thin notebooks over this package:
+JIN / FRAL (Wu et al.), FARMUR (Mousavi et al.), FairAT (Mou et al.) and BALD + GRAD (Branchaud-Charron et al.).
+Modules, lowest first: ``data`` -> ``models`` -> ``attacks`` / ``train`` -> ``metrics`` -> ``active`` /
+``experiments`` -> ``plots`` -> ``reproduce``.
+"""
+from .utils import resolve_device, run_info, set_seed
+from . import data
+from .data import DATASETS, load_dataset
+
+__version__ = "0.1.0"
+__all__ = ["data", "load_dataset", "DATASETS", "set_seed", "resolve_device", "run_info", "__version__"]

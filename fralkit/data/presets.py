@@ -1,0 +1,124 @@
+"""Synbols presets that recreate each paper's bias condition on built-in data.
+
+| preset | paper | classes | groups | bias |
+|---|---|---|---|---|
+| ``synbols-minority`` | 004 "minority group" | a, d | blue, red | red is 10 % of train, 50 % of val/test |
+| ``synbols-sensitive`` | 004 "sensitive attribute" | a, d | blue, red | P(blue given a) = P(red given d) = 0.9 in train only |
+| ``synbols-utk`` | 000 UTKFace (4 races, young/old) | 4 glyphs, 42/20/20/18 % | 2, the 30 % group low-contrast | disadvantaged group (clean and robust) |
+| ``synbols-cinic`` | 000 CINIC-10 (CIFAR vs ImageNet origin) | 10 glyphs, balanced | 2 domains: plain vs textured, low-contrast | harder domain |
+| ``synbols-ham`` | 000 HAM10000 (7 dx, sex) | 7 glyphs, 67/11/11/5/3/1.4/1.1 % | 2, the 46 % group low-contrast | long tail + harder group |
+| ``synbols-farmur`` | 002 UTKFace (age label, race partition) | 5 glyphs | 4 partitions, contrast graded | partition is not the label |
+
+Why low contrast: under an L-inf threat model eps = 4/255 is about 10 grey levels, a large share of a
+45-75 level glyph/background difference, so a low-contrast group is both less accurate and less robust
+(measured: ../REFERENCE.md and the calibration table in notebook 01). A noisy background alone is not enough.
+Glyph images are never flipped: a flip turns b into d.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from .core import DataSplits
+from .synbols import GroupStyle, SynbolsConfig, make_synbols
+
+__all__ = ["PRESETS", "preset_configs", "load_synbols_preset"]
+
+RED, BLUE, BLACK = (255, 0, 0), (0, 0, 255), (0, 0, 0)
+
+
+def _outer(p_class, p_group) -> tuple[tuple[float, ...], ...]:
+    j = np.outer(np.asarray(p_class, float), np.asarray(p_group, float))
+    j = j / j.sum()
+    return tuple(tuple(float(v) for v in row) for row in j)
+
+
+def _balanced(c: int, g: int) -> tuple[tuple[float, ...], ...]:
+    return _outer(np.ones(c), np.ones(g))
+
+
+_COLOR_STYLE = dict(background="plain", bg_color=BLACK, occlusions=1, occlusion_scale=0.4,
+                    scale=(0.5, 0.8), rotation=20.0, translation=0.12)
+_EASY = GroupStyle(contrast=(90.0, 180.0), background="plain")
+_HARD = GroupStyle(contrast=(45.0, 75.0), background="plain")
+
+# Each preset: (chars, class_names, group_names, styles, train_joint, eval_joint, size, analog facts).
+PRESETS: dict[str, dict] = {
+    "synbols-minority": dict(
+        chars=("a", "d"), groups=("blue", "red"),
+        styles=(GroupStyle(fg_color=BLUE, **_COLOR_STYLE), GroupStyle(fg_color=RED, **_COLOR_STYLE)),
+        train_joint=_outer([0.5, 0.5], [0.9, 0.1]), eval_joint=_balanced(2, 2), size=64, supersample=2,
+        about="paper 004 'minority group': colour independent of the character; red is the 10 % minority in train",
+    ),
+    "synbols-sensitive": dict(
+        chars=("a", "d"), groups=("blue", "red"),
+        styles=(GroupStyle(fg_color=BLUE, **_COLOR_STYLE), GroupStyle(fg_color=RED, **_COLOR_STYLE)),
+        train_joint=((0.45, 0.05), (0.05, 0.45)), eval_joint=_balanced(2, 2), size=64, supersample=2,
+        about="paper 004 'sensitive attribute': P(blue | a) = P(red | d) = 0.9 in train, balanced in val/test",
+    ),
+    "synbols-utk": dict(
+        chars=("a", "b", "c", "d"), groups=("high-contrast", "low-contrast"),
+        styles=(_EASY, _HARD),
+        train_joint=_outer([0.42, 0.2, 0.2, 0.18], [0.7, 0.3]), eval_joint=None, size=32, supersample=2,
+        about="paper 000 UTKFace analog: 4 imbalanced classes (races), 2 groups (young/old); the 30 % group is low-contrast",
+    ),
+    "synbols-cinic": dict(
+        chars=("a", "b", "c", "d", "e", "f", "g", "h", "k", "m"), groups=("plain", "textured"),
+        styles=(_EASY, GroupStyle(contrast=(50.0, 90.0), background="texture", noise_sd=12.0)),
+        train_joint=_outer(np.ones(10), [0.22, 0.78]), eval_joint=None, size=32, supersample=2,
+        about="paper 000 CINIC-10 analog: 10 balanced classes, 2 domains (CIFAR-like plain 22 %, ImageNet-like textured low-contrast 78 %)",
+    ),
+    "synbols-ham": dict(
+        chars=("n", "m", "k", "b", "a", "v", "d"), groups=("male", "female"),
+        class_names=("nv", "mel", "bkl", "bcc", "akiec", "vasc", "df"),
+        styles=(_EASY, _HARD),
+        train_joint=_outer([0.67, 0.11, 0.11, 0.05, 0.03, 0.014, 0.011], [0.54, 0.46]), eval_joint=None,
+        size=32, supersample=2,
+        about="paper 000 HAM10000 analog: 7 classes with HAM10000's long tail (named after its dx codes), 2 groups (sex); the female-like group is low-contrast",
+    ),
+    "synbols-farmur": dict(
+        chars=("a", "b", "c", "d", "e"), groups=("p0", "p1", "p2", "p3"),
+        class_names=("0-15", "15-25", "25-40", "40-60", "60+"),
+        styles=(GroupStyle(contrast=(110.0, 180.0)), GroupStyle(contrast=(80.0, 140.0)),
+                GroupStyle(contrast=(55.0, 100.0)), GroupStyle(contrast=(40.0, 70.0), background="noise", noise_sd=10.0)),
+        train_joint=_outer([0.15, 0.2, 0.3, 0.2, 0.15], [0.45, 0.2, 0.2, 0.15]), eval_joint=None, size=32, supersample=2,
+        about="paper 002 UTKFace analog: label = 5 age-like bins, partition = 4 race-like groups of graded contrast",
+    ),
+}
+
+_DEFAULT_N = {"synbols-minority": 10_000, "synbols-sensitive": 10_000}
+
+
+def preset_configs(name: str, *, n: int | None = None, n_val: int | None = None, n_test: int | None = None,
+                   size: int | None = None, seed: int = 0, supersample: int | None = None,
+                   fonts: tuple[str, ...] | None = None) -> tuple[SynbolsConfig, SynbolsConfig, SynbolsConfig]:
+    """The train / val / test ``SynbolsConfig`` of a preset (``n`` = train size; val and test default to n/5)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown Synbols preset {name!r}; valid: {sorted(PRESETS)}")
+    p = PRESETS[name]
+    n = int(n if n is not None else _DEFAULT_N.get(name, 15_000))
+    if n < 1:
+        raise ValueError(f"n must be a positive number of training images, got {n}")
+    n_val = int(n_val if n_val is not None else max(1, n // 5))
+    n_test = int(n_test if n_test is not None else max(1, n // 5))
+    eval_joint = p["eval_joint"] or p["train_joint"]
+    common = dict(chars=p["chars"], styles=p["styles"], group_names=p["groups"], class_names=p.get("class_names"),
+                  size=int(size or p["size"]), supersample=int(supersample or p["supersample"]), fonts=fonts, name=name)
+    # Three different seeds from one: splits never share an image.
+    return (SynbolsConfig(n=n, joint=p["train_joint"], seed=3 * seed, **common),
+            SynbolsConfig(n=n_val, joint=eval_joint, seed=3 * seed + 1, **common),
+            SynbolsConfig(n=n_test, joint=eval_joint, seed=3 * seed + 2, **common))
+
+
+def load_synbols_preset(name: str, root=None, seed: int = 0, *, cache: bool = True, **options) -> DataSplits:
+    """Generate (or load from cache) the train/val/test splits of a Synbols preset.
+
+    Options: ``n`` (train size), ``n_val``, ``n_test``, ``size`` (pixels), ``supersample``, ``fonts``.
+    ``root`` is where the cache lives (default ``$FRALKIT_CACHE``).
+    """
+    cfgs = preset_configs(name, seed=seed, **options)
+    parts = [make_synbols(c, cache=cache, root=root) for c in cfgs]
+    for part in parts:
+        part.meta["about"] = PRESETS[name]["about"]
+    return DataSplits(*parts)

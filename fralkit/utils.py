@@ -1,0 +1,181 @@
+"""Small shared helpers: seeds, devices, atomic writes, progress bars, run provenance.
+
+Everything here is free of research logic; every other module may import it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+__all__ = [
+    "set_seed",
+    "resolve_device",
+    "config_hash",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_torch_save",
+    "cache_dir",
+    "progress",
+    "in_papermill",
+    "run_info",
+    "git_commit",
+]
+
+
+def set_seed(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU ``torch.Generator`` seeded the same.
+
+    The one place where seeds are set: data generation, splits, init and selection all derive from it.
+    """
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` gives CUDA when available, else CPU; any other value is passed to ``torch.device``."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
+    return dev
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, torch.device):
+        return str(obj)
+    return obj
+
+
+def config_hash(config: dict, length: int = 16) -> str:
+    """Stable hex digest of a JSON-able config (key order does not matter)."""
+    blob = json.dumps(_jsonable(config), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename, so a cut run never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` through a temporary file; load it back with ``torch.load(path, weights_only=True)``."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def cache_dir() -> Path:
+    """Where generated data sets are cached: ``$FRALKIT_CACHE`` or ``~/.cache/fralkit``."""
+    root = os.environ.get("FRALKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "fralkit")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def in_papermill() -> bool:
+    """True inside a papermill-executed notebook (the runner sets ``FRALKIT_BATCH=1``)."""
+    return os.environ.get("FRALKIT_BATCH") == "1"
+
+
+def progress(iterable: Iterable | None = None, *, desc: str = "", total: int | None = None, leave: bool = True, disable: bool | None = None):
+    """A tqdm bar: widget bar in an interactive notebook, plain text bar in batch runs.
+
+    Widget bars do not update in a papermill-executed notebook, so batch runs (``FRALKIT_BATCH=1``) get
+    ``tqdm.std`` bars, refreshed at most every 5 s so logs stay short.
+    """
+    if disable is None:
+        disable = os.environ.get("FRALKIT_NO_PROGRESS") == "1"
+    if in_papermill():
+        from tqdm.std import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, leave=leave, disable=disable, mininterval=5.0, file=sys.stdout)
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=leave, disable=disable)
+
+
+def git_commit(cwd: str | Path | None = None) -> str:
+    """The checked-out commit (with ``-dirty`` when the tree has changes), or ``"unknown"``."""
+    cwd = str(cwd or Path(__file__).resolve().parent.parent)
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: str | torch.device = "auto") -> str:
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def run_info(device: str | torch.device = "auto") -> dict:
+    """Provenance saved beside every result: device, versions, git commit."""
+    import torchvision
+
+    return {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "git_commit": git_commit(),
+    }

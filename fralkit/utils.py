@@ -27,6 +27,8 @@ __all__ = [
     "atomic_write_json",
     "atomic_torch_save",
     "cache_dir",
+    "figures_dir",
+    "repo_root",
     "progress",
     "in_papermill",
     "run_info",
@@ -121,6 +123,21 @@ def cache_dir() -> Path:
     """Where generated data sets are cached: ``$FRALKIT_CACHE`` or ``~/.cache/fralkit``."""
     root = os.environ.get("FRALKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "fralkit")
     path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def repo_root() -> Path | None:
+    """The source checkout this package runs from (None for an installed, non-editable copy)."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "fralkit").is_dir() and (here / "notebooks").is_dir() else None
+
+
+def figures_dir() -> Path:
+    """``$FRALKIT_FIGURES`` if set, else the repository's ``figures/``, else ``./figures``."""
+    env = os.environ.get("FRALKIT_FIGURES")
+    root = repo_root()
+    path = Path(env) if env else (root / "figures" if root else Path.cwd() / "figures")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

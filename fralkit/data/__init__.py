@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .core import (DataSplits, GroupDataset, fral_split, iterate_batches, resize_uint8, split_indices,
-                   stratified_split, to_float)
+                   split_size_table, stratified_split, to_float)
 from .presets import PRESETS, load_synbols_preset, preset_configs
 from .synbols import GroupStyle, SynbolsConfig, available_fonts, make_synbols, render_synbols
 from . import real
@@ -54,6 +54,6 @@ def load_dataset(name: str, root=None, seed: int = 0, **options) -> DataSplits:
 
 __all__ = [
     "DATASETS", "REAL_DATASETS", "load_dataset", "GroupDataset", "DataSplits", "fral_split", "iterate_batches",
-    "split_indices", "stratified_split", "to_float", "resize_uint8", "PRESETS", "preset_configs", "load_synbols_preset",
+    "split_indices", "split_size_table", "stratified_split", "to_float", "resize_uint8", "PRESETS", "preset_configs", "load_synbols_preset",
     "GroupStyle", "SynbolsConfig", "available_fonts", "make_synbols", "render_synbols",
 ]

@@ -21,6 +21,8 @@ __all__ = [
     "fral_split",
     "iterate_batches",
     "to_float",
+    "resize_uint8",
+    "split_size_table",
 ]
 
 
@@ -227,3 +229,17 @@ def iterate_batches(
     for start in range(0, stop, batch_size):
         b = order[start:start + batch_size]
         yield to_float(ds.x[b]), ds.y[b], ds.g[b], b
+
+
+def split_size_table(data: dict[str, DataSplits]):
+    """Long table of split sizes: one row per (dataset, split, group) with the count and share of the split."""
+    import pandas as pd
+
+    rows = []
+    for name, splits in data.items():
+        for split, ds in zip(("train", "val", "test"), splits):
+            counts = torch.bincount(ds.g.cpu(), minlength=ds.num_groups)
+            for gi, gname in enumerate(ds.groups):
+                rows.append({"dataset": name, "split": split, "group": gname, "n": int(counts[gi]),
+                             "share %": round(100.0 * int(counts[gi]) / max(1, len(ds)), 1)})
+    return pd.DataFrame(rows).set_index(["dataset", "split", "group"])

@@ -1,0 +1,124 @@
+"""Calibration of the FRAL presets: is the task learnable, and is the designated group disadvantaged?
+
+The JIN paper's setting needs a group that a robust model serves worse in *both* clean and robust
+accuracy (its Table 1: the group worst in clean accuracy is also the least robust). For each preset this
+measures, on the test split:
+
+1. standard training on all training labels: clean accuracy overall and per group (should be >= 85 %);
+2. TRADES (beta 6, PGD eps 4/255, step 2/255) on the FRAL initial labelled set (20 % of train): clean and
+   PGD robust accuracy per group; the designated group should trail the other by >= 3 points in both.
+
+Results are result-store records (study ``calibration``), so notebook 01 re-measures and renders them.
+"""
+from __future__ import annotations
+
+import time
+
+from .data import PRESETS, fral_split, load_dataset
+from .experiments import ResultStore
+from .metrics import group_report
+from .models import make_model
+from .train import fit
+from .utils import resolve_device, set_seed
+
+__all__ = ["DISADVANTAGED", "calibrate_preset", "calibrate_presets", "calibration_table", "describe_calibration",
+           "CALIBRATION_TARGETS"]
+
+# The group each FRAL preset is designed to disadvantage (index into its group names).
+DISADVANTAGED = {"synbols-utk": 1, "synbols-cinic": 1, "synbols-ham": 1}
+CALIBRATION_TARGETS = {"std_acc_min": 0.85, "gap_min": 0.03}
+
+
+def calibrate_preset(name: str, *, n: int = 15_000, backbone: str = "mobilenetv2", std_epochs: int = 12,
+                     trades_epochs: int = 30, init_frac: float = 0.2, seed: int = 0, device: str = "auto",
+                     batch_size: int = 256, lr: float = 0.1, eps: float = 4 / 255, alpha: float = 2 / 255, steps: int = 5,
+                     beta: float = 6.0, store: ResultStore | None = None, force: bool = False) -> dict:
+    """Measure one preset (see module docstring); returns the result record (cached in ``store``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown Synbols preset {name!r}; valid: {sorted(PRESETS)}")
+    store = store or ResultStore()
+    dev = resolve_device(device)
+    config = {"study": "calibration", "dataset": name, "method": f"{backbone}", "seed": seed, "n": n,
+              "std_epochs": std_epochs, "trades_epochs": trades_epochs, "init_frac": init_frac, "batch_size": batch_size,
+              "lr": lr, "eps": eps, "alpha": alpha, "steps": steps, "beta": beta}
+    if store.has(config) and not force:
+        return store.load(config)
+    splits = load_dataset(name, seed=seed, n=n)
+    train, test = splits.train.to(dev), splits.test.to(dev)
+    timings = {}
+
+    set_seed(seed)
+    std_model = make_model(backbone, train.num_classes, in_channels=train.channels, image_size=train.image_size).to(dev)
+    t0 = time.time()
+    fit(std_model, train, objective="standard", epochs=std_epochs, batch_size=batch_size, lr=lr, seed=seed, device=dev)
+    timings["standard_fit_s"] = time.time() - t0
+    std = group_report(std_model, test, robust=False, batch_size=1024)
+
+    set_seed(seed)
+    labelled, _ = fral_split(splits.train, init_frac=init_frac, seed=seed)
+    rob_model = make_model(backbone, train.num_classes, in_channels=train.channels, image_size=train.image_size).to(dev)
+    t0 = time.time()
+    fit(rob_model, train, idx=labelled, objective="trades", epochs=trades_epochs, batch_size=batch_size, lr=lr,
+        eps=eps, alpha=alpha, steps=steps, beta=beta, seed=seed, device=dev)
+    timings["trades_fit_s"] = time.time() - t0
+    rob = group_report(rob_model, test, robust=True, eps=eps, alpha=alpha, steps=steps, batch_size=1024)
+
+    bad = DISADVANTAGED.get(name, train.num_groups - 1)
+    other = [gi for gi in range(train.num_groups) if gi != bad]
+    metrics = {"std_acc": std["std_overall"], "labels_trades": int(len(labelled))}
+    for gi, gname in enumerate(train.groups):
+        metrics[f"std_acc_{gname}"] = std[f"std_group_{gi}"]
+        metrics[f"trades_clean_{gname}"] = rob[f"std_group_{gi}"]
+        metrics[f"trades_rob_{gname}"] = rob[f"rob_group_{gi}"]
+    best_other_clean = max(rob[f"std_group_{gi}"] for gi in other)
+    best_other_rob = max(rob[f"rob_group_{gi}"] for gi in other)
+    metrics["disadvantaged_group"] = train.groups[bad]
+    metrics["clean_gap"] = best_other_clean - rob[f"std_group_{bad}"]
+    metrics["robust_gap"] = best_other_rob - rob[f"rob_group_{bad}"]
+    metrics["learnable"] = bool(metrics["std_acc"] >= CALIBRATION_TARGETS["std_acc_min"])
+    metrics["disadvantaged_both"] = bool(metrics["clean_gap"] >= CALIBRATION_TARGETS["gap_min"]
+                                         and metrics["robust_gap"] >= CALIBRATION_TARGETS["gap_min"])
+    return store.save(config, metrics, timings=timings, device=dev)
+
+
+def calibrate_presets(names, **kw) -> list[dict]:
+    """``calibrate_preset`` for each name (a list, or a comma-separated string)."""
+    if isinstance(names, str):
+        names = [s.strip() for s in names.split(",") if s.strip()]
+    return [calibrate_preset(name, **kw) for name in names]
+
+
+def calibration_table(records: list[dict]):
+    """One row per preset: standard accuracy, TRADES clean/robust per group, gaps and pass/fail, in %."""
+    import pandas as pd
+
+    rows = []
+    for rec in records:
+        m, c = rec["metrics"], rec["config"]
+        row = {"dataset": c["dataset"], "backbone": c["method"], "n_train": c["n"],
+               "std acc (all labels)": 100 * m["std_acc"]}
+        for key, val in m.items():
+            if key.startswith(("trades_clean_", "trades_rob_")):
+                kind, group = key[len("trades_"):].split("_", 1)
+                row[f"TRADES 20% {kind} [{group}]"] = 100 * val
+        row["clean gap"] = 100 * m["clean_gap"]
+        row["robust gap"] = 100 * m["robust_gap"]
+        row["learnable (>=85%)"] = "yes" if m["learnable"] else "no"
+        row["disadvantaged in both (>=3 pts)"] = "yes" if m["disadvantaged_both"] else "no"
+        row["device"] = rec.get("device", "?")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("dataset").round(1)
+
+
+def describe_calibration(records: list[dict]) -> str:
+    """Plain sentences: for each preset, whether the run meets the two calibration targets, with the numbers."""
+    lines = []
+    for rec in records:
+        m, c = rec["metrics"], rec["config"]
+        lines.append(
+            f"{c['dataset']} (seed {c['seed']}, {c['method']}, n={c['n']}, {rec.get('device', '?')}): "
+            f"standard accuracy {100 * m['std_acc']:.1f} % -> {'learnable' if m['learnable'] else 'NOT learnable (target >= 85 %)'}; "
+            f"under TRADES on {m['labels_trades']} labels the '{m['disadvantaged_group']}' group trails by "
+            f"{100 * m['clean_gap']:.1f} clean and {100 * m['robust_gap']:.1f} robust points -> "
+            f"{'disadvantaged in both, as in JIN Table 1' if m['disadvantaged_both'] else 'target (>= 3 points in both) NOT met'}.")
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+import torch
+
+import fralkit as fk
+from fralkit.data import GroupStyle, SynbolsConfig, available_fonts, make_synbols, preset_configs, render_synbols
+from fralkit.data.synbols import _allocate
+
+
+def small(name, **kw):
+    return preset_configs(name, n=kw.pop("n", 200), seed=kw.pop("seed", 0), **kw)[0]
+
+
+def test_same_seed_same_bytes():
+    cfg = small("synbols-utk")
+    a, b = render_synbols(cfg), render_synbols(cfg)
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and torch.equal(a.g, b.g)
+
+
+def test_different_seed_different_images():
+    a, b = render_synbols(small("synbols-utk", seed=0)), render_synbols(small("synbols-utk", seed=1))
+    assert not torch.equal(a.x, b.x)
+
+
+def test_cache_returns_identical_data(tmp_path):
+    cfg = small("synbols-cinic", n=60)
+    first = make_synbols(cfg, root=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+    second = make_synbols(cfg, root=tmp_path)
+    assert second.meta.get("cached")
+    assert torch.equal(first.x, second.x) and torch.equal(first.g, second.g)
+
+
+def test_damaged_cache_is_regenerated(tmp_path):
+    cfg = small("synbols-utk", n=30)
+    ds = make_synbols(cfg, root=tmp_path)
+    path = next(tmp_path.glob("*.npz"))
+    path.write_bytes(b"not an npz")
+    again = make_synbols(cfg, root=tmp_path)
+    assert torch.equal(ds.x, again.x)
+
+
+@pytest.mark.parametrize("name", ["synbols-utk", "synbols-cinic", "synbols-ham", "synbols-farmur",
+                                  "synbols-minority", "synbols-sensitive"])
+def test_preset_shapes_and_names(name):
+    splits = fk.load_dataset(name, n=100, cache=False)
+    ds = splits.train
+    assert ds.x.dtype == torch.uint8 and ds.x.shape[1] == 3
+    assert ds.x.shape[-1] == (64 if name in ("synbols-minority", "synbols-sensitive") else 32)
+    assert len(splits.val) == len(splits.test) == 20
+    assert ds.num_classes == len(ds.classes) and ds.num_groups == len(ds.groups)
+
+
+def test_minority_proportions():
+    splits = fk.load_dataset("synbols-minority", n=1000, n_val=400, n_test=400, size=16, cache=False)
+    red = splits.train.groups.index("red")
+    assert abs((splits.train.g == red).float().mean().item() - 0.10) < 0.005
+    assert abs((splits.test.g == red).float().mean().item() - 0.50) < 0.005
+    # colour independent of the character in train
+    c = splits.train.counts().float()
+    assert torch.allclose(c[:, red] / c.sum(1), torch.full((2,), 0.1), atol=0.01)
+
+
+def test_sensitive_attribute_correlation():
+    splits = fk.load_dataset("synbols-sensitive", n=1000, n_val=400, n_test=400, size=16, cache=False)
+    c = splits.train.counts().float()  # rows a, d; cols blue, red
+    assert abs(c[0, 0] / c[0].sum() - 0.9) < 0.01  # P(blue | a)
+    assert abs(c[1, 1] / c[1].sum() - 0.9) < 0.01  # P(red | d)
+    t = splits.test.counts().float()
+    assert torch.allclose(t / t.sum(), torch.full((2, 2), 0.25), atol=0.01)
+
+
+def test_ham_long_tail_and_utk_priors():
+    ham = fk.load_dataset("synbols-ham", n=2000, cache=False).train
+    share = torch.bincount(ham.y, minlength=7).float() / len(ham)
+    expected = torch.tensor([0.67, 0.11, 0.11, 0.05, 0.03, 0.014, 0.011])
+    assert torch.allclose(share, expected / expected.sum(), atol=0.003)
+    utk = fk.load_dataset("synbols-utk", n=1000, cache=False).train
+    assert abs((utk.g == 1).float().mean().item() - 0.3) < 0.002
+
+
+def test_pixel_colours_follow_the_group_style():
+    """Blue glyphs have a strong blue channel and no red; red glyphs the reverse (64 px, no background)."""
+    ds = fk.load_dataset("synbols-minority", n=200, size=32, cache=False).train
+    blue, red = ds.x[ds.g == 0].float(), ds.x[ds.g == 1].float()
+    assert blue[:, 2].mean() > blue[:, 0].mean() * 0.5
+    assert red[:, 0].mean() > red[:, 2].mean() * 0.5
+
+
+def test_low_contrast_group_has_lower_contrast():
+    ds = fk.load_dataset("synbols-utk", n=400, cache=False).train
+    spread = ds.x.float().std(dim=(2, 3)).mean(1)  # spatial spread per channel ~ contrast
+    assert spread[ds.g == 1].mean() < 0.75 * spread[ds.g == 0].mean()
+
+
+def test_fonts_really_draw_distinct_glyphs():
+    fonts = available_fonts(("a", "b", "c", "d"))
+    assert len(fonts) >= 10
+    for symbol_font in ("cmsy10.ttf", "cmex10.ttf", "LastResortHE-Regular.ttf"):
+        assert symbol_font not in fonts
+
+
+def test_allocate_is_exact():
+    counts = _allocate(7, np.array([[0.5, 0.25], [0.125, 0.125]]))
+    assert counts.sum() == 7 and counts.min() >= 0
+
+
+def test_config_validation_errors():
+    with pytest.raises(ValueError, match="sum to 1"):
+        SynbolsConfig(n=10, chars=("a", "b"), joint=((0.5, 0.5), (0.5, 0.5)), styles=(GroupStyle(), GroupStyle()), group_names=("x", "y"))
+    with pytest.raises(ValueError, match="background"):
+        GroupStyle(background="stripes")
+    with pytest.raises(ValueError, match="contrast"):
+        GroupStyle(contrast=(100, 50))
+    with pytest.raises(ValueError, match="unknown Synbols preset"):
+        preset_configs("synbols-nope")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        fk.load_dataset("imagenet")
+    with pytest.raises(ValueError, match="root"):
+        fk.load_dataset("utkface")
+
+
+def test_any_size_and_backgrounds():
+    for bg in ("plain", "gradient", "noise", "texture"):
+        cfg = SynbolsConfig(n=12, chars=("a", "b"), joint=((0.25, 0.25), (0.25, 0.25)), size=20,
+                            styles=(GroupStyle(background=bg, noise_sd=20), GroupStyle(background=bg, occlusions=2)),
+                            group_names=("g0", "g1"))
+        ds = render_synbols(cfg)
+        assert ds.x.shape == (12, 3, 20, 20)
+        assert ds.x.float().std() > 5  # something was drawn

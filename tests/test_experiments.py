@@ -1,0 +1,73 @@
+import json
+
+import pytest
+
+from fralkit.experiments import ResultStore, flatten_records, format_mean_std, save_table, summarize
+from fralkit.utils import atomic_write_json, config_hash, resolve_device, set_seed
+
+
+def cfg(method, seed, **kw):
+    return {"study": "t", "dataset": "d", "method": method, "seed": seed, **kw}
+
+
+def test_store_roundtrip_skip_and_key(tmp_path):
+    store = ResultStore(tmp_path)
+    c = cfg("jin", 0, lr=0.1)
+    assert not store.has(c)
+    store.save(c, {"acc": [0.5, 0.7]}, timings={"select": 1.5})
+    assert store.has(c)
+    rec = store.load(c)
+    assert rec["metrics"]["acc"] == [0.5, 0.7] and rec["key"] == config_hash(c)
+    assert "torch" in rec and "git_commit" in rec and "device" in rec
+    # a different hyper-parameter is a different run
+    assert not store.has(cfg("jin", 0, lr=0.2))
+    with pytest.raises(ValueError, match="needs 'seed'"):
+        store.path({"study": "t", "dataset": "d", "method": "x"})
+    with pytest.raises(FileNotFoundError):
+        store.load(cfg("rand", 9))
+
+
+def test_config_hash_ignores_key_order():
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_summarize_mean_std_over_seeds(tmp_path):
+    store = ResultStore(tmp_path)
+    for seed, acc in enumerate([0.6, 0.8]):
+        store.save(cfg("jin", seed), {"acc": [0.1, acc]})
+    store.save(cfg("rand", 0), {"acc": 0.5})
+    df = flatten_records(store.records("t"))
+    assert sorted(df["acc"]) == [0.5, 0.6, 0.8]  # last value of a per-round list
+    s = summarize(df, by=["method"], metrics=["acc"])
+    assert s.loc["jin", "acc_mean"] == pytest.approx(0.7)
+    assert s.loc["jin", "acc_std"] == pytest.approx(0.1414213, rel=1e-5)  # sample std of (0.6, 0.8)
+    assert s.loc["jin", "n"] == 2
+    table = format_mean_std(s, ["acc"], scale=100)
+    assert table.loc["jin", "acc"] == "70.0 ± 14.1" and table.loc["rand", "acc"] == "50.0"
+    with pytest.raises(ValueError, match="not in the records"):
+        summarize(df, by=["method"], metrics=["f1"])
+    paths = save_table(table, "00_test_table")
+    assert [p.suffix for p in paths] == [".csv", ".md"] and "70.0 ± 14.1" in paths[1].read_text()
+
+
+def test_records_filter_and_corrupt_file(tmp_path):
+    store = ResultStore(tmp_path)
+    store.save(cfg("a", 0), {"x": 1})
+    store.save(cfg("b", 0), {"x": 2})
+    (tmp_path / "t" / "d" / "broken.json").write_text("{")
+    assert [r["config"]["method"] for r in store.records("t", method="b")] == ["b"]
+    assert len(store.records()) == 2
+
+
+def test_atomic_write_leaves_no_temp(tmp_path):
+    atomic_write_json(tmp_path / "a.json", {"b": 1})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"b": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_seed_and_device_errors():
+    with pytest.raises(ValueError, match="seed"):
+        set_seed(-1)
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")

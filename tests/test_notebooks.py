@@ -1,0 +1,68 @@
+"""Notebooks: committed without outputs, parameterised, and each runs end to end on the smoke profile."""
+import json
+from pathlib import Path
+
+import pytest
+
+from fralkit.reproduce import NOTEBOOKS, NotebookFailed, find_notebooks, run_notebook
+
+ROOT = Path(__file__).resolve().parent.parent
+NB_DIR = ROOT / "notebooks"
+ALL = sorted(NB_DIR.glob("*.ipynb"))
+
+
+def test_every_listed_notebook_exists():
+    assert [p.name for p in ALL] == sorted(NOTEBOOKS.values())
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_notebook_committed_without_outputs(path):
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs"), f"{path.name}: a code cell has outputs; clear them before committing"
+            assert cell.get("execution_count") is None, f"{path.name}: a code cell has an execution count"
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_notebook_is_thin_and_parameterised(path):
+    nb = json.loads(path.read_text())
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: exactly one cell must be tagged 'parameters'"
+    assert nb["cells"][0]["cell_type"] == "markdown", f"{path.name}: must open with a markdown cell"
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            src = "".join(cell["source"])
+            assert not any(line.lstrip().startswith(("def ", "class ")) for line in src.splitlines()), \
+                f"{path.name}: no def/class in notebooks; put it in the fralkit package"
+
+
+@pytest.mark.parametrize("key", sorted(NOTEBOOKS))
+def test_notebook_smoke_run(key, tmp_path):
+    (key_, path), = find_notebooks([key], NB_DIR)
+    entry = run_notebook(key_, path, "smoke", executed_dir=tmp_path / "executed", figures=tmp_path / "figures",
+                         results=tmp_path / "results", log_output=False)
+    assert entry["files"], f"{path.name} wrote no figure or table"
+    assert all(name.startswith(f"{key}_") for name in entry["files"])
+    assert (tmp_path / "executed" / path.name).exists()
+
+
+def test_failing_notebook_names_the_cell(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("x"), nbformat.v4.new_code_cell("profile = 'smoke'"),
+                nbformat.v4.new_code_cell("raise RuntimeError('boom')")]
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    bad = tmp_path / "01_data.ipynb"
+    nbformat.write(nb, str(bad))
+    with pytest.raises(NotebookFailed, match=r"01_data.ipynb failed in cell 2.*boom"):
+        run_notebook("01", bad, "smoke", executed_dir=tmp_path / "ex", figures=tmp_path / "fig", log_output=False)
+
+
+def test_runner_rejects_unknown_profile_and_notebook():
+    from fralkit.reproduce import main
+
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--profile", "huge"])
+    assert main(["reproduce", "--only", "09", "--profile", "smoke"]) == 1

@@ -66,11 +66,12 @@ def run_notebook(key: str, path: Path, profile: str, *, executed_dir: Path, figu
     before = {p: p.stat().st_mtime for p in figures.glob(f"{key}_*")}
     start = time.time()
     try:
-        pm.execute_notebook(str(path), str(out_nb), parameters=params, kernel_name="python3",
+        pm.execute_notebook(str(path), str(out_nb), parameters=params, kernel_name="python3", language="python",
                             cwd=str(path.parent), log_output=log_output, progress_bar=False, stdout_file=None)
     except pm.PapermillExecutionError as err:
-        raise NotebookFailed(f"{path.name} failed in cell {err.cell_index} (execution count {err.exec_count}): "
-                             f"{err.ename}: {err.evalue}. Executed copy: {out_nb}") from None
+        first_line = _cell_first_line(out_nb, err.cell_index)
+        raise NotebookFailed(f"{path.name} failed in cell {err.cell_index} of the executed copy (execution count "
+                             f"{err.exec_count}, `{first_line}`): {err.ename}: {err.evalue}. Executed copy: {out_nb}") from None
     finally:
         os.environ.clear()
         os.environ.update(env_before)
@@ -80,8 +81,20 @@ def run_notebook(key: str, path: Path, profile: str, *, executed_dir: Path, figu
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": written, **run_info()}
 
 
+def _cell_first_line(notebook: Path, index: int) -> str:
+    try:
+        cells = [c for c in json.loads(notebook.read_text())["cells"]
+                 if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
+        cell = cells[index]
+        src = "".join(cell["source"]).strip().splitlines()
+        return src[0][:80] if src else ""
+    except (OSError, ValueError, KeyError, IndexError):
+        return "?"
+
+
 def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | Path | None = None,
-              executed: str | Path | None = None, results: str | Path | None = None) -> dict:
+              executed: str | Path | None = None, results: str | Path | None = None,
+              notebooks_dir: str | Path | None = None) -> dict:
     """Run the notebooks of ``profile`` and update ``<out>/manifest.json``; return the manifest."""
     if profile not in PROFILE_NAMES:
         raise ValueError(f"unknown profile {profile!r}; valid: {list(PROFILE_NAMES)}")
@@ -92,7 +105,7 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | 
     results_dir = Path(results).resolve() if results else None
     manifest_path = figures / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"notebooks": {}}
-    todo = find_notebooks(only)
+    todo = find_notebooks(only, Path(notebooks_dir) if notebooks_dir else None)
     total = time.time()
     for i, (key, path) in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {path.name} (profile {profile}) ...", flush=True)

@@ -56,7 +56,7 @@ def test_failing_notebook_names_the_cell(tmp_path):
     nb.cells[1].metadata["tags"] = ["parameters"]
     bad = tmp_path / "01_data.ipynb"
     nbformat.write(nb, str(bad))
-    with pytest.raises(NotebookFailed, match=r"01_data.ipynb failed in cell 2.*boom"):
+    with pytest.raises(NotebookFailed, match=r"01_data.ipynb failed in cell \d+ .*raise RuntimeError.*boom"):
         run_notebook("01", bad, "smoke", executed_dir=tmp_path / "ex", figures=tmp_path / "fig", log_output=False)
 
 
@@ -66,3 +66,27 @@ def test_runner_rejects_unknown_profile_and_notebook():
     with pytest.raises(SystemExit):
         main(["reproduce", "--profile", "huge"])
     assert main(["reproduce", "--only", "09", "--profile", "smoke"]) == 1
+
+
+def test_reproduce_writes_manifest(tmp_path):
+    """A one-notebook run records profile, device, versions, commit, wall time and the files written."""
+    import nbformat
+
+    from fralkit.reproduce import reproduce
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("x"), nbformat.v4.new_code_cell("profile = 'quick'"),
+                nbformat.v4.new_code_cell("import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+                                          "from fralkit.plots import savefig\nsavefig(plt.figure(), f'01_probe_{profile}')")]
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    nbformat.write(nb, str(folder / "01_data.ipynb"))
+    manifest = reproduce("smoke", only=["01"], out=tmp_path / "fig", executed=tmp_path / "ex", notebooks_dir=folder)
+    entry = manifest["notebooks"]["01"]
+    assert entry["profile"] == "smoke" and entry["wall_s"] >= 0
+    assert entry["files"] == ["01_probe_smoke.pdf", "01_probe_smoke.png"]
+    for key in ("device", "torch", "git_commit", "python"):
+        assert entry[key]
+    on_disk = json.loads((tmp_path / "fig" / "manifest.json").read_text())
+    assert on_disk["notebooks"]["01"]["files"] == entry["files"]

@@ -26,10 +26,99 @@ PROFILES: dict[str, dict[str, dict]] = {
         "paper": {"datasets": "utkface,cinic10,ham10000", "n": 0, "calibrate": False, "calib_n": 0,
                   "calib_backbone": "mobilenetv2", "calib_std_epochs": 12, "calib_trades_epochs": 30, "seeds": 1},
     },
-    "02": {"smoke": {}, "quick": {}, "gpu": {}, "paper": {}},
-    "03": {"smoke": {}, "quick": {}, "gpu": {}, "paper": {}},
-    "04": {"smoke": {}, "quick": {}, "gpu": {}, "paper": {}},
-    "05": {"smoke": {}, "quick": {}, "gpu": {}, "paper": {}},
+    # 02: natural vs PGD-AT vs TRADES vs FairAT: group Worst/Disp/Avg, class-wise robust accuracy, curves.
+    "02": {
+        "smoke": {"datasets": "synbols-utk", "methods": "natural,pgd_at,trades,fairat", "seeds": 1, "data_seed": 0,
+                  "data_root": None, "n": 200, "backbone": "small_cnn", "epochs": 2, "batch_size": 64, "lr": 0.05,
+                  "eps_255": 4, "alpha_255": 2, "steps": 2, "train_steps": 2, "beta": 6.0, "hard_frac": 0.2,
+                  "hard_aug": "cutout", "hard_aug_strength": 0.5, "curve_n": 64, "device": "auto"},
+        # CPU: PGD-2 in training, PGD-5 in evaluation; one data set, one seed.
+        "quick": {"datasets": "synbols-utk", "methods": "natural,pgd_at,trades,fairat", "seeds": 1, "data_seed": 0,
+                  "data_root": None, "n": 800, "backbone": "small_cnn", "epochs": 12, "batch_size": 32, "lr": 0.05,
+                  "eps_255": 4, "alpha_255": 2, "steps": 5, "train_steps": 2, "beta": 6.0, "hard_frac": 0.2,
+                  "hard_aug": "cutout", "hard_aug_strength": 0.5, "curve_n": 128, "device": "auto"},
+        # One H100: 2 data sets x 4 methods x 3 seeds of MobileNetV2 on 3,000 images, PGD-5 throughout.
+        "gpu": {"datasets": "synbols-utk,synbols-cinic", "methods": "natural,pgd_at,trades,fairat", "seeds": 3,
+                "data_seed": 0, "data_root": None, "n": 3000, "backbone": "mobilenetv2", "epochs": 12, "batch_size": 256,
+                "lr": 0.1, "eps_255": 4, "alpha_255": 2, "steps": 5, "train_steps": 0, "beta": 6.0, "hard_frac": 0.2,
+                "hard_aug": "cutout", "hard_aug_strength": 0.5, "curve_n": 512, "device": "auto"},
+        # The JIN protocol on the real data sets under ../data/<name>/ (hours on a GPU).
+        "paper": {"datasets": "utkface,cinic10,ham10000", "methods": "natural,pgd_at,trades,fairat", "seeds": 3,
+                  "data_seed": 0, "data_root": "../data", "n": 0, "backbone": "mobilenetv2", "epochs": 100,
+                  "batch_size": 128, "lr": 0.1, "eps_255": 4, "alpha_255": 2, "steps": 5, "train_steps": 0,
+                  "beta": 6.0, "hard_frac": 0.2, "hard_aug": "cutout", "hard_aug_strength": 0.5, "curve_n": 1000,
+                  "device": "auto"},
+    },
+    # 03: JIN vs its baselines (FRAL, paper 000): Tables 1-6, worst group per round, selection cost.
+    "03": {
+        "smoke": {"dataset": "synbols-utk", "data_root": None, "n": 300, "backbone": "small_cnn",
+                  "strategies": "rand,g-rand,fairal,jin", "seeds": 1, "rounds": 1, "budget_frac": 0.02, "init_frac": 0.2,
+                  "epochs": 2, "finetune_epochs": 1, "batch_size": 32, "std_epochs": 2, "fairal_candidates": 8,
+                  "fairal_labels": 2, "device": "auto"},
+        "quick": {"dataset": "synbols-utk", "data_root": None, "n": 1000, "backbone": "small_cnn",
+                  "strategies": "rand,ent,cset,badge,g-rand,g-ent,minmax,opt,fairal,jin,jin-p,jin-r", "seeds": 1,
+                  "rounds": 3, "budget_frac": 0.02, "init_frac": 0.2, "epochs": 8, "finetune_epochs": 2, "batch_size": 64,
+                  "std_epochs": 6, "fairal_candidates": 16, "fairal_labels": 2, "device": "auto"},
+        # One H100, about 5-6 min per data set: run one data set per command (-p dataset synbols-cinic, ...).
+        "gpu": {"dataset": "synbols-utk,synbols-cinic,synbols-ham", "data_root": None, "n": 1500, "backbone": "mobilenetv2",
+                "strategies": "all", "seeds": 3, "rounds": 5, "budget_frac": 0.02, "init_frac": 0.2, "epochs": 100,
+                "finetune_epochs": 2, "batch_size": 128, "std_epochs": 10, "fairal_candidates": 16, "fairal_labels": 2,
+                "device": "auto"},
+        # JIN §4.1 on the real UTKFace, CINIC-10 and HAM10000 under ../data/<name>/ (hours on a GPU).
+        "paper": {"dataset": "utkface,cinic10,ham10000", "data_root": "../data", "n": 0, "backbone": "mobilenetv2",
+                  "strategies": "all", "seeds": 3, "rounds": 5, "budget_frac": 0.02, "init_frac": 0.2, "epochs": 100,
+                  "finetune_epochs": 10, "batch_size": 128, "std_epochs": 30, "fairal_candidates": 256,
+                  "fairal_labels": 0, "device": "auto"},
+    },
+    # 04: FARMUR Table 1 / Fig. 2: natural vs TRADES vs FARMUR per (data set, backbone) row, DeepFool distances.
+    "04": {
+        "smoke": {"rows": "lenet5-mnist,utkclassifier-utkface", "seeds": 1, "data_root": None, "n": 300,
+                  "n_test": 100, "size": 0, "natural_epochs": 1, "at_epochs": 2, "farmur_epochs": 1, "batch_size": 64,
+                  "lr": 0.05, "schedule": "cosine", "eps": 0.031, "alpha": 0.007, "steps": 2, "beta": 6.0, "eval_n": 0,
+                  "split_n": 200, "df_max_iter": 50, "df_candidates": 0, "df_clamp": False, "device": "auto"},
+        "quick": {"rows": "lenet5-mnist,alexnet-mnist,resnet18-cifar10:small_cnn,utkclassifier-utkface", "seeds": 1,
+                  "data_root": None, "n": 2000, "n_test": 400, "size": 0, "natural_epochs": 6, "at_epochs": 6,
+                  "farmur_epochs": 2, "batch_size": 64, "lr": 0.05, "schedule": "cosine", "eps": 0.031,
+                  "alpha": 0.007, "steps": 3, "beta": 6.0, "eval_n": 0, "split_n": 1000, "df_max_iter": 50,
+                  "df_candidates": 0, "df_clamp": False, "device": "auto"},
+        "gpu": {"rows": "lenet5-mnist,alexnet-mnist,resnet18-cifar10,utkclassifier-utkface", "seeds": 1,
+                "data_root": None, "n": 8000, "n_test": 2000, "size": 0, "natural_epochs": 10, "at_epochs": 12,
+                "farmur_epochs": 3, "batch_size": 128, "lr": 0.1, "schedule": "cosine", "eps": 0.031, "alpha": 0.007,
+                "steps": 5, "beta": 6.0, "eval_n": 0, "split_n": 4000, "df_max_iter": 50, "df_candidates": 0,
+                "df_clamp": False, "device": "auto"},
+        # The paper's protocol (§6.1) on the real MNIST, CIFAR-10 and UTKFace under ../data (hours on a GPU).
+        "paper": {"rows": "lenet5-mnist,alexnet-mnist,resnet18-cifar10,utkclassifier-utkface", "seeds": 1,
+                  "data_root": "../data", "n": 0, "n_test": 0, "size": 0, "natural_epochs": 120, "at_epochs": 120,
+                  "farmur_epochs": 20, "batch_size": 64, "lr": 0.1, "schedule": "constant", "eps": 0.031,
+                  "alpha": 0.007, "steps": 10, "beta": 6.0, "eval_n": 0, "split_n": 0, "df_max_iter": 50,
+                  "df_candidates": 0, "df_clamp": False, "device": "auto"},
+    },
+    # 05: BALD + GRAD on Synbols (paper 004): Table 1, Fig. 1 (uncertainty gap), Figs. 2-3 (curves), query grids.
+    "05": {
+        "smoke": {"datasets": "synbols-sensitive,synbols-minority", "methods": "all", "seeds": 1, "n": 400, "size": 32,
+                  "data_seed": 0, "backbone": "small_cnn", "dropout": 0.5, "init": "scratch", "pretrain_n": 0,
+                  "pretrain_epochs": 0, "init_labels": 20, "query_size": 10, "max_frac": 0.1, "mc_samples": 4,
+                  "epochs": 2, "batch_size": 32, "lr": 0.05, "schedule": "cosine", "grad_hidden": 32,
+                  "repair_epochs": 1, "device": "auto"},
+        "quick": {"datasets": "synbols-sensitive,synbols-minority", "methods": "all", "seeds": 2, "n": 1000, "size": 32,
+                  "data_seed": 0, "backbone": "small_cnn", "dropout": 0.5, "init": "pretrained", "pretrain_n": 3000,
+                  "pretrain_epochs": 4, "init_labels": 50, "query_size": 25, "max_frac": 0.1, "mc_samples": 10,
+                  "epochs": 10, "batch_size": 32, "lr": 0.05, "schedule": "cosine", "grad_hidden": 256,
+                  "repair_epochs": 4, "device": "auto"},
+        # One H100: vgg_mc at 64 px, the paper's 500 + 50 per step up to 10 % of 10,000 images, 3 seeds.
+        "gpu": {"datasets": "synbols-sensitive,synbols-minority", "methods": "all", "seeds": 3, "n": 10000, "size": 64,
+                "data_seed": 0, "backbone": "vgg_mc", "dropout": None, "init": "pretrained", "pretrain_n": 5000,
+                "pretrain_epochs": 5, "init_labels": 500, "query_size": 50, "max_frac": 0.1, "mc_samples": 20,
+                "epochs": 10, "batch_size": 64, "lr": 0.02, "schedule": "cosine", "grad_hidden": 1024,
+                "repair_epochs": 5, "device": "auto"},
+        # The paper's sizes: 100k training images, 64 px, up to 10 % labelled (190 steps of 50), SGD 0.001 at a
+        # constant rate, 20 epochs per step; many GPU hours.
+        "paper": {"datasets": "synbols-sensitive,synbols-minority", "methods": "all", "seeds": 3, "n": 100000,
+                  "size": 64, "data_seed": 0, "backbone": "vgg_mc", "dropout": None, "init": "pretrained",
+                  "pretrain_n": 20000, "pretrain_epochs": 10, "init_labels": 500, "query_size": 50, "max_frac": 0.1,
+                  "mc_samples": 20, "epochs": 20, "batch_size": 32, "lr": 0.001, "schedule": "constant",
+                  "grad_hidden": 4096, "repair_epochs": 20, "device": "auto"},
+    },
 }
 
 

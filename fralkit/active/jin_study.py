@@ -1,2 +1,394 @@
-"""(being written)"""
-__all__: list[str] = []
+"""The JIN study: datasets x strategies x seeds of the FRAL loop, and the paper's tables rendered from the records.
+
+``run_study`` loops over the grid (a done run is loaded from the result store, a cut one resumed, the
+initial TRADES model shared by every strategy of a seed); ``collect`` reads back exactly the records of one
+study config; ``table_main`` / ``table_classes`` / ``table_cost`` / ``table_ablation`` / ``table_g_ent`` give the
+layouts of JIN Tables 1-2 and 7, 3, 4, 5 and 6 (mean ± std over seeds, in %); ``render_tables`` writes them
+through ``fralkit.experiments.save_table``; ``describe_claims`` checks the paper's claims against the records.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..experiments import ResultStore, format_mean_std, save_table, summarize
+from ..utils import progress, resolve_device
+from .loop import FRALConfig, load_fral_data, run_fral
+from .strategies import STRATEGIES, STRATEGY_LABELS
+
+__all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "study_configs", "run_study", "collect", "by_dataset", "final_frame",
+           "rounds_frame", "class_share_frame", "table_main", "table_classes", "table_cost", "table_ablation", "table_g_ent", "render_tables",
+           "describe_claims", "strategy_label"]
+
+JIN_DATASETS = ("synbols-utk", "synbols-cinic", "synbols-ham")
+# Rows of JIN Tables 1, 2 and 7 (BALD added: it links notebook 05).
+TABLE1_STRATEGIES = ("rand", "ent", "cset", "badge", "bald", "g-rand", "minmax", "opt", "fairal", "jin")
+GROUP_RANDOM = ("g-rand", "minmax", "opt")
+INIT = "init-at"
+_MAIN = ("std_worst", "std_disp", "std_avg", "rob_worst", "rob_disp", "rob_avg")
+
+
+def strategy_label(name: str) -> str:
+    return "Init. AT" if name == INIT else STRATEGY_LABELS.get(name, name)
+
+
+def split_names(names: str | Sequence[str], *, valid: Iterable[str] | None = None, what: str = "name") -> list[str]:
+    """A comma-separated string (or a list) of names as a list; ``"all"`` gives every valid name."""
+    items = [s.strip().lower() for s in (names.split(",") if isinstance(names, str) else names) if str(s).strip()]
+    if valid is not None:
+        valid = list(valid)
+        if items == ["all"]:
+            return valid
+        bad = [s for s in items if s not in valid]
+        if bad:
+            raise ValueError(f"unknown {what}(s) {bad}; valid: {sorted(valid)}")
+    return items
+
+
+def study_configs(datasets: str | Sequence[str], strategies: str | Sequence[str], seeds: int | Sequence[int],
+                  **settings) -> list[FRALConfig]:
+    """The grid of run configs: every dataset x seed x strategy, with shared ``settings`` (``FRALConfig`` fields)."""
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    return [FRALConfig(dataset=d, strategy=s, seed=seed, **settings)
+            for d in split_names(datasets, what="dataset") for seed in seed_list
+            for s in split_names(strategies, valid=STRATEGIES, what="strategy")]
+
+
+def run_study(configs: Sequence[FRALConfig], *, store: ResultStore | None = None, device: str = "auto",
+              verbose: bool = False) -> list[dict]:
+    """Run every config (done ones are loaded, cut ones resumed); data is loaded once per (dataset, seed)."""
+    store = store if store is not None else ResultStore()
+    dev = resolve_device(device)
+    records, splits_cache = [], {}
+    for cfg in progress(configs, desc="FRAL runs", total=len(configs)):
+        if store.has(cfg.record_config()):
+            records.append(store.load(cfg.record_config()))
+            continue
+        key = tuple(sorted(cfg.data_key().items(), key=lambda kv: kv[0]))
+        if key not in splits_cache:
+            splits_cache.clear()  # one data set in memory at a time
+            splits_cache[key] = load_fral_data(cfg)
+        records.append(run_fral(cfg, store=store, device=dev, splits=splits_cache[key], verbose=verbose))
+    return records
+
+
+def collect(store: ResultStore, configs: Sequence[FRALConfig]) -> list[dict]:
+    """Exactly the stored records of ``configs`` (missing ones skipped), for tables rendered from files."""
+    return [store.load(c.record_config()) for c in configs if store.has(c.record_config())]
+
+
+def by_dataset(records: Sequence[dict]) -> dict[str, list[dict]]:
+    """Records grouped by data set, in the order first seen."""
+    out: dict[str, list[dict]] = {}
+    for rec in records:
+        out.setdefault(rec["config"]["dataset"], []).append(rec)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- frames
+def _row_base(rec: dict) -> dict:
+    c = rec["config"]
+    return {"dataset": c["dataset"], "backbone": c["backbone"], "strategy": c["method"], "seed": c["seed"],
+            "metric": c.get("metric", "acc")}
+
+
+def final_frame(records: Sequence[dict], *, include_init: bool = True):
+    """One row per run with the final-round Table 1 metrics (in %) and the timings; plus one ``init-at`` row per
+    (dataset, backbone, seed) from round 0 (the shared initial model)."""
+    import pandas as pd
+
+    rows, seen = [], set()
+    for rec in records:
+        m, t = rec["metrics"], rec.get("timings", {})
+        base = _row_base(rec)
+        row = {**base, **{k: 100 * m[k][-1] for k in _MAIN}, "select_s": t.get("select_s", np.nan),
+               "init_at_s": t.get("init_at_s", np.nan), "finetune_s": t.get("finetune_s", np.nan),
+               "std_model_s": t.get("std_model_s", np.nan), "rounds": len(m["std_worst"]) - 1}
+        rows.append(row)
+        init_key = (base["dataset"], base["backbone"], base["seed"])
+        if include_init and init_key not in seen:
+            seen.add(init_key)
+            rows.append({**base, "strategy": INIT, **{k: 100 * m[k][0] for k in _MAIN}, "select_s": np.nan,
+                         "init_at_s": t.get("init_at_s", np.nan), "finetune_s": np.nan, "std_model_s": np.nan, "rounds": 0})
+    return pd.DataFrame(rows)
+
+
+def rounds_frame(records: Sequence[dict]):
+    """One row per (run, round): labelled set size and share of D, the Table 1 metrics in %, and z*."""
+    import pandas as pd
+
+    rows = []
+    for rec in records:
+        m = rec["metrics"]
+        for r in range(len(m["std_worst"])):
+            rows.append({**_row_base(rec), "round": r, "labelled": m["labelled_n"][r], **{k: 100 * m[k][r] for k in _MAIN}})
+    return pd.DataFrame(rows)
+
+
+def class_share_frame(records: Sequence[dict], *, selected_only: bool = False):
+    """Class shares (%) of the worst group's labelled samples at the end of each run (z* of round 1; Table 3's
+    "Class Freq"), averaged over seeds: one row per (strategy, class); ``init-at`` is the initial labelled set.
+    With ``selected_only`` the shares are of the samples the strategy added (Init. AT omitted)."""
+    import pandas as pd
+
+    rows, seen = [], set()
+    for rec in records:
+        m, z = rec["metrics"], _reference_group(rec)
+        classes = rec.get("classes") or [str(i) for i in range(len(m["labelled_counts"][0]))]
+        first = np.asarray(m["labelled_counts"][0], dtype=float)[:, z]
+        last = np.asarray(m["labelled_counts"][-1], dtype=float)[:, z]
+        entries = [(rec["config"]["method"], last - first if selected_only else last)]
+        key = (rec["config"]["dataset"], rec["config"]["backbone"], rec["config"]["seed"])
+        if not selected_only and key not in seen:
+            seen.add(key)
+            entries.append((INIT, first))
+        for name, counts in entries:
+            total = max(1.0, counts.sum())
+            for c, cname in enumerate(classes):
+                rows.append({**_row_base(rec), "strategy": name, "class": cname, "share": 100 * counts[c] / total,
+                             "count": counts[c]})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    out = frame.groupby(["strategy", "class"], sort=False)[["share", "count"]].mean().reset_index()
+    order = {s: i for i, s in enumerate(_order(out["strategy"]))}
+    return out.sort_values("strategy", key=lambda col: col.map(order), kind="stable").reset_index(drop=True)
+
+
+def _order(strategies: Iterable[str]) -> list[str]:
+    pref = [INIT, *TABLE1_STRATEGIES, "g-ent", "jin-p", "jin-r"]
+    present = list(dict.fromkeys(strategies))
+    return [s for s in pref if s in present] + [s for s in present if s not in pref]
+
+
+def _summary(frame, metrics: Sequence[str], strategies: Sequence[str] | None = None, digits: int = 2,
+             keep_order: bool = False):
+    sub = frame if strategies is None else frame[frame["strategy"].isin(strategies)]
+    if sub.empty:
+        return None
+    s = summarize(sub, by=["strategy"], metrics=list(metrics))
+    s = s.loc[[x for x in strategies if x in s.index] if keep_order and strategies is not None else _order(s.index)]
+    table = format_mean_std(s, list(metrics), digits=digits)
+    table.index = [strategy_label(i) for i in table.index]
+    table.index.name = "method"
+    table["seeds"] = s["n"].values
+    return table
+
+
+def _header(metric: str) -> dict:
+    word = "F1" if metric == "f1" else "Acc"
+    return {"std_worst": f"Std {word} Worst ↑", "std_disp": f"Std {word} Disp ↓", "std_avg": f"Std {word} Avg ↑",
+            "rob_worst": f"Rob {word} Worst ↑", "rob_disp": f"Rob {word} Disp ↓", "rob_avg": f"Rob {word} Avg ↑"}
+
+
+def table_main(records: Sequence[dict], strategies: Sequence[str] = TABLE1_STRATEGIES):
+    """JIN Tables 1, 2 and 7: Worst ↑ Disp ↓ Avg ↑ of standard and robust accuracy (macro-F1 for HAM-like data),
+    mean ± std over seeds in %, with the initial model's row first."""
+    frame = final_frame(records)
+    if frame.empty:
+        return None
+    table = _summary(frame, _MAIN, [INIT, *strategies])
+    return None if table is None else table.rename(columns=_header(frame["metric"].iloc[0]))
+
+
+def table_ablation(records: Sequence[dict]):
+    """JIN Table 5: P (I^per only), R (I^rob only) and P+R (JIN), Worst and Avg of standard and robust performance."""
+    frame = final_frame(records, include_init=False)
+    cols = ["std_worst", "std_avg", "rob_worst", "rob_avg"]
+    table = None if frame.empty else _summary(frame, cols, ["jin-p", "jin-r", "jin"], keep_order=True)
+    if table is None or len(table) < 2:
+        return None
+    table.index = [{"JIN-P": "P", "JIN-R": "R", "JIN": "P+R"}.get(i, i) for i in table.index]
+    table.index.name = "inconsistency"
+    return table.rename(columns=_header(frame["metric"].iloc[0]))
+
+
+def table_g_ent(records: Sequence[dict]):
+    """JIN Table 6: ENT vs G-ENT (entropy within the worst group) vs JIN."""
+    frame = final_frame(records, include_init=False)
+    cols = ["std_worst", "std_avg", "rob_worst", "rob_avg"]
+    table = None if frame.empty else _summary(frame, cols, ["ent", "g-ent", "jin"], keep_order=True)
+    if table is None or len(table) < 2:
+        return None
+    return table.rename(columns=_header(frame["metric"].iloc[0]))
+
+
+def _fmt_time(s: float) -> str:
+    if not np.isfinite(s):
+        return "-"
+    s = float(s)
+    if s < 10:
+        return f"{s:.2f}s"
+    if s < 60:
+        return f"{s:.1f}s"
+    h, rem = divmod(int(round(s)), 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h {m}m {sec}s" if h else f"{m}m {sec}s"
+
+
+def table_cost(records: Sequence[dict]):
+    """JIN Table 4: selection time of each strategy (all rounds, mean ± std over seeds) beside the initial
+    adversarial training, and its share of it (the paper: JIN 10m29s vs 1h4m, 16 %)."""
+    import pandas as pd
+
+    frame = final_frame(records)
+    if frame.empty:
+        return None
+    init = frame[frame["strategy"] == INIT]["init_at_s"]
+    rows = [{"method": "Init. AT", "time": _fmt_time(init.mean()), "seconds": round(float(init.mean()), 2),
+             "± std (s)": round(float(init.std()), 2) if len(init) > 1 else np.nan, "share of Init. AT (%)": 100.0,
+             "rounds": 0, "seeds": len(init)}]
+    sel = frame[frame["strategy"] != INIT]
+    for s in _order(sel["strategy"]):
+        sub = sel[sel["strategy"] == s]
+        share = 100 * sub["select_s"] / sub["init_at_s"]
+        rows.append({"method": strategy_label(s), "time": _fmt_time(sub["select_s"].mean()),
+                     "seconds": round(float(sub["select_s"].mean()), 2),
+                     "± std (s)": round(float(sub["select_s"].std()), 2) if len(sub) > 1 else np.nan,
+                     "share of Init. AT (%)": round(float(share.mean()), 1), "rounds": int(sub["rounds"].max()),
+                     "seeds": len(sub)})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def _reference_group(rec: dict) -> int:
+    """The worst group of the initial model on validation (z* of round 1): the same for every strategy of a seed."""
+    return int(rec["metrics"]["val_worst_group"][0])
+
+
+def table_classes(records: Sequence[dict], *, top: int = 5, strategies: Sequence[str] | None = None):
+    """JIN Table 3: for the ``top`` most frequent classes of the worst group, the class frequency among its
+    labelled samples (%) and the per-class standard / robust F1 (%) on its test samples, at the end of the run
+    (Init. AT: the initial model and the initial labelled set). Worst group = z* of round 1."""
+    import pandas as pd
+
+    if not records:
+        return None
+    classes = records[0].get("classes") or [str(i) for i in range(len(records[0]["metrics"]["class_f1_std"][0][0]))]
+    rows: dict = {}
+    init_done = set()
+    for rec in records:
+        s = rec["config"]["method"]
+        if strategies is not None and s not in strategies:
+            continue
+        m, z = rec["metrics"], _reference_group(rec)
+        entries = [(s, -1)]
+        key = (rec["config"]["dataset"], rec["config"]["backbone"], rec["config"]["seed"])
+        if key not in init_done:
+            init_done.add(key)
+            entries.append((INIT, 0))
+        for name, r in entries:
+            counts = np.asarray(m["labelled_counts"][r], dtype=float)[:, z]
+            freq = 100 * counts / max(1.0, counts.sum())
+            rows.setdefault(name, []).append((freq, 100 * np.asarray(m["class_f1_std"][r][z], dtype=float),
+                                              100 * np.asarray(m["class_f1_rob"][r][z], dtype=float)))
+    init_freq = np.mean([f for f, _, _ in rows.get(INIT, rows[next(iter(rows))])], axis=0)
+    top_classes = list(np.argsort(-init_freq, kind="stable")[:top])
+    out = []
+    for name in _order(rows):
+        with warnings.catch_warnings():  # a class absent from every seed's test group stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            freq = np.nanmean([f for f, _, _ in rows[name]], axis=0)
+            f1s = np.nanmean([a for _, a, _ in rows[name]], axis=0)
+            f1r = np.nanmean([b for _, _, b in rows[name]], axis=0)
+        row = {"method": strategy_label(name)}
+        for c in top_classes:
+            row[f"{classes[c]} freq %"] = round(float(freq[c]), 2)
+            row[f"{classes[c]} F1 std / rob %"] = f"{f1s[c]:.2f} / {f1r[c]:.2f}"
+        row["seeds"] = len(rows[name])
+        out.append(row)
+    return pd.DataFrame(out).set_index("method")
+
+
+def render_tables(records: Sequence[dict], dataset: str, *, prefix: str = "03", save: bool = True) -> dict:
+    """Every table of one dataset (and backbone) from its records; saved as ``<prefix>_table<k>_<dataset>``
+    (.csv and .md). Table 1 for accuracy data sets, Table 2 for F1 (HAM-like), Table 7 for a ResNet-18 backbone."""
+    recs = [r for r in records if r["config"]["dataset"] == dataset]
+    if not recs:
+        return {}
+    metric = recs[0]["config"].get("metric", "acc")
+    backbone = recs[0]["config"]["backbone"]
+    main_no = "7" if backbone == "resnet18" else ("2" if metric == "f1" else "1")
+    tables = {f"table{main_no}": table_main(recs), "table3": table_classes(recs), "table4": table_cost(recs),
+              "table5": table_ablation(recs), "table6": table_g_ent(recs)}
+    tables = {k: v for k, v in tables.items() if v is not None and not v.empty}
+    if save:
+        for k, v in tables.items():
+            save_table(v, f"{prefix}_{k}_{dataset}")
+    return tables
+
+
+# ----------------------------------------------------------------------------------------------- claims
+def _means(frame, metric: str) -> dict:
+    sub = frame[frame["strategy"] != INIT]
+    return {s: (float(g[metric].mean()), float(g[metric].std()) if len(g) > 1 else 0.0)
+            for s, g in sub.groupby("strategy")}
+
+
+def describe_claims(records: Sequence[dict], *, target_share: float = 10.0) -> str:
+    """Plain sentences, per dataset: which of the JIN paper's claims this run's records reproduce.
+
+    1. JIN has the best Worst in the standard and the robust setting (Tables 1, 2, 7).
+    2. Group-random methods (G-RAND, MinMax, OPT) fail under label imbalance (HAM10000, Tables 2-3): below JIN.
+    3. FairAL is the costliest selection; JIN's selection stays a small share of the initial adversarial
+       training (Table 4: 16 % in the paper; ``target_share`` here).
+    """
+    lines = []
+    frame_all = final_frame(records)
+    if frame_all.empty:
+        return "no finished runs yet."
+    for dataset, frame in frame_all.groupby("dataset", sort=False):
+        word = "F1" if frame["metric"].iloc[0] == "f1" else "accuracy"
+        seeds = frame["seed"].nunique()
+        lines.append(f"### {dataset} ({frame['backbone'].iloc[0]}, {seeds} seed(s), worst-group {word})")
+        main = frame[frame["strategy"].isin(TABLE1_STRATEGIES)]
+        for metric, setting in (("std_worst", "standard"), ("rob_worst", "robust")):
+            means = _means(main, metric)
+            if "jin" not in means or len(means) < 2:
+                lines.append(f"- Claim 1 ({setting}): needs JIN and at least one baseline; not checked.")
+                continue
+            jin, jin_sd = means["jin"]
+            rival = max((s for s in means if s != "jin"), key=lambda s: means[s][0])
+            best = "jin" if jin >= means[rival][0] else rival
+            gap = jin - means[rival][0]
+            if best == "jin" and gap < 1e-9:
+                verdict = (f"tied: JIN {jin:.2f} ± {jin_sd:.2f} shares the best Worst with {strategy_label(rival)}")
+            elif best == "jin":
+                verdict = (f"reproduced: JIN {jin:.2f} ± {jin_sd:.2f} is the best Worst, {gap:.2f} points above "
+                           f"{strategy_label(rival)}")
+                if gap < max(jin_sd, means[rival][1]):
+                    verdict += " (within one standard deviation: not a clear win)"
+            else:
+                verdict = (f"not reproduced: {strategy_label(best)} has the best Worst ({means[best][0]:.2f}); "
+                           f"JIN {jin:.2f} ± {jin_sd:.2f} ranks {1 + sorted(means, key=lambda s: -means[s][0]).index('jin')} "
+                           f"of {len(means)}")
+            lines.append(f"- Claim 1, {setting} {word}: {verdict}.")
+        grp = [s for s in GROUP_RANDOM if s in set(frame["strategy"])]
+        if "jin" in set(frame["strategy"]) and grp:
+            below = []
+            for metric in ("std_worst", "rob_worst"):
+                means = _means(frame, metric)
+                below.append(all(means[s][0] < means["jin"][0] for s in grp))
+            imbalance = "label-imbalanced (long-tail) data" if frame["metric"].iloc[0] == "f1" else "this data set"
+            names = ", ".join(strategy_label(s) for s in grp)
+            if all(below):
+                lines.append(f"- Claim 2 on {imbalance}: reproduced: {names} stay below JIN in standard and robust Worst.")
+            else:
+                lines.append(f"- Claim 2 on {imbalance}: not reproduced: at least one of {names} matches or beats JIN "
+                             f"(standard: {'below' if below[0] else 'not below'}, robust: {'below' if below[1] else 'not below'}).")
+        runs = frame[frame["strategy"] != INIT]
+        cost = runs.groupby("strategy")["select_s"].mean()
+        shares = (100 * runs["select_s"] / runs["init_at_s"]).groupby(runs["strategy"]).mean()
+        init_s = float(frame[frame["strategy"] == INIT]["init_at_s"].mean())
+        if len(cost) >= 2 and "fairal" in cost.index:
+            top = cost.idxmax()
+            lines.append(f"- Claim 3, cost: {'reproduced' if top == 'fairal' else 'not reproduced'}: the costliest selection is "
+                         f"{strategy_label(top)} ({_fmt_time(cost.max())} over all rounds; Init. AT {_fmt_time(init_s)}).")
+        if "jin" in cost.index and math.isfinite(init_s) and init_s > 0:
+            share = float(shares["jin"])
+            lines.append(f"- JIN's selection costs {_fmt_time(cost['jin'])} over all rounds, {share:.1f} % of the initial "
+                         f"adversarial training (paper: 16 %; target here: at most {target_share:.0f} %: "
+                         f"{'met' if share <= target_share else 'NOT met'}).")
+    return "\n".join(lines)

@@ -1,2 +1,485 @@
-"""(being written)"""
-__all__: list[str] = []
+"""The FRAL loop (Algorithm 1 of the JIN paper) as a resumable state machine.
+
+1. Init: a robust model M_R by TRADES on D_L (``init_frac`` = 20 % of D, §4.1). It depends only on
+   (dataset, backbone, seed, D_L, training settings), so it is trained once, cached in the result folder and
+   shared by every strategy; its training time is Table 4's "Init. AT" and its test metrics the "Init. AT" row.
+2. For k = 1..K (``rounds``, 5): z* = the validation group with the lowest mean of clean and robust accuracy
+   (macro-F1 for HAM-like data) (line 5); the strategy picks B = ``budget_frac`` |D| pool samples (lines 6-8);
+   their labels join D_L (lines 9-11); M_R is adversarially fine-tuned with TRADES on the new D_L (line 12);
+   validation (for the next z*) and test metrics are logged.
+3. After every round the state (labelled indices, round, M_R and optimizer state, JIN's M_S, metrics) is saved
+   atomically (``fralkit.utils.atomic_torch_save``; loaded with ``weights_only=True``). A run killed at any
+   point restarts from the last finished round; every random choice is re-seeded from (seed, round, stage),
+   so on CPU the resumed run ends with exactly the indices and metrics of an uninterrupted one.
+4. The finished run is one ``ResultStore`` record (study ``"jin"``), keyed by its config; a done run is
+   loaded, not repeated.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data import DataSplits, GroupDataset, fral_split, load_dataset
+from ..experiments import ResultStore
+from ..utils import atomic_torch_save, config_hash, resolve_device, set_seed
+from .strategies import STRATEGIES, SelectionContext, _sync, select
+
+__all__ = ["FRALConfig", "run_fral", "initial_model", "evaluate_groups", "load_fral_data", "fral_budget",
+           "STUDY", "FRALInterrupted"]
+
+STUDY = "jin"
+_F1_DATASETS = ("synbols-ham", "ham10000")
+
+# Options of one strategy only: they enter that strategy's record key, not the others'.
+_STRATEGY_OPTIONS = {
+    "jin": ("std_epochs", "std_finetune_epochs", "std_lr", "jin_attack_loss"),
+    "jin-p": ("std_epochs", "std_finetune_epochs", "std_lr"),
+    "jin-r": ("jin_attack_loss",),
+    "minmax": ("minmax_p",),
+    "opt": ("opt_c",),
+    "fairal": ("fairal_candidates", "fairal_labels", "fairal_steps", "fairal_lr", "fairal_batch", "fairal_val",
+               "fairal_reattack", "fairal_a"),
+    "bald": ("bald_samples", "bald_dropout"),
+}
+_ALL_STRATEGY_OPTIONS = sorted({o for opts in _STRATEGY_OPTIONS.values() for o in opts})
+# Settings that change nothing in the results.
+_NOT_IN_KEY = ("eval_batch_size", "amp_scores")
+
+
+class FRALInterrupted(RuntimeError):
+    """Raised by a callback to stop a run after a finished round (tests use it to simulate a kill)."""
+
+
+@dataclass
+class FRALConfig:
+    """Everything that determines one FRAL run (JIN §4.1 defaults where the paper gives them).
+
+    Attributes:
+        dataset: a ``fralkit.load_dataset`` name (``synbols-utk``, ``synbols-cinic``, ``synbols-ham``, ``utkface``,
+            ``cinic10``, ``ham10000``).
+        backbone: a ``fralkit.models`` name (``mobilenetv2`` in the paper, ``resnet18`` for Table 7).
+        strategy: a key of ``STRATEGIES``.
+        seed: fixes data generation, the D_L / D_U split, initialisation, training order and selection.
+        n: training images of a Synbols preset (val and test get n/5); None = the loader's default.
+        n_val, n_test: validation / test images of a Synbols preset (None = n/5).
+        size: image side in pixels; None = the loader's default.
+        data_root: folder of a real data set's download.
+        rounds: K active rounds (5).
+        budget_frac: B as a share of |D| per round (2 %).
+        init_frac: D_L at the start as a share of |D| (20 %).
+        init_epochs, finetune_epochs: TRADES epochs of the initial model and of each round's fine-tuning
+            (the paper does not give them).
+        batch_size, lr, finetune_lr, momentum, weight_decay: SGD settings of TRADES training.
+        eps, alpha, steps, beta: threat model PGD-5, L-inf 4/255, step 2/255; TRADES beta.
+        metric: ``"acc"`` or ``"f1"`` (macro-F1 per group, HAM10000 in the paper); ``"auto"`` picks F1 for HAM.
+        oversample: random oversampling of rare classes when training (HAM10000 in the paper); None = auto.
+        std_epochs, std_finetune_epochs, std_lr: JIN's standard model M_S: trained from scratch on D_L in
+            round 1, then warm-started from the previous round and trained ``std_finetune_epochs`` epochs.
+        jin_attack_loss, minmax_p, opt_c, fairal_*, bald_*: strategy options (see ``SelectionContext``).
+        eval_batch_size: inference batch size (no effect on results).
+    """
+
+    dataset: str = "synbols-utk"
+    backbone: str = "mobilenetv2"
+    strategy: str = "jin"
+    seed: int = 0
+    n: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
+    size: int | None = None
+    data_root: str | None = None
+    rounds: int = 5
+    budget_frac: float = 0.02
+    init_frac: float = 0.2
+    init_epochs: int = 30
+    finetune_epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.1
+    finetune_lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    eps: float = 4 / 255
+    alpha: float = 2 / 255
+    steps: int = 5
+    beta: float = 6.0
+    metric: str = "auto"
+    oversample: bool | None = None
+    std_epochs: int = 10
+    std_finetune_epochs: int = 2
+    std_lr: float = 0.05
+    jin_attack_loss: str = "ce"
+    minmax_p: float = 0.1
+    opt_c: float = 1.0
+    fairal_candidates: int = 64
+    fairal_labels: int | None = None
+    fairal_steps: int = 1
+    fairal_lr: float = 0.01
+    fairal_batch: int = 32
+    fairal_val: int = 256
+    fairal_reattack: bool = False
+    fairal_a: float = 0.5
+    bald_samples: int = 20
+    bald_dropout: float = 0.2
+    eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        self.strategy = str(getattr(self.strategy, "value", self.strategy)).lower()
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; valid: {sorted(STRATEGIES)}")
+        if self.rounds < 0:
+            raise ValueError(f"rounds must be >= 0, got {self.rounds}")
+        if not 0.0 < self.budget_frac < 1.0:
+            raise ValueError(f"budget_frac must lie in (0, 1), got {self.budget_frac}")
+        if not 0.0 < self.init_frac < 1.0:
+            raise ValueError(f"init_frac must lie in (0, 1), got {self.init_frac}")
+        if self.metric not in ("auto", "acc", "f1"):
+            raise ValueError(f"metric must be 'auto', 'acc' or 'f1', got {self.metric!r}")
+
+    @property
+    def metric_name(self) -> str:
+        if self.metric != "auto":
+            return self.metric
+        return "f1" if self.dataset in _F1_DATASETS else "acc"
+
+    @property
+    def use_oversampling(self) -> bool:
+        return self.dataset in _F1_DATASETS if self.oversample is None else bool(self.oversample)
+
+    def data_key(self) -> dict:
+        return {"dataset": self.dataset, "n": self.n, "n_val": self.n_val, "n_test": self.n_test, "size": self.size,
+                "data_root": self.data_root, "seed": self.seed}
+
+    def init_key(self) -> dict:
+        """What the initial TRADES model depends on (shared by every strategy)."""
+        keep = ("backbone", "init_frac", "init_epochs", "batch_size", "lr", "momentum", "weight_decay", "eps", "alpha",
+                "steps", "beta", "metric", "oversample")
+        return {"study": STUDY, "method": "init-at", **self.data_key(), **{k: getattr(self, k) for k in keep},
+                "metric": self.metric_name, "oversample": self.use_oversampling}
+
+    def record_config(self) -> dict:
+        """The result-store config of this run: shared settings plus this strategy's own options."""
+        own = set(_STRATEGY_OPTIONS.get(self.strategy, ()))
+        cfg = {k: v for k, v in asdict(self).items()
+               if k not in _NOT_IN_KEY and (k not in _ALL_STRATEGY_OPTIONS or k in own)}
+        cfg.update(study=STUDY, method=self.strategy, metric=self.metric_name, oversample=self.use_oversampling)
+        return cfg
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FRALConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# ----------------------------------------------------------------------------------------------- data
+def load_fral_data(config: FRALConfig) -> DataSplits:
+    """The train / val / test splits of ``config.dataset``: Synbols presets take ``n``; real sets read ``data_root``,
+    the folder of the download or a parent holding a folder named after the data set (``utkface/``, ...)."""
+    opts = {}
+    root = config.data_root
+    if root is not None and (Path(root).expanduser() / config.dataset).is_dir():
+        root = str(Path(root).expanduser() / config.dataset)  # a parent folder holding utkface/, cinic10/, ham10000/
+    if config.dataset.startswith("synbols"):
+        opts.update({k: int(getattr(config, k)) for k in ("n", "n_val", "n_test") if getattr(config, k) is not None})
+    if config.size is not None:
+        opts["size"] = int(config.size)
+    return load_dataset(config.dataset, root=root, seed=config.seed, **opts)
+
+
+def fral_budget(n_train: int, budget_frac: float) -> int:
+    """B = ``budget_frac`` |D| (2 % in §4.1), at least one sample."""
+    return max(1, int(round(budget_frac * n_train)))
+
+
+# ----------------------------------------------------------------------------------------------- evaluation
+def evaluate_groups(model: nn.Module, ds: GroupDataset, *, metric: str = "acc", eps: float = 4 / 255,
+                    alpha: float = 2 / 255, steps: int = 5, batch_size: int = 1024, amp: bool = True,
+                    seed: int | None = 0) -> dict:
+    """Clean and PGD-robust performance of each group: Eq. 1 of the JIN paper and the Worst / Disp / Avg of
+    Tables 1-2 (``fralkit.metrics.group_report``, white-box PGD with the true labels).
+
+    Args:
+        model: M_R.
+        ds: validation or test set.
+        metric: ``"acc"`` or ``"f1"`` (macro-F1 within each group).
+        eps, alpha, steps: the L-inf PGD threat model.
+        seed: seeds the attack's random start.
+
+    Returns:
+        plain-Python dict: ``std_group`` / ``rob_group`` (per group), ``std_worst``, ``std_disp``, ``std_avg``,
+        ``rob_worst``, ``rob_disp``, ``rob_avg``, ``worst_group`` (argmin of the mean of clean and robust: z*),
+        ``group_loss`` (mean of clean and robust CE per group, for MinMax / OPT), ``class_f1_std`` /
+        ``class_f1_rob`` (``[G][C]``, per-class F1 within each group; Table 3) and ``std_acc`` / ``rob_acc`` overall.
+    """
+    from ..metrics import group_report
+
+    rep = group_report(model, ds, metric=metric, robust=True, eps=eps, alpha=alpha, steps=steps,
+                       batch_size=batch_size, amp=amp, seed=seed, return_logits=True)
+    lc, la = rep["logits"]["clean"].float(), rep["logits"]["adv"].float()
+    y, g = ds.y.cpu(), ds.g.cpu()
+    loss = 0.5 * (F.cross_entropy(lc, y, reduction="none") + F.cross_entropy(la, y, reduction="none"))
+    groups, classes = range(ds.num_groups), range(ds.num_classes)
+    out = {f"{kind}_{stat}": rep[f"{kind}_{stat}"] for kind in ("std", "rob") for stat in ("worst", "disp", "avg")}
+    out.update({
+        "std_group": [rep[f"std_group_{z}"] for z in groups],
+        "rob_group": [rep[f"rob_group_{z}"] for z in groups],
+        "group_n": [rep[f"n_group_{z}"] for z in groups],
+        "group_loss": [float(loss[g == z].mean()) if bool((g == z).any()) else float("nan") for z in groups],
+        "class_f1_std": [[rep[f"std_f1_g{z}_c{c}"] for c in classes] for z in groups],
+        "class_f1_rob": [[rep[f"rob_f1_g{z}_c{c}"] for c in classes] for z in groups],
+        "worst_group": int(rep["worst_group"]),
+        "std_acc": rep["std_acc"],
+        "rob_acc": rep["rob_acc"],
+    })
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- training
+def _stage_seed(seed: int, round_: int, stage: int) -> int:
+    return (int(seed) * 1_000_003 + int(round_) * 7_919 + int(stage) * 104_729) % (2**31 - 1)
+
+
+def _make_model(config: FRALConfig, train: GroupDataset) -> nn.Module:
+    from ..models import make_model
+
+    return make_model(config.backbone, train.num_classes, in_channels=train.channels, image_size=train.image_size)
+
+
+def _fit(model: nn.Module, train: GroupDataset, idx: torch.Tensor, *, objective: str, epochs: int, lr: float,
+         config: FRALConfig, seed: int, device: torch.device, optimizer: torch.optim.Optimizer | str = "sgd") -> float:
+    """``fralkit.train.fit`` with the run's settings (random oversampling for HAM-like data); returns seconds."""
+    from ..train import fit
+
+    set_seed(seed)
+    _sync(device)
+    t0 = time.perf_counter()
+    if epochs > 0:
+        kw = dict(eps=config.eps, alpha=config.alpha, steps=config.steps, beta=config.beta) if objective == "trades" else {}
+        fit(model, train, idx=idx, objective=objective, epochs=epochs, batch_size=config.batch_size, lr=lr,
+            optimizer=optimizer, momentum=config.momentum, weight_decay=config.weight_decay,
+            oversample=config.use_oversampling, seed=seed, device=device, show_progress=False, **kw)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def _new_optimizer(model: nn.Module, config: FRALConfig) -> torch.optim.Optimizer:
+    """The fine-tuning optimiser of M_R, kept across rounds (its momentum is part of the saved state)."""
+    return torch.optim.SGD(model.parameters(), lr=config.finetune_lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
+def _cpu_state(model: nn.Module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _evaluate(model: nn.Module, ds: GroupDataset, config: FRALConfig, seed: int) -> dict:
+    return evaluate_groups(model, ds, metric=config.metric_name, eps=config.eps, alpha=config.alpha, steps=config.steps,
+                           batch_size=config.eval_batch_size, seed=seed)
+
+
+def _cache_path(store: ResultStore, config: FRALConfig) -> Path:
+    return store.root / STUDY / "_cache" / config.dataset.replace("/", "_") / \
+        f"init-{config.backbone}-s{config.seed}-{config_hash(config.init_key())}.pt"
+
+
+def _state_path(store: ResultStore, config: FRALConfig) -> Path:
+    return store.root / STUDY / "_state" / config.dataset.replace("/", "_") / \
+        f"{config.strategy}-s{config.seed}-{config_hash(config.record_config())}.pt"
+
+
+def initial_model(config: FRALConfig, splits: DataSplits, *, store: ResultStore, device: torch.device,
+                  verbose: bool = False) -> dict:
+    """The initial robust model (Algorithm 1, line 3): TRADES on D_L, trained once and shared by every strategy.
+
+    Returns a dict with ``model`` (CPU state dict), ``labelled`` / ``pool`` (the FRAL split), ``val`` / ``test``
+    (``evaluate_groups`` reports of the initial model) and ``seconds`` (training time, Table 4's "Init. AT").
+    The weights are cached at ``<results>/jin/_cache/`` and the metrics saved as a result record (method ``init-at``).
+    """
+    path = _cache_path(store, config)
+    key = config.init_key()
+    train = splits.train
+    if path.exists():
+        init = torch.load(path, map_location="cpu", weights_only=True)
+        if not store.has(key):  # cut between the two writes: the weights are there, write the record
+            store.save(key, _round_metrics([init["test"]], [init["val"]]), timings={"init_at_s": init["seconds"]},
+                       device=device, groups=list(train.groups), classes=list(train.classes))
+        return init
+    train, val, test = splits.train.to(device), splits.val.to(device), splits.test.to(device)
+    labelled, pool = fral_split(splits.train, init_frac=config.init_frac, seed=config.seed)
+    seed0 = _stage_seed(config.seed, 0, 0)
+    set_seed(seed0)
+    model = _make_model(config, train).to(device)
+    if verbose:
+        print(f"[init] TRADES on D_L = {len(labelled)} labels, {config.init_epochs} epochs ({config.backbone})", flush=True)
+    seconds = _fit(model, train, labelled, objective="trades", epochs=config.init_epochs,
+                   lr=config.lr, config=config, seed=seed0, device=device)
+    rep_val = _evaluate(model, val, config, _stage_seed(config.seed, 0, 1))
+    rep_test = _evaluate(model, test, config, _stage_seed(config.seed, 0, 2))
+    init = {"model": _cpu_state(model), "labelled": labelled.clone(), "pool": pool.clone(), "val": rep_val,
+            "test": rep_test, "seconds": float(seconds)}
+    atomic_torch_save(init, path)
+    store.save(key, _round_metrics([rep_test], [rep_val]), timings={"init_at_s": float(seconds)}, device=device,
+               groups=list(train.groups), classes=list(train.classes))
+    return init
+
+
+# ----------------------------------------------------------------------------------------------- the loop
+_SCALARS = ("std_worst", "std_disp", "std_avg", "rob_worst", "rob_disp", "rob_avg", "std_acc", "rob_acc")
+
+
+def _round_metrics(tests: list[dict], vals: list[dict]) -> dict:
+    """Per-round lists (round 0 = the initial model) in the record's ``metrics``."""
+    m = {k: [t[k] for t in tests] for k in _SCALARS}
+    m["std_group"] = [t["std_group"] for t in tests]
+    m["rob_group"] = [t["rob_group"] for t in tests]
+    m["class_f1_std"] = [t["class_f1_std"] for t in tests]
+    m["class_f1_rob"] = [t["class_f1_rob"] for t in tests]
+    m["test_worst_group"] = [t["worst_group"] for t in tests]
+    m["val_worst_group"] = [v["worst_group"] for v in vals]
+    m["val_std_group"] = [v["std_group"] for v in vals]
+    m["val_rob_group"] = [v["rob_group"] for v in vals]
+    return m
+
+
+def _context(config: FRALConfig, model: nn.Module, train: GroupDataset, val: GroupDataset, labelled, pool, round_: int,
+             val_rep: dict, std_trainer) -> SelectionContext:
+    opts = {k: getattr(config, k) for k in ("jin_attack_loss", "minmax_p", "opt_c", "fairal_candidates", "fairal_labels",
+                                             "fairal_steps", "fairal_lr", "fairal_batch", "fairal_val", "fairal_reattack",
+                                             "fairal_a", "bald_samples", "bald_dropout", "std_epochs", "std_lr")}
+    return SelectionContext(model=model, train=train, pool=pool, labelled=labelled, worst_group=val_rep["worst_group"],
+                            val=val, seed=config.seed, round=round_, eps=config.eps, alpha=config.alpha, steps=config.steps,
+                            beta=config.beta, batch_size=config.eval_batch_size, std_trainer=std_trainer,
+                            val_group_loss=torch.tensor(val_rep["group_loss"]), std_batch_size=config.batch_size, **opts)
+
+
+def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: str | torch.device = "auto",
+             splits: DataSplits | None = None, callback: Callable[[int, dict], None] | None = None,
+             verbose: bool = False, keep_state: bool = False) -> dict:
+    """Run (or resume, or load) one FRAL run: Algorithm 1 of the JIN paper with ``config.strategy``.
+
+    Args:
+        config: the run.
+        store: the result store (default ``ResultStore()``: ``$FRALKIT_RESULTS`` or ``results/``).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        splits: the data (default ``load_fral_data(config)``).
+        callback: ``fn(round, state)`` after each saved round (raise ``FRALInterrupted`` to stop there).
+        verbose: one line per round.
+        keep_state: keep the resumable state file after the record is written (default: delete it).
+
+    Returns:
+        the result record: ``config``, ``metrics`` (per-round lists, round 0 = the initial model; ``selected``
+        indices per round; labelled counts per class x group), ``timings`` (``init_at_s``, ``select_s`` total and
+        per round, ``finetune_s``, ``eval_s``, ``std_model_s``, FairAL's look-ahead count) and provenance.
+    """
+    store = store if store is not None else ResultStore()
+    rec_cfg = config.record_config()
+    if store.has(rec_cfg):
+        return store.load(rec_cfg)
+    dev = resolve_device(device)
+    splits = splits if splits is not None else load_fral_data(config)
+    train, val, test = splits.train.to(dev), splits.val.to(dev), splits.test.to(dev)
+    init = initial_model(config, splits, store=store, device=dev, verbose=verbose)
+    budget = fral_budget(len(train), config.budget_frac)
+    path = _state_path(store, config)
+
+    model = _make_model(config, train).to(dev)
+    optimizer = _new_optimizer(model, config)
+    if path.exists():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if verbose:
+            print(f"[{config.strategy} s{config.seed}] resuming after round {state['round']}", flush=True)
+    else:
+        model.load_state_dict(init["model"])
+        state = {"round": 0, "labelled": init["labelled"], "pool": init["pool"], "model": None, "optimizer": None,
+                 "std_model": None, "selected": [], "tests": [init["test"]], "vals": [init["val"]],
+                 "timings": {"select_s": [], "finetune_s": [], "eval_s": [], "std_model_s": [], "extra": []}}
+
+    for k in range(int(state["round"]) + 1, config.rounds + 1):
+        labelled, pool = state["labelled"], state["pool"]
+        std_holder: dict = {}
+
+        def std_trainer(ctx: SelectionContext, _k=k) -> nn.Module:
+            seed_s = _stage_seed(config.seed, _k, 3)
+            set_seed(seed_s)
+            m_s = _make_model(config, train).to(dev)
+            epochs = config.std_epochs
+            if state["std_model"] is not None:  # maintained across rounds: warm start, a few epochs
+                m_s.load_state_dict(state["std_model"])
+                epochs = config.std_finetune_epochs
+            _fit(m_s, train, ctx.labelled, objective="standard", epochs=epochs,
+                 lr=config.std_lr, config=config, seed=seed_s, device=dev)
+            m_s.eval()
+            std_holder["state"] = _cpu_state(m_s)
+            return m_s
+
+        set_seed(_stage_seed(config.seed, k, 4))
+        ctx = _context(config, model, train, val, labelled, pool, k, state["vals"][-1], std_trainer)
+        picked = select(config.strategy, ctx, min(budget, len(pool)))
+        select_s = ctx.timings.pop("select_s")
+        std_s = ctx.timings.pop("std_model_s", 0.0)
+        labelled = torch.cat([labelled, picked])
+        pool = pool[~torch.isin(pool, picked)]
+
+        seed_ft = _stage_seed(config.seed, k, 5)
+        model.train()
+        ft_s = _fit(model, train, labelled, objective="trades",
+                    epochs=config.finetune_epochs, lr=config.finetune_lr, config=config, seed=seed_ft, device=dev,
+                    optimizer=optimizer)
+        _sync(dev)
+        t0 = time.perf_counter()
+        rep_val = _evaluate(model, val, config, _stage_seed(config.seed, k, 6))
+        rep_test = _evaluate(model, test, config, _stage_seed(config.seed, k, 7))
+        eval_s = time.perf_counter() - t0
+
+        state.update(round=k, labelled=labelled, pool=pool, model=_cpu_state(model), optimizer=optimizer.state_dict(),
+                     std_model=std_holder.get("state", state["std_model"]))
+        state["selected"].append(picked)
+        state["tests"].append(rep_test)
+        state["vals"].append(rep_val)
+        for name, val_ in (("select_s", select_s), ("finetune_s", ft_s), ("eval_s", eval_s), ("std_model_s", std_s)):
+            state["timings"][name].append(float(val_))
+        state["timings"]["extra"].append({k2: v for k2, v in ctx.timings.items() if isinstance(v, (int, float))})
+        atomic_torch_save(state, path)
+        if verbose:
+            print(f"[{config.strategy} s{config.seed}] round {k}/{config.rounds}: z*={train.groups[ctx.worst_group]} "
+                  f"|D_L|={len(labelled)} test std worst {rep_test['std_worst']:.3f} rob worst {rep_test['rob_worst']:.3f} "
+                  f"(select {select_s:.2f} s, fine-tune {ft_s:.2f} s)", flush=True)
+        if callback is not None:
+            callback(k, state)
+
+    return _finish(config, store, state, init, train, dev, path, keep_state)
+
+
+def _finish(config, store, state, init, train, dev, path, keep_state) -> dict:
+    metrics = _round_metrics(state["tests"], state["vals"])
+    metrics["selected"] = [p.tolist() for p in state["selected"]]
+    metrics["worst_group_est"] = [v["worst_group"] for v in state["vals"][:-1]]
+    metrics["labelled_n"] = [len(init["labelled"]) + sum(len(p) for p in state["selected"][:r])
+                             for r in range(len(state["selected"]) + 1)]
+    metrics["labelled_counts"] = []
+    lab = init["labelled"]
+    y, g = train.y.cpu(), train.g.cpu()
+    for r in range(len(state["selected"]) + 1):
+        if r:
+            lab = torch.cat([lab, state["selected"][r - 1]])
+        flat = y[lab] * train.num_groups + g[lab]
+        metrics["labelled_counts"].append(
+            torch.bincount(flat, minlength=train.num_classes * train.num_groups).view(train.num_classes, train.num_groups).tolist())
+    t = state["timings"]
+    extra_keys = sorted({k for e in t["extra"] for k in e})
+    timings = {"init_at_s": float(init["seconds"]), "select_s": float(sum(t["select_s"])),
+               "finetune_s": float(sum(t["finetune_s"])), "eval_s": float(sum(t["eval_s"])),
+               "std_model_s": float(sum(t["std_model_s"])), "select_s_rounds": list(t["select_s"]),
+               **{f"{k}_rounds": [e.get(k) for e in t["extra"]] for k in extra_keys}}
+    record = store.save(config.record_config(), metrics, timings=timings, device=dev,
+                        groups=list(train.groups), classes=list(train.classes), budget=fral_budget(len(train), config.budget_frac))
+    if not keep_state and path.exists():
+        path.unlink()
+    return record

@@ -1,2 +1,762 @@
-"""(being written)"""
-__all__: list[str] = []
+"""Acquisition strategies of the FRAL loop: JIN (Eq. 2-4 of the JIN paper), its ablations, and the baselines.
+
+Every strategy is a plain function ``fn(ctx, budget) -> LongTensor`` of ``budget`` distinct indices into
+``ctx.train`` taken from the pool ``ctx.pool`` (D_U), listed in ``STRATEGIES`` and called through
+``select(name, ctx, budget)``, which checks the budget, times the call and checks the answer.
+A strategy never reads the labels of the pool (``ctx.train.y[ctx.pool]``): only ``labelled`` and ``val``
+carry labels, as in Algorithm 1 of the JIN paper.
+
+| name | source | picks |
+|---|---|---|
+| ``rand`` | RAND | uniformly from the pool |
+| ``ent`` | ENT, Wang & Shang 2014 | highest predictive entropy of M_R |
+| ``cset`` | CSET, Sener & Savarese 2018 | k-center greedy on penultimate embeddings (labelled points are centres) |
+| ``badge`` | BADGE, Ash et al. 2020 | k-means++ seeding on last-layer gradient embeddings |
+| ``bald`` | BALD, Gal et al. 2017 | highest MC-dropout mutual information (not in JIN; links notebook 05) |
+| ``g-rand`` | G-RAND (JIN §4.1) | uniformly from the worst group z* |
+| ``g-ent`` | G-ENT (JIN Table 6) | highest entropy within z* |
+| ``minmax`` | MinMax, Abernethy et al. 2022 | with prob. p from the pool, else uniformly from the highest-loss group |
+| ``opt`` | OPT, Shekhar et al. 2021 | uniformly within groups allocated by an optimistic (UCB) group loss |
+| ``fairal`` | FairAL, Anahideh et al. 2022 | entropy + expected minimax-fairness gain by per-candidate look-ahead training |
+| ``jin`` | JIN, Eq. 4 | top-B of N(I_per) + N(I_rob) within z* |
+| ``jin-p`` / ``jin-r`` | JIN Table 5 | I_per only / I_rob only, within z* |
+
+Inference runs in large batches on ``ctx.device`` (bf16 autocast on CUDA when ``ctx.amp``); scores are
+accumulated in float32.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data import GroupDataset, iterate_batches
+
+__all__ = [
+    "SelectionContext",
+    "STRATEGIES",
+    "STRATEGY_LABELS",
+    "GROUP_AWARE",
+    "select",
+    "entropy",
+    "kl_divergence",
+    "standardize",
+    "inconsistency_per",
+    "inconsistency_rob",
+    "jin_scores",
+    "kcenter_greedy",
+    "badge_embeddings",
+    "badge_sq_distances",
+    "kmeans_pp",
+    "ucb_allocation",
+    "infer",
+    "group_losses",
+]
+
+
+# ----------------------------------------------------------------------------------------------- context
+@dataclass
+class SelectionContext:
+    """Everything a strategy may look at in one FRAL round (Algorithm 1, lines 5-8).
+
+    Attributes:
+        model: the robust model M_R (features/head split as in ``fralkit.models``).
+        train: the training set D (keep it on ``device``); only ``labelled`` rows' labels may be read.
+        pool: int64 indices of D_U into ``train``.
+        labelled: int64 indices of D_L into ``train``.
+        worst_group: z*, the group estimated worst on validation (required by the group-aware strategies).
+        val: the validation set D_V (FairAL, and MinMax / OPT when ``val_group_loss`` is not given).
+        seed: fixes every random choice of the round (with ``round``).
+        round: the active round k (1-based in the loop).
+        eps, alpha, steps: the PGD threat model (JIN §4.1: L-inf 4/255, step 2/255, 5 steps).
+        batch_size: inference batch size.
+        amp: bf16 autocast on CUDA for scoring.
+        std_model: the standard model M_S of JIN (Eq. 2); trained lazily by ``std_trainer`` when None.
+        std_trainer: ``fn(ctx) -> nn.Module`` training M_S on D_L (the FRAL loop warm-starts it per round);
+            None trains a freshly initialised copy of M_R's architecture for ``std_epochs`` epochs.
+        std_epochs, std_lr, std_batch_size: the default M_S training.
+        val_group_loss: per-group validation loss ``[G]`` of M_R (mean of clean and PGD cross-entropy),
+            the group statistic of MinMax and OPT; computed from ``val`` when None.
+        jin_attack_loss: objective of the attack A in Eq. 3 on unlabelled data: ``"ce"`` against M_R's own
+            prediction (the evaluation attack of §3.1 with the unknown label replaced by the prediction) or
+            ``"kl"`` (maximises Eq. 3 directly, as TRADES' inner step). The paper leaves it open.
+        minmax_p: MinMax's probability of a draw from the whole pool (Abernethy et al.'s mixing parameter).
+        opt_c: OPT's confidence-width factor c in  L_z + c * sqrt(2 log t / N_z).
+        fairal_candidates: FairAL's random candidate subsample of the pool (at least ``budget``).
+        fairal_labels: hypothetical labels per candidate: None = all classes, k = the k most probable.
+        fairal_steps, fairal_lr, fairal_batch: the look-ahead: ``fairal_steps`` TRADES SGD steps from M_R on
+            the candidate plus a fixed replay minibatch of ``fairal_batch`` labelled samples.
+        fairal_val: validation images (stratified by group) on which each look-ahead's fairness is measured.
+        fairal_reattack: re-run PGD against every look-ahead model (exact, slow) instead of reusing the
+            adversarial validation images of M_R.
+        fairal_a: FairAL's trade-off a in  a * entropy + (1 - a) * expected fairness (both min-max normalised).
+        bald_samples, bald_dropout: MC-dropout samples T and the dropout rate on the last layer's input.
+        timings: filled by the strategies (seconds, counts); ``select`` adds ``select_s``.
+    """
+
+    model: nn.Module
+    train: GroupDataset
+    pool: torch.Tensor
+    labelled: torch.Tensor
+    worst_group: int | None = None
+    val: GroupDataset | None = None
+    seed: int = 0
+    round: int = 0
+    eps: float = 4 / 255
+    alpha: float = 2 / 255
+    steps: int = 5
+    beta: float = 6.0
+    batch_size: int = 1024
+    amp: bool = True
+    std_model: nn.Module | None = None
+    std_trainer: Callable[["SelectionContext"], nn.Module] | None = None
+    std_epochs: int = 10
+    std_lr: float = 0.05
+    std_batch_size: int = 128
+    val_group_loss: torch.Tensor | None = None
+    jin_attack_loss: str = "ce"
+    minmax_p: float = 0.1
+    opt_c: float = 1.0
+    fairal_candidates: int = 64
+    fairal_labels: int | None = None
+    fairal_steps: int = 1
+    fairal_lr: float = 0.01
+    fairal_batch: int = 32
+    fairal_val: int = 256
+    fairal_reattack: bool = False
+    fairal_a: float = 0.5
+    bald_samples: int = 20
+    bald_dropout: float = 0.2
+    timings: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.pool = torch.as_tensor(self.pool, dtype=torch.int64).flatten().cpu()
+        self.labelled = torch.as_tensor(self.labelled, dtype=torch.int64).flatten().cpu()
+        if self.worst_group is not None:
+            self.worst_group = int(self.worst_group)
+            if not 0 <= self.worst_group < self.train.num_groups:
+                raise ValueError(f"worst_group must be a group id in 0..{self.train.num_groups - 1}, got {self.worst_group}")
+        if self.jin_attack_loss not in ("ce", "kl"):
+            raise ValueError(f"jin_attack_loss must be 'ce' or 'kl', got {self.jin_attack_loss!r}")
+        if not 0.0 <= self.minmax_p <= 1.0:
+            raise ValueError(f"minmax_p must lie in [0, 1], got {self.minmax_p}")
+
+    @property
+    def device(self) -> torch.device:
+        return self.train.device
+
+    def generator(self, salt: int = 0) -> torch.Generator:
+        """A CPU generator fixed by (seed, round, salt): same round, same choices, also after a resume."""
+        return torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(self.round) * 7_919 + int(salt))
+
+    def group_pool(self, group: int | None = None) -> torch.Tensor:
+        """Pool indices whose group is ``group`` (default z*). Group ids are known for D_U (Algorithm 1, line 6)."""
+        z = self.worst_group if group is None else group
+        if z is None:
+            raise ValueError("this strategy samples from the worst group z*: set SelectionContext.worst_group")
+        return self.pool[self.train.g[self.pool.to(self.train.device)].cpu() == z]
+
+    def get_std_model(self) -> nn.Module:
+        """M_S of Eq. 2: the given one, or trained now (once per context) and timed in ``timings['std_model_s']``."""
+        if self.std_model is None:
+            t0 = time.perf_counter()
+            trainer = self.std_trainer or _default_std_trainer
+            self.std_model = trainer(self)
+            _sync(self.device)
+            self.timings["std_model_s"] = self.timings.get("std_model_s", 0.0) + time.perf_counter() - t0
+        return self.std_model
+
+
+def _default_std_trainer(ctx: SelectionContext) -> nn.Module:
+    """A freshly initialised copy of M_R's architecture, trained with the standard objective on D_L."""
+    from ..train import fit
+
+    model = copy.deepcopy(ctx.model)
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(int(ctx.seed) * 1_000_003 + int(ctx.round) * 7_919 + 17)
+    for module in model.modules():
+        if hasattr(module, "reset_parameters") and module is not model:
+            module.reset_parameters()
+    torch.random.set_rng_state(gen_state)
+    fit(model, ctx.train, idx=ctx.labelled, objective="standard", epochs=ctx.std_epochs, batch_size=ctx.std_batch_size,
+        lr=ctx.std_lr, seed=int(ctx.seed) * 1_000_003 + int(ctx.round), device=ctx.device)
+    model.eval()
+    return model
+
+
+# ----------------------------------------------------------------------------------------------- scores
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Predictive entropy  H(p) = -sum_c p_c log p_c  of ``probs [N, C]`` (0 log 0 = 0), ``[N]``."""
+    return -torch.special.xlogy(probs, probs).sum(-1)
+
+
+def kl_divergence(p: torch.Tensor, q: torch.Tensor, *, tiny: float = 1e-12) -> torch.Tensor:
+    """Row-wise  KL(p || q) = sum_c p_c (log p_c - log q_c)  of ``[N, C]`` probabilities, ``[N]`` (0 log 0 = 0)."""
+    if p.shape != q.shape:
+        raise ValueError(f"kl_divergence: p and q must have the same shape, got {tuple(p.shape)} and {tuple(q.shape)}")
+    return (torch.special.xlogy(p, p) - torch.special.xlogy(p, q.clamp_min(tiny))).sum(-1)
+
+
+def standardize(s: torch.Tensor) -> torch.Tensor:
+    """N(.) of Eq. 4: mean 0, standard deviation 1 over the candidates (population std; all-equal scores give 0)."""
+    s = s.float()
+    std = s.std(unbiased=False) if s.numel() > 1 else s.new_tensor(0.0)
+    if not torch.isfinite(std) or float(std) < 1e-12:
+        return torch.zeros_like(s)
+    return (s - s.mean()) / std
+
+
+def inconsistency_per(p_std: torch.Tensor, p_rob: torch.Tensor) -> torch.Tensor:
+    """Performance inconsistency  I^per_x = KL(p(x, M_S) || p(x, M_R)), Eq. 2 of the JIN paper. ``[N]``."""
+    return kl_divergence(p_std, p_rob)
+
+
+def inconsistency_rob(p_rob: torch.Tensor, p_adv: torch.Tensor) -> torch.Tensor:
+    """Robustness inconsistency  I^rob_x = KL(p(x, M_R) || p(A(x, eps), M_R)), Eq. 3 of the JIN paper. ``[N]``."""
+    return kl_divergence(p_rob, p_adv)
+
+
+def jin_scores(p_std: torch.Tensor | None, p_rob: torch.Tensor, p_adv: torch.Tensor | None, *,
+               use_per: bool = True, use_rob: bool = True) -> torch.Tensor:
+    """Joint inconsistency  I_x = N(I^per_x) + N(I^rob_x), Eq. 4 of the JIN paper, over the candidates.
+
+    Args:
+        p_std: ``[N, C]`` probabilities of the standard model M_S on benign x (unused when ``use_per=False``).
+        p_rob: ``[N, C]`` probabilities of the robust model M_R on benign x.
+        p_adv: ``[N, C]`` probabilities of M_R on A(x, eps) (unused when ``use_rob=False``).
+        use_per, use_rob: the ablations of Table 5 (P, R, P+R).
+
+    Returns:
+        ``[N]`` scores; a strategy takes the top B.
+    """
+    if not (use_per or use_rob):
+        raise ValueError("jin_scores needs use_per or use_rob (Table 5: P, R or P+R)")
+    total = torch.zeros(p_rob.shape[0], dtype=torch.float32, device=p_rob.device)
+    if use_per:
+        if p_std is None:
+            raise ValueError("use_per=True needs p_std, the probabilities of the standard model M_S")
+        total = total + standardize(inconsistency_per(p_std.float(), p_rob.float()))
+    if use_rob:
+        if p_adv is None:
+            raise ValueError("use_rob=True needs p_adv, the probabilities of M_R on adversarial inputs")
+        total = total + standardize(inconsistency_rob(p_rob.float(), p_adv.float()))
+    return total
+
+
+def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a.pow(2).sum(1, keepdim=True) - 2 * a @ b.T + b.pow(2).sum(1)[None, :]).clamp_min_(0)
+
+
+def kcenter_greedy(emb: torch.Tensor, centers: torch.Tensor | None, budget: int, *, chunk: int = 4096) -> torch.Tensor:
+    """k-center greedy (Sener & Savarese 2018, Alg. 1): repeatedly take the point farthest from every centre.
+
+    Args:
+        emb: ``[N, D]`` candidate embeddings.
+        centers: ``[M, D]`` embeddings of the labelled set (the initial centres), or None / empty.
+        budget: number of points to pick.
+
+    Returns:
+        ``[budget]`` row indices into ``emb`` in the order picked (ties: lowest index).
+    """
+    n = emb.shape[0]
+    if budget > n:
+        raise ValueError(f"kcenter_greedy: budget {budget} exceeds the {n} candidates")
+    emb = emb.float()
+    min_d = torch.full((n,), float("inf"), device=emb.device)
+    if centers is not None and centers.numel():
+        centers = centers.float().to(emb.device)
+        for start in range(0, centers.shape[0], chunk):
+            min_d = torch.minimum(min_d, _sq_dists(emb, centers[start:start + chunk]).min(1).values)
+    picked = []
+    for _ in range(budget):
+        i = int(torch.argmax(min_d)) if torch.isfinite(min_d).any() else int(torch.argmax(emb.norm(dim=1)))
+        picked.append(i)
+        min_d = torch.minimum(min_d, (emb - emb[i]).pow(2).sum(1))
+        min_d[i] = -1.0
+    return torch.tensor(picked, dtype=torch.int64)
+
+
+def badge_embeddings(probs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """BADGE gradient embedding (Ash et al. 2020, Eq. 1): d CE(W z, y_hat) / d W for the predicted label y_hat.
+
+    ``g_x = (p - onehot(y_hat)) outer z``, flattened to ``[N, C * D]`` (row c of W first). This materialises the
+    embedding; ``kmeans_pp`` uses its factored distances instead (``badge_sq_distances``).
+    """
+    a = probs.float() - F.one_hot(probs.argmax(1), probs.shape[1]).float()
+    return (a[:, :, None] * z.float()[:, None, :]).reshape(probs.shape[0], -1)
+
+
+def badge_sq_distances(a: torch.Tensor, z: torch.Tensor, j: int) -> torch.Tensor:
+    """``||g_i - g_j||^2`` for all i with g = a outer z, without forming g:
+    ``|a_i|^2 |z_i|^2 + |a_j|^2 |z_j|^2 - 2 (a_i . a_j)(z_i . z_j)``."""
+    na, nz = a.pow(2).sum(1), z.pow(2).sum(1)
+    return (na * nz + na[j] * nz[j] - 2 * (a @ a[j]) * (z @ z[j])).clamp_min_(0)
+
+
+def kmeans_pp(probs: torch.Tensor, z: torch.Tensor, budget: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """k-means++ seeding on BADGE embeddings (Ash et al. 2020, Alg. 1): first the largest gradient norm, then
+    each next point with probability proportional to its squared distance to the nearest chosen one.
+
+    Returns ``[budget]`` row indices into ``probs`` / ``z``.
+    """
+    n = probs.shape[0]
+    if budget > n:
+        raise ValueError(f"kmeans_pp: budget {budget} exceeds the {n} candidates")
+    a = probs.float() - F.one_hot(probs.argmax(1), probs.shape[1]).float()
+    z = z.float()
+    first = int(torch.argmax(a.pow(2).sum(1) * z.pow(2).sum(1)))
+    picked = [first]
+    chosen = torch.zeros(n, dtype=torch.bool, device=z.device)
+    chosen[first] = True
+    d2 = badge_sq_distances(a, z, first)
+    while len(picked) < budget:
+        w = torch.where(chosen, torch.zeros_like(d2), d2).double().cpu()
+        if float(w.sum()) <= 0:  # every remaining point coincides with a centre: draw uniformly among them
+            w = (~chosen).double().cpu()
+        j = int(torch.multinomial(w, 1, generator=generator))
+        picked.append(j)
+        chosen[j] = True
+        d2 = torch.minimum(d2, badge_sq_distances(a, z, j))
+    return torch.tensor(picked, dtype=torch.int64)
+
+
+def ucb_allocation(loss: torch.Tensor, counts: torch.Tensor, available: torch.Tensor, budget: int, *, c: float = 1.0) -> torch.Tensor:
+    """OPT's allocation (Shekhar et al. 2021): each label goes to  argmax_z L_z + c sqrt(2 log t / N_z).
+
+    Args:
+        loss: ``[G]`` estimated loss of each group.
+        counts: ``[G]`` labelled samples per group so far (N_z); t is their total.
+        available: ``[G]`` pool samples per group (a group runs dry).
+        budget: labels to allocate this round (one at a time, counts updated after each).
+
+    Returns:
+        ``[G]`` int64 labels per group, summing to ``budget``.
+    """
+    loss, counts, available = loss.double().cpu(), counts.double().cpu().clone(), available.long().cpu()
+    if int(available.sum()) < budget:
+        raise ValueError(f"ucb_allocation: budget {budget} exceeds the {int(available.sum())} available samples")
+    alloc = torch.zeros_like(available)
+    for _ in range(budget):
+        t = float(counts.sum()) + 1.0
+        bonus = c * torch.sqrt(2.0 * math.log(t) / counts.clamp_min(1.0))
+        ucb = torch.where(alloc < available, loss + bonus, torch.full_like(loss, -float("inf")))
+        z = int(torch.argmax(ucb))
+        alloc[z] += 1
+        counts[z] += 1
+    return alloc
+
+
+# ----------------------------------------------------------------------------------------------- inference
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _fmt(x: torch.Tensor) -> torch.Tensor:
+    """channels_last on CUDA (the layout ``fralkit.train`` trains in), unchanged on CPU."""
+    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda and x.ndim == 4 else x
+
+
+def _last_linear(model: nn.Module) -> nn.Linear:
+    head = getattr(model, "head", None)
+    if head is None:
+        raise ValueError("strategies need a model with features(x) and head(z) (see fralkit.models)")
+    if isinstance(head, nn.Linear):
+        return head
+    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("the model's head has no nn.Linear layer; BADGE/CSET/BALD need its last linear layer")
+    return linears[-1]
+
+
+@torch.no_grad()
+def infer(model: nn.Module, ds: GroupDataset, idx: torch.Tensor, *, batch_size: int = 1024, amp: bool = True,
+          embed: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits ``[N, C]`` (float32) of ``model`` on ``ds[idx]`` in eval mode, and optionally the input of the
+    head's last linear layer ``[N, D]`` (the penultimate embedding of CSET and BADGE)."""
+    was_training = model.training
+    model.eval()
+    captured: list[torch.Tensor] = []
+    hook = _last_linear(model).register_forward_hook(lambda m, i, o: captured.append(i[0].float())) if embed else None
+    logits = []
+    try:
+        with _autocast(ds.device, amp):
+            for x, _, _, _ in iterate_batches(ds, batch_size, idx=idx):
+                logits.append(model(_fmt(x)).float())
+    finally:
+        if hook is not None:
+            hook.remove()
+        model.train(was_training)
+    c = _num_outputs(model)
+    out = torch.cat(logits) if logits else torch.empty(0, c, device=ds.device)
+    emb = (torch.cat(captured) if captured else torch.empty(0, _last_linear(model).in_features, device=ds.device)) if embed else None
+    return out, emb
+
+
+def _num_outputs(model: nn.Module) -> int:
+    return _last_linear(model).out_features
+
+
+def _adv_probs(model: nn.Module, ds: GroupDataset, idx: torch.Tensor, p_clean: torch.Tensor, ctx: SelectionContext) -> torch.Tensor:
+    """Probabilities of M_R on A(x, eps) for ``ds[idx]`` (PGD against M_R's own prediction, labels unknown)."""
+    from ..attacks import pgd
+
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for start, (x, _, _, _) in zip(range(0, len(idx), ctx.batch_size), iterate_batches(ds, ctx.batch_size, idx=idx)):
+            y_hat = p_clean[start:start + x.shape[0]].argmax(1)
+            x = _fmt(x)
+            with _autocast(ds.device, ctx.amp):
+                x_adv = pgd(model, x, y_hat, eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps, loss=ctx.jin_attack_loss)
+                with torch.no_grad():
+                    out.append(model(x_adv).float().softmax(1))
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty_like(p_clean)
+
+
+@torch.no_grad()
+def group_losses(model: nn.Module, val: GroupDataset, *, eps: float = 4 / 255, alpha: float = 2 / 255, steps: int = 5,
+                 batch_size: int = 1024, amp: bool = True, robust: bool = True) -> torch.Tensor:
+    """Per-group validation loss ``[G]``: mean over the group of (clean CE + PGD CE) / 2 (clean CE only when
+    ``robust=False``). The group statistic of MinMax and OPT in the FRAL (clean + robust) setting."""
+    from ..attacks import pgd
+
+    was_training = model.training
+    model.eval()
+    tot = torch.zeros(val.num_groups, dtype=torch.float64)
+    cnt = torch.zeros(val.num_groups, dtype=torch.float64)
+    try:
+        for x, y, g, _ in iterate_batches(val, batch_size):
+            x = _fmt(x)
+            with _autocast(val.device, amp):
+                loss = F.cross_entropy(model(x).float(), y, reduction="none")
+                if robust:
+                    with torch.enable_grad():
+                        x_adv = pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, loss="ce")
+                    loss = 0.5 * (loss + F.cross_entropy(model(x_adv).float(), y, reduction="none"))
+            tot.index_add_(0, g.cpu(), loss.double().cpu())
+            cnt.index_add_(0, g.cpu(), torch.ones_like(loss, dtype=torch.float64).cpu())
+    finally:
+        model.train(was_training)
+    return (tot / cnt.clamp_min(1)).float()
+
+
+def _val_group_loss(ctx: SelectionContext) -> torch.Tensor:
+    if ctx.val_group_loss is None:
+        if ctx.val is None:
+            raise ValueError("MinMax and OPT need per-group validation losses: set SelectionContext.val or val_group_loss")
+        ctx.val_group_loss = group_losses(ctx.model, ctx.val, eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps,
+                                          batch_size=ctx.batch_size, amp=ctx.amp)
+    return torch.as_tensor(ctx.val_group_loss, dtype=torch.float32).cpu()
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _top(scores: torch.Tensor, cand: torch.Tensor, budget: int) -> torch.Tensor:
+    """The ``budget`` candidates of highest score (ties broken by the lower index, deterministic)."""
+    order = torch.sort(scores.float().cpu(), descending=True, stable=True).indices
+    return cand[order[:budget]]
+
+
+def _random(cand: torch.Tensor, budget: int, gen: torch.Generator) -> torch.Tensor:
+    return cand[torch.randperm(len(cand), generator=gen)[:budget]]
+
+
+def _group_candidates(ctx: SelectionContext, budget: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(candidates, bonus): the z* pool when it holds at least ``budget`` samples; otherwise the whole pool with a
+    bonus that ranks every z* sample first (Algorithm 1 assumes z* has enough unlabelled samples)."""
+    cand = ctx.group_pool()
+    if len(cand) >= budget:
+        return cand, torch.zeros(len(cand))
+    warnings.warn(f"worst group z*={ctx.worst_group} has only {len(cand)} unlabelled samples for a budget of {budget}: "
+                  "taking all of them and the rest from the other groups", RuntimeWarning, stacklevel=3)
+    in_z = (ctx.train.g[ctx.pool.to(ctx.device)].cpu() == ctx.worst_group)
+    return ctx.pool, in_z.float() * 1e6
+
+
+def _probs(ctx: SelectionContext, idx: torch.Tensor) -> torch.Tensor:
+    logits, _ = infer(ctx.model, ctx.train, idx, batch_size=ctx.batch_size, amp=ctx.amp)
+    return logits.softmax(1)
+
+
+# ----------------------------------------------------------------------------------------------- strategies
+def select_rand(ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """RAND: uniformly at random from the pool."""
+    return _random(ctx.pool, budget, ctx.generator())
+
+
+def select_ent(ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """ENT (Wang & Shang 2014): the highest predictive entropy of M_R on benign inputs."""
+    return _top(entropy(_probs(ctx, ctx.pool)), ctx.pool, budget)
+
+
+def select_cset(ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """CSET (Sener & Savarese 2018): k-center greedy on M_R's penultimate embeddings, D_L as initial centres."""
+    _, e_pool = infer(ctx.model, ctx.train, ctx.pool, batch_size=ctx.batch_size, amp=ctx.amp, embed=True)
+    _, e_lab = infer(ctx.model, ctx.train, ctx.labelled, batch_size=ctx.batch_size, amp=ctx.amp, embed=True)
+    return ctx.pool[kcenter_greedy(e_pool, e_lab, budget)]
+
+
+def select_badge(ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """BADGE (Ash et al. 2020): k-means++ seeding on last-layer gradient embeddings of M_R."""
+    logits, z = infer(ctx.model, ctx.train, ctx.pool, batch_size=ctx.batch_size, amp=ctx.amp, embed=True)
+    return ctx.pool[kmeans_pp(logits.softmax(1), z, budget, generator=ctx.generator(1))]
+
+
+@torch.no_grad()
+def _mc_probs_last_layer(ctx: SelectionContext, idx: torch.Tensor) -> torch.Tensor:
+    """``[N, C, T]`` MC-dropout probabilities: dropout (rate ``bald_dropout``) on the input of M_R's last linear
+    layer, T = ``bald_samples`` draws; the rest of the network runs once in eval mode."""
+    _, z = infer(ctx.model, ctx.train, idx, batch_size=ctx.batch_size, amp=ctx.amp, embed=True)
+    last = _last_linear(ctx.model)
+    gen_state = torch.random.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state(ctx.device) if ctx.device.type == "cuda" else None
+    torch.manual_seed(int(ctx.seed) * 1_000_003 + int(ctx.round) * 7_919 + 2)
+    try:
+        samples = [F.linear(F.dropout(z, ctx.bald_dropout, training=True), last.weight.float(),
+                            None if last.bias is None else last.bias.float()).softmax(1) for _ in range(ctx.bald_samples)]
+    finally:
+        torch.random.set_rng_state(gen_state)
+        if cuda_state is not None:
+            torch.cuda.set_rng_state(cuda_state, ctx.device)
+    return torch.stack(samples, dim=2)
+
+
+def select_bald(ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """BALD (Gal et al. 2017): the highest mutual information between prediction and weights under MC dropout
+    (``fralkit.active.bald.bald_scores``). Not in the JIN paper; it links the two active-learning papers."""
+    from .bald import bald_scores
+
+    return _top(bald_scores(_mc_probs_last_layer(ctx, ctx.pool)), ctx.pool, budget)
+
+
+def select_g_rand(ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """G-RAND (JIN §4.1): uniformly at random from the worst group z*."""
+    cand, bonus = _group_candidates(ctx, budget)
+    if bonus.any():
+        return _top(bonus + torch.rand(len(cand), generator=ctx.generator()), cand, budget)
+    return _random(cand, budget, ctx.generator())
+
+
+def select_g_ent(ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """G-ENT (JIN Table 6): the highest entropy of M_R within the worst group z*."""
+    cand, bonus = _group_candidates(ctx, budget)
+    return _top(entropy(_probs(ctx, cand)).cpu() + bonus, cand, budget)
+
+
+def select_minmax(ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """MinMax (Abernethy et al. 2022, active sampling for min-max fairness): each of the B draws comes with
+    probability ``minmax_p`` from the whole pool, otherwise uniformly from the group of highest validation loss
+    (here the mean of clean and PGD cross-entropy, the FRAL objective)."""
+    gen = ctx.generator()
+    worst = int(torch.argmax(_val_group_loss(ctx)))
+    n_all = int((torch.rand(budget, generator=gen) < ctx.minmax_p).sum())
+    in_worst = ctx.group_pool(worst)
+    n_worst = min(budget - n_all, len(in_worst))
+    picked = _random(in_worst, n_worst, gen)
+    rest = ctx.pool[~torch.isin(ctx.pool, picked)]
+    return torch.cat([picked, _random(rest, budget - n_worst, gen)])
+
+
+def select_opt(ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """OPT (Shekhar et al. 2021, adaptive sampling for minimax fair classification): labels are allocated to
+    groups one at a time by the optimistic estimate  L_z + c sqrt(2 log t / N_z)  (validation loss L_z,
+    labelled count N_z), then drawn uniformly within each group."""
+    gen = ctx.generator()
+    groups = ctx.train.num_groups
+    g_lab = torch.bincount(ctx.train.g[ctx.labelled.to(ctx.device)].cpu(), minlength=groups)
+    pools = [ctx.group_pool(z) for z in range(groups)]
+    alloc = ucb_allocation(_val_group_loss(ctx), g_lab, torch.tensor([len(p) for p in pools]), budget, c=ctx.opt_c)
+    ctx.timings["opt_allocation"] = alloc.tolist()
+    return torch.cat([_random(p, int(k), gen) for p, k in zip(pools, alloc)])
+
+
+def _minmax_norm(s: torch.Tensor) -> torch.Tensor:
+    lo, hi = s.min(), s.max()
+    return torch.zeros_like(s) if float(hi - lo) < 1e-12 else (s - lo) / (hi - lo)
+
+
+def _stratified_val(ctx: SelectionContext, n: int, gen: torch.Generator) -> torch.Tensor:
+    g = ctx.val.g.cpu()
+    per = max(1, n // ctx.val.num_groups)
+    parts = []
+    for z in range(ctx.val.num_groups):
+        idx = (g == z).nonzero().flatten()
+        parts.append(idx[torch.randperm(len(idx), generator=gen)[:per]])
+    return torch.cat(parts).sort().values
+
+
+def select_fairal(ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """FairAL (Anahideh et al. 2022), adapted to minimax fairness as in the JIN paper (§4.1).
+
+    For each candidate x of a random subsample of the pool and each hypothetical label y, a look-ahead copy of
+    M_R takes ``fairal_steps`` TRADES SGD steps on (x, y) plus a fixed replay minibatch of D_L; its minimax
+    fairness is  -max_z  mean over val group z of (clean CE + adversarial CE) / 2  (a smooth surrogate of Eq. 1:
+    accuracy on a few hundred images barely moves after one step). The expected fairness weights each label by
+    M_R's predicted probability; the score  a * entropy + (1 - a) * expected fairness  (both min-max normalised)
+    ranks the candidates. Cost: ``candidates x labels`` look-aheads, recorded in ``timings``; this per-candidate
+    adversarial retraining is what makes FairAL the costliest strategy (JIN Table 4).
+    """
+    from ..attacks import pgd
+    from ..train import trades_loss
+
+    if ctx.val is None:
+        raise ValueError("FairAL measures fairness on validation data: set SelectionContext.val")
+    gen = ctx.generator(3)
+    model, dev = ctx.model, ctx.device
+    m = min(len(ctx.pool), max(budget, int(ctx.fairal_candidates)))
+    cand = _random(ctx.pool, m, gen)
+    p = _probs(ctx, cand)
+    ent = entropy(p).cpu()
+    c = p.shape[1]
+    k = c if ctx.fairal_labels is None else max(1, min(c, int(ctx.fairal_labels)))
+    labels = p.topk(k, dim=1).indices.cpu()
+    weights = torch.gather(p.cpu(), 1, labels)
+    weights = weights / weights.sum(1, keepdim=True).clamp_min(1e-12)
+
+    vidx = _stratified_val(ctx, ctx.fairal_val, gen).to(ctx.val.device)
+    xv, yv, gv = ctx.val.float_images(vidx).to(dev), ctx.val.y[vidx].to(dev), ctx.val.g[vidx].to(dev)
+    model.eval()
+    xv = _fmt(xv)
+    with _autocast(dev, ctx.amp):
+        xv_adv = None if ctx.fairal_reattack else pgd(model, xv, yv, eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps, loss="ce")
+    replay = _random(ctx.labelled, min(len(ctx.labelled), ctx.fairal_batch), gen).to(dev)
+    xr, yr = ctx.train.float_images(replay).to(dev), ctx.train.y[replay].to(dev)
+    xc_all = ctx.train.float_images(cand.to(ctx.train.device)).to(dev)
+    one_hot_g = F.one_hot(gv, ctx.val.num_groups).float()
+    group_n = one_hot_g.sum(0).clamp_min(1)
+
+    base = {name: t.detach().clone() for name, t in model.state_dict().items()}
+    scratch = copy.deepcopy(model)
+    opt = torch.optim.SGD(scratch.parameters(), lr=ctx.fairal_lr)
+    torch.manual_seed(int(ctx.seed) * 1_000_003 + int(ctx.round) * 7_919 + 4)
+    expected = torch.zeros(m)
+    t0 = time.perf_counter()
+    for i in range(m):
+        for j in range(k):
+            scratch.load_state_dict(base)
+            scratch.train()
+            xb = torch.cat([xr, xc_all[i:i + 1]])
+            yb = torch.cat([yr, labels[i, j:j + 1].to(dev)])
+            for _ in range(ctx.fairal_steps):
+                with _autocast(dev, ctx.amp):
+                    loss, _ = trades_loss(scratch, xb, yb, eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps, beta=ctx.beta)
+                opt.zero_grad(set_to_none=True)
+                loss.float().backward()
+                opt.step()
+            scratch.eval()
+            if xv_adv is None:
+                with _autocast(dev, ctx.amp):
+                    xa = pgd(scratch, xv, yv, eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps, loss="ce")
+            else:
+                xa = xv_adv
+            with torch.no_grad(), _autocast(dev, ctx.amp):
+                lv = 0.5 * (F.cross_entropy(scratch(xv).float(), yv, reduction="none")
+                            + F.cross_entropy(scratch(xa).float(), yv, reduction="none"))
+            fair = -((lv[:, None] * one_hot_g).sum(0) / group_n).max()
+            expected[i] += float(weights[i, j]) * float(fair)
+    _sync(dev)
+    ctx.timings.update(fairal_lookahead_s=time.perf_counter() - t0, fairal_candidates=m, fairal_labels=k,
+                       fairal_lookaheads=m * k)
+    score = ctx.fairal_a * _minmax_norm(ent) + (1 - ctx.fairal_a) * _minmax_norm(expected)
+    return _top(score, cand, budget)
+
+
+def _jin(ctx: SelectionContext, budget: int, *, use_per: bool, use_rob: bool) -> torch.Tensor:
+    cand, bonus = _group_candidates(ctx, budget)
+    t0 = time.perf_counter()
+    p_std = None
+    if use_per:
+        m_s = ctx.get_std_model()
+        t0 = time.perf_counter()
+        p_std = infer(m_s, ctx.train, cand, batch_size=ctx.batch_size, amp=ctx.amp)[0].softmax(1)
+    p_rob = _probs(ctx, cand)
+    p_adv = _adv_probs(ctx.model, ctx.train, cand, p_rob, ctx) if use_rob else None
+    scores = jin_scores(p_std, p_rob, p_adv, use_per=use_per, use_rob=use_rob)
+    _sync(ctx.device)
+    ctx.timings["jin_scores_s"] = time.perf_counter() - t0
+    ctx.timings["jin_candidates"] = len(cand)
+    return _top(scores.cpu() + bonus, cand, budget)
+
+
+def select_jin(ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """JIN (Algorithm 1, lines 6-8): top-B of  I = N(I^per) + N(I^rob)  (Eq. 2-4) among the z* pool."""
+    return _jin(ctx, budget, use_per=True, use_rob=True)
+
+
+def select_jin_p(ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """JIN-P (Table 5, row P): performance inconsistency I^per (Eq. 2) only, within z*."""
+    return _jin(ctx, budget, use_per=True, use_rob=False)
+
+
+def select_jin_r(ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """JIN-R (Table 5, row R): robustness inconsistency I^rob (Eq. 3) only, within z*."""
+    return _jin(ctx, budget, use_per=False, use_rob=True)
+
+
+STRATEGIES: dict[str, Callable[[SelectionContext, int], torch.Tensor]] = {
+    "rand": select_rand,
+    "ent": select_ent,
+    "cset": select_cset,
+    "badge": select_badge,
+    "bald": select_bald,
+    "g-rand": select_g_rand,
+    "g-ent": select_g_ent,
+    "minmax": select_minmax,
+    "opt": select_opt,
+    "fairal": select_fairal,
+    "jin": select_jin,
+    "jin-p": select_jin_p,
+    "jin-r": select_jin_r,
+}
+
+STRATEGY_LABELS = {"rand": "RAND", "ent": "ENT", "cset": "CSET", "badge": "BADGE", "bald": "BALD", "g-rand": "G-RAND",
+                   "g-ent": "G-ENT", "minmax": "MinMax", "opt": "OPT", "fairal": "FairAL", "jin": "JIN",
+                   "jin-p": "JIN-P", "jin-r": "JIN-R"}
+
+# Strategies that draw only from the estimated worst group z* (Algorithm 1, line 6).
+GROUP_AWARE = frozenset({"g-rand", "g-ent", "jin", "jin-p", "jin-r"})
+
+
+def select(name: str, ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """Run strategy ``name`` and return ``budget`` distinct pool indices (int64, CPU, in rank order).
+
+    Raises:
+        ValueError: unknown strategy, a budget that is not a positive integer or exceeds the pool, or a
+            group-aware strategy without ``ctx.worst_group``.
+    """
+    key = str(getattr(name, "value", name)).lower()
+    if key not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; valid: {sorted(STRATEGIES)}")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ValueError(f"budget must be a positive integer number of samples, got {budget!r}")
+    if budget > len(ctx.pool):
+        raise ValueError(f"budget B={budget} is larger than the pool D_U ({len(ctx.pool)} unlabelled samples)")
+    if key in GROUP_AWARE and ctx.worst_group is None:
+        raise ValueError(f"strategy {key!r} samples from the worst group z*: set SelectionContext.worst_group")
+    _sync(ctx.device)
+    t0 = time.perf_counter()
+    picked = STRATEGIES[key](ctx, budget)
+    _sync(ctx.device)
+    ctx.timings["select_s"] = time.perf_counter() - t0
+    picked = torch.as_tensor(picked, dtype=torch.int64).cpu().flatten()
+    if len(picked) != budget or len(torch.unique(picked)) != budget or not torch.isin(picked, ctx.pool).all():
+        raise RuntimeError(f"strategy {key!r} returned {len(picked)} indices ({len(torch.unique(picked))} distinct), "
+                           f"not {budget} distinct pool indices")
+    return picked

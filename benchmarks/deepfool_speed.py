@@ -1,0 +1,148 @@
+"""Batched DeepFool (``fralkit.attacks.deepfool``) against a one-image-at-a-time reference loop.
+
+Targets on one H100: 10,000 images at 32 px through ResNet-18 in at most 30 s, and at least 50x the
+reference. Both run in the same process on the same briefly trained ResNet-18 (standard training on
+``synbols-cinic``, 10 classes) and the same test images, in fp32 with TF32 off. The reference works the way
+the original DeepFool code does: one image per forward pass and one backward pass per candidate logit per
+iteration. It is timed on a subset (``--ref-n``) and extrapolated to ``--n``; the output says so. On the
+reference subset the two distances must agree within 1e-3 relative.
+
+    python benchmarks/deepfool_speed.py                 # GPU: the targets above
+    python benchmarks/deepfool_speed.py --tiny          # CPU check at tiny size (a few seconds)
+    python benchmarks/deepfool_speed.py --json out.json # also write the numbers
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+
+def reference_deepfool(model, image: torch.Tensor, *, num_classes: int = 10, overshoot: float = 0.02,
+                       max_iter: int = 50) -> tuple[float, int, bool]:
+    """One image (``[C, H, W]``): returns ``(d_theta (Eq. 8, boundary reading), iterations, flipped)``."""
+    with torch.no_grad():
+        f0 = model(image[None])[0]
+    order = f0.argsort(descending=True)[:num_classes]
+    label = order[0]
+    r_tot = torch.zeros_like(image)
+    x = image.clone()
+    loop_i, k_i = 0, label
+    while k_i == label and loop_i < max_iter:
+        xv = x[None].clone().requires_grad_(True)
+        fs = model(xv)[0]
+        grads = [torch.autograd.grad(fs[c], xv, retain_graph=True)[0][0] for c in order]
+        pert, w = float("inf"), None
+        for j in range(1, len(order)):
+            w_k = grads[j] - grads[0]
+            pert_k = float((fs[order[j]] - fs[label]).detach().abs() / w_k.norm())
+            if pert_k < pert:
+                pert, w = pert_k, w_k
+        r_tot = r_tot + (pert + 1e-4) * w / w.norm()
+        x = image + (1 + overshoot) * r_tot
+        with torch.no_grad():
+            k_i = model(x[None])[0].argmax()
+        loop_i += 1
+    norm = float(r_tot.norm())
+    return 0.5 * (norm + (1 + overshoot) * norm), loop_i, bool(k_i != label)
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000, help="images attacked by the batched DeepFool")
+    parser.add_argument("--ref-n", type=int, default=200, help="images attacked by the reference loop (extrapolated)")
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--train-n", type=int, default=10_000)
+    parser.add_argument("--epochs", type=int, default=4, help="standard training epochs before the attack")
+    parser.add_argument("--batch", type=int, default=2500, help="DeepFool batch size")
+    parser.add_argument("--grad-mode", default="loop", choices=["loop", "batched"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--tiny", action="store_true", help="CPU-sized check: 48 images at 16 px, 8 for the reference")
+    parser.add_argument("--json", default=None, help="write the numbers to this file")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.n, args.ref_n, args.size, args.train_n, args.epochs, args.batch = 48, 8, 16, 300, 1, 48
+
+    from fralkit.attacks.deepfool import _full_fp32, deepfool
+    from fralkit.data import load_dataset
+    from fralkit.models import make_model
+    from fralkit.train import fit
+    from fralkit.utils import device_name, resolve_device, set_seed
+
+    dev = resolve_device(args.device)
+    # Generate before CUDA work starts (the generator is single-process; cached by config).
+    splits = load_dataset("synbols-cinic", seed=0, n=args.train_n, n_test=args.n, size=args.size)
+    set_seed(0)
+    model = make_model(args.model, splits.train.num_classes, in_channels=3, image_size=args.size).to(dev)
+    t0 = time.perf_counter()
+    fit(model, splits.train.to(dev), objective="standard", epochs=args.epochs, batch_size=256, lr=0.1, seed=0, device=dev)
+    train_s = time.perf_counter() - t0
+    model.eval()
+    x = splits.test.float_images().to(dev)
+    with torch.no_grad():
+        acc = float((torch.cat([model(b).argmax(1) for b in x.split(1024)]).cpu() == splits.test.y).float().mean())
+    print(f"device: {device_name(dev)}; {args.model} trained {args.epochs} epochs on {len(splits.train)} synbols-cinic "
+          f"images ({train_s:.1f} s), clean test accuracy {100 * acc:.1f} %")
+
+    deepfool(model, x[: min(64, len(x))], batch_size=args.batch, grad_mode=args.grad_mode)  # warm-up (kernels, cuDNN)
+    _sync(dev)
+    t0 = time.perf_counter()
+    res = deepfool(model, x, batch_size=args.batch, grad_mode=args.grad_mode)
+    _sync(dev)
+    ours_s = time.perf_counter() - t0
+    ours_rate = len(x) / ours_s
+    summ = res.summary()
+    print(f"fralkit batched : {len(x)} images in {ours_s:.2f} s = {ours_rate:.1f} images/s "
+          f"(batch {args.batch}, grad_mode {args.grad_mode}; mean {summ['mean_iters']:.2f} / max {summ['max_iters']} "
+          f"iterations, {summ['n_unflipped']} never flipped)")
+
+    m = min(args.ref_n, len(x))
+    ref_d, ref_it, ref_fl = [], [], []
+    with _full_fp32(dev):
+        reference_deepfool(model, x[0], num_classes=splits.train.num_classes)  # warm-up
+        _sync(dev)
+        t0 = time.perf_counter()
+        for i in range(m):
+            d, it, fl = reference_deepfool(model, x[i], num_classes=splits.train.num_classes)
+            ref_d.append(d), ref_it.append(it), ref_fl.append(fl)
+        _sync(dev)
+        ref_s = time.perf_counter() - t0
+    ref_rate = m / ref_s
+    print(f"reference loop  : {m} images in {ref_s:.2f} s = {ref_rate:.2f} images/s (one image at a time; timed on "
+          f"{m} of the {len(x)} images and extrapolated: {len(x) / ref_rate:.1f} s for all)")
+
+    ref_d_t = torch.tensor(ref_d, dtype=torch.float64)
+    ours_d = res.d_theta[:m].double().cpu()
+    rel = (ours_d - ref_d_t).abs() / ref_d_t.clamp_min(1e-12)
+    same_iters = int((res.iters[:m].cpu() == torch.tensor(ref_it)).sum())
+    same_flip = int((res.flipped[:m].cpu() == torch.tensor(ref_fl)).sum())
+    agree = bool((rel <= 1e-3).all())
+    print(f"agreement       : max relative difference {float(rel.max()):.2e}, median {float(rel.median()):.2e} over {m} "
+          f"images; same iterations {same_iters}/{m}, same flip flag {same_flip}/{m} -> "
+          f"{'PASS' if agree else 'FAIL'} (target <= 1e-3)")
+    ratio = ours_rate / ref_rate
+    at_10k = 10_000 / ours_rate
+    print(f"speed-up        : {ratio:.1f}x the reference (target >= 50x: {'met' if ratio >= 50 else 'NOT met'})")
+    if dev.type == "cuda" and args.size == 32:
+        print(f"10,000 images   : {at_10k:.1f} s at this rate (target <= 30 s on one H100: {'met' if at_10k <= 30 else 'NOT met'})")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"device": device_name(dev), "model": args.model, "size": args.size, "n": len(x), "ref_n": m,
+                       "batched_s": ours_s, "batched_img_s": ours_rate, "ref_s": ref_s, "ref_img_s": ref_rate,
+                       "ratio": ratio, "max_rel_diff": float(rel.max()), "agree": agree, "accuracy": acc,
+                       "mean_iters": summ["mean_iters"], "n_unflipped": summ["n_unflipped"],
+                       "batch": args.batch, "grad_mode": args.grad_mode}, fh, indent=2)
+    return 0 if agree else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""FARMUR: the loss (Eqs. 9-11), Algorithm 1's retraining, the row data, the study records and tables."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from fralkit import farmur
+from fralkit.experiments import ResultStore
+
+
+def _tiny_model(num_classes=3, seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                         nn.Linear(16, num_classes))
+
+
+TRADES = dict(eps=8 / 255, alpha=2 / 255, steps=2, beta=6.0)
+
+
+def test_farmur_loss_equals_trades_on_vulnerable_plus_ce_on_robust():
+    from fralkit.train import trades_loss
+
+    model = _tiny_model()
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.rand(10, 3, 8, 8, generator=gen), torch.randint(0, 3, (10,), generator=gen)
+    vul = torch.tensor([1, 0, 0, 1, 1, 0, 1, 0, 0, 0], dtype=torch.bool)
+    torch.manual_seed(5)
+    loss, parts = farmur.farmur_loss(model, x, y, vul, **TRADES)
+    torch.manual_seed(5)
+    l_trades = trades_loss(model, x[vul], y[vul], **TRADES)[0]
+    l_ce = F.cross_entropy(model(x[~vul]), y[~vul])
+    torch.testing.assert_close(loss, l_trades + l_ce)
+    assert float(parts["trades"]) == pytest.approx(float(l_trades.detach()))
+    assert float(parts["natural"]) == pytest.approx(float(l_ce.detach()))
+    assert (parts["n_vul"], parts["n_rob"]) == (4, 6)
+    assert model.training  # trades_loss restores train mode after its eval-mode attack
+
+
+def test_farmur_loss_with_one_empty_side():
+    from fralkit.train import trades_loss
+
+    model = _tiny_model()
+    x, y = torch.rand(6, 3, 8, 8), torch.randint(0, 3, (6,))
+    loss, parts = farmur.farmur_loss(model, x, y, torch.zeros(6, dtype=torch.bool), **TRADES)
+    torch.testing.assert_close(loss, F.cross_entropy(model(x), y))
+    assert float(parts["trades"]) == 0.0
+    torch.manual_seed(2)
+    loss, _ = farmur.farmur_loss(model, x, y, torch.ones(6, dtype=torch.bool), **TRADES)
+    torch.manual_seed(2)
+    torch.testing.assert_close(loss, trades_loss(model, x, y, **TRADES)[0])
+    with pytest.raises(ValueError, match="mask"):
+        farmur.farmur_loss(model, x, y, torch.ones(5, dtype=torch.bool), **TRADES)
+
+
+@pytest.mark.parametrize("pairing", ["split", "cycle"])
+def test_retrain_updates_the_model_and_records_each_epoch(tiny_groups, pairing):
+    model = _tiny_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    hist = farmur.farmur_retrain(model, tiny_groups, vulnerable=[1], epochs=2, batch_size=16, lr=0.05,
+                                 pairing=pairing, device="cpu", **TRADES)
+    assert len(hist["loss"]) == 2 and all(np.isfinite(hist["loss"]))
+    assert all(t > 0 for t in hist["trades"]) and all(c > 0 for c in hist["natural"])
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_retrain_rejects_bad_ids_and_pairing_and_warns_on_no_vulnerable(tiny_groups):
+    with pytest.raises(ValueError, match="out of range"):
+        farmur.farmur_retrain(_tiny_model(), tiny_groups, vulnerable=[2], epochs=1, device="cpu")
+    with pytest.raises(ValueError, match="pairing"):
+        farmur.farmur_retrain(_tiny_model(), tiny_groups, vulnerable=[1], epochs=1, pairing="zip", device="cpu")
+    with pytest.warns(UserWarning, match="only the natural loss"):
+        hist = farmur.farmur_retrain(_tiny_model(), tiny_groups, vulnerable=[], epochs=1, batch_size=24, device="cpu",
+                                     **TRADES)
+    assert hist["trades"] == [0.0]
+
+
+def test_mnist_like_data_is_grey_digits_partitioned_by_class():
+    splits = farmur.load_mnist_like(n=40, n_test=20, size=12, seed=0)
+    tr = splits.train
+    assert tuple(tr.x.shape) == (40, 1, 12, 12) and tr.classes == list("0123456789")
+    assert torch.equal(tr.g, tr.y) and tr.groups == tr.classes
+    assert torch.bincount(tr.y, minlength=10).tolist() == [4] * 10
+    again = farmur.load_mnist_like(n=40, n_test=20, size=12, seed=0)
+    assert torch.equal(again.train.x, tr.x)
+
+
+def test_row_data_uses_the_rows_partition():
+    cifar = farmur.load_row_data("resnet18-cifar10", n=40, n_test=20, size=16)
+    assert torch.equal(cifar.test.g, cifar.test.y) and cifar.test.num_groups == 10
+    utk = farmur.load_row_data("utkclassifier-utkface", n=60, n_test=30, size=16)
+    assert utk.train.num_groups == 4 and utk.train.num_classes == 5 and not torch.equal(utk.train.g, utk.train.y)
+    with pytest.raises(ValueError, match="valid"):
+        farmur.load_row_data("vgg-svhn")
+
+
+def test_parse_rows():
+    assert farmur.parse_rows("lenet5-mnist, resnet18-cifar10:small_cnn") == [("lenet5-mnist", None),
+                                                                            ("resnet18-cifar10", "small_cnn")]
+    with pytest.raises(ValueError, match="valid"):
+        farmur.parse_rows("lenet5-mnist,mnist")
+    with pytest.raises(ValueError, match="no FARMUR rows"):
+        farmur.parse_rows(" , ")
+
+
+def _record(row, method, seed, acc, rob, v, d=None):
+    d = d if d is not None else [0.2, 0.4, None, 0.6]
+    return {"config": {"study": "farmur", "row": row, "dataset": "synbols-x", "backbone": farmur.ROWS[row].backbone,
+                       "method": method, "seed": seed},
+            "metrics": {"accuracy": acc, "rob_f": rob, "v_f": v, "rob_p": [rob, rob], "vulnerable": [0], "n_eval": 4},
+            "distances": {"d": d, "correct": [1, 1, 0, 1], "partition": [0, 1, 0, 1]}, "group_names": ["a", "b"]}
+
+
+def test_table1_and_ratios_from_records():
+    recs = []
+    for s, jitter in ((0, 0.0), (1, 0.002)):
+        recs += [_record("utkclassifier-utkface", "natural", s, 0.70, 0.30, 0.010 + jitter),
+                 _record("utkclassifier-utkface", "trades", s, 0.65, 1.20, 0.040 + jitter),
+                 _record("utkclassifier-utkface", "farmur", s, 0.66, 1.08, 0.030 + jitter)]
+    table = farmur.table1(recs, with_paper=True)
+    assert list(table.index)[0] == "UTKClassifier / synbols-x" and table.iloc[0]["n seeds"] == "2"
+    assert table.iloc[0]["Accuracy (%) Natural"].startswith("70.00 ±")
+    assert table.iloc[1]["V_f(P) Adversarial"] == "0.073"  # the paper's row
+    ratios = farmur.paper_ratios(recs).iloc[0]
+    assert ratios["AT × V_f (run)"] == pytest.approx(0.041 / 0.011, abs=1e-3)
+    assert ratios["FARMUR V_f cut vs AT % (run)"] == pytest.approx(100 * (1 - 0.031 / 0.041), abs=1e-3)
+    assert ratios["Rob(f) lost vs AT % (run)"] == pytest.approx(10.0, abs=1e-3)
+    assert ratios["AT × V_f (paper table)"] == pytest.approx(10.429, abs=1e-3)
+    assert ratios["FARMUR V_f cut % (paper table)"] == pytest.approx(19.178, abs=1e-3)
+    text = farmur.describe_farmur(recs)
+    assert "raised, as the paper reports" in text and "lowered, as claimed" in text
+
+
+def test_curves_from_record_match_definition_1():
+    rec = _record("lenet5-mnist", "natural", 0, 0.75, 0.3, 0.0)
+    curves, mean = farmur.curves_from_record(rec, [0.0, 0.3, 0.5])
+    # partition 0: points 0.2 (correct) and None (wrong) -> I = 1/2, 0, 0; partition 1: 0.4 and 0.6 -> 1, 1, 1/2
+    np.testing.assert_allclose(curves, [[0.5, 0.0, 0.0], [1.0, 1.0, 0.5]])
+    np.testing.assert_allclose(mean, [0.75, 0.5, 0.25])
+
+
+def test_study_row_end_to_end_saves_records_and_skips_done_runs(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path / "results")
+    kw = dict(seed=0, backbone="small_cnn", n=60, n_test=30, size=12, natural_epochs=1, at_epochs=2, farmur_epochs=1,
+              batch_size=32, steps=1, df_max_iter=10, device="cpu", store=store, log=None)
+    recs = farmur.run_farmur_row("lenet5-mnist", **kw)
+    assert [r["config"]["method"] for r in recs] == list(farmur.METHODS)
+    for rec in recs:
+        m = rec["metrics"]
+        assert 0 <= m["accuracy"] <= 1 and len(m["rob_p"]) == 10 and m["n_eval"] == 30
+        assert m["rob_f"] == pytest.approx(np.mean(m["rob_p"]))
+        assert len(rec["distances"]["d"]) == 30 and rec["timings"]["fit_s"] >= 0
+    assert "split_vulnerable" in recs[2]["metrics"]
+    assert len(list((tmp_path / "results" / "farmur" / "checkpoints").glob("*.pt"))) == 1
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(farmur, "_fit", boom)
+    again = farmur.run_farmur_row("lenet5-mnist", **kw)
+    assert [r["key"] for r in again] == [r["key"] for r in recs]

@@ -1,0 +1,119 @@
+"""The FRAL loop (JIN Algorithm 1): budgets, the shared initial model, result records, and exact resumption."""
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+import fralkit.active.loop as loop
+from fralkit.active.loop import FRALConfig, FRALInterrupted, evaluate_groups, fral_budget, run_fral
+from fralkit.data import DataSplits, GroupDataset
+from fralkit.experiments import ResultStore
+
+
+class TinyConv(nn.Module):
+    """A few hundred parameters, features/head split as in fralkit.models."""
+
+    def __init__(self, classes: int = 3):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.head = nn.Linear(16, classes)
+        self.feature_dim = 16
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@pytest.fixture
+def tiny_model(monkeypatch):
+    monkeypatch.setattr(loop, "_make_model", lambda config, train: TinyConv(train.num_classes))
+
+
+@pytest.fixture
+def splits():
+    gen = torch.Generator().manual_seed(0)
+    n = 60
+
+    def make(n, offset):
+        y = (torch.arange(n) + offset) % 3
+        g = ((torch.arange(n) + offset) // 3) % 2
+        x = torch.randint(0, 256, (n, 3, 8, 8), generator=gen, dtype=torch.int64)
+        x[:, 0] = (x[:, 0] // 3 + 60 * y[:, None, None]).clamp(0, 255)  # a learnable class signal
+        x = (x // (1 + g[:, None, None, None])).to(torch.uint8)
+        return GroupDataset(x, y, g, ["c0", "c1", "c2"], ["g0", "g1"], name="tiny")
+
+    return DataSplits(make(n, 0), make(24, 1), make(24, 2))
+
+
+def _config(**kw):
+    base = dict(dataset="tiny", backbone="tiny", strategy="jin", seed=0, rounds=2, budget_frac=0.1, init_frac=0.25,
+                init_epochs=1, finetune_epochs=1, batch_size=16, std_epochs=1, std_finetune_epochs=1,
+                eval_batch_size=32, fairal_candidates=6, fairal_labels=2, fairal_val=8, fairal_batch=4, bald_samples=4)
+    base.update(kw)
+    return FRALConfig(**base)
+
+
+def test_budget_is_two_percent_of_d():
+    assert fral_budget(15_000, 0.02) == 300 and fral_budget(10, 0.02) == 1
+
+
+def test_config_checks_its_values():
+    with pytest.raises(ValueError, match="unknown strategy 'nope'"):
+        FRALConfig(strategy="nope")
+    with pytest.raises(ValueError, match="budget_frac"):
+        FRALConfig(budget_frac=2.0)
+
+
+def test_record_key_ignores_other_strategies_options():
+    a, b = _config(strategy="jin", fairal_candidates=6), _config(strategy="jin", fairal_candidates=99)
+    assert a.record_config() == b.record_config()
+    assert _config(strategy="fairal", fairal_candidates=6).record_config() != _config(strategy="fairal", fairal_candidates=99).record_config()
+    assert FRALConfig(dataset="synbols-ham").metric_name == "f1" and FRALConfig(dataset="synbols-ham").use_oversampling
+
+
+def test_evaluate_groups_worst_disp_avg(splits, tiny_model):
+    model = TinyConv()
+    rep = evaluate_groups(model, splits.test, metric="acc", steps=1)
+    assert rep["std_worst"] == min(rep["std_group"]) and rep["rob_avg"] == pytest.approx(sum(rep["rob_group"]) / 2)
+    assert rep["std_disp"] == pytest.approx(max(rep["std_group"]) - min(rep["std_group"]))
+    mean = [(a + b) / 2 for a, b in zip(rep["std_group"], rep["rob_group"])]
+    assert rep["worst_group"] == mean.index(min(mean))
+    assert len(rep["class_f1_std"]) == 2 and len(rep["class_f1_std"][0]) == 3
+
+
+def test_run_labels_budget_per_round_and_shares_the_initial_model(splits, tiny_model, tmp_path):
+    store = ResultStore(tmp_path)
+    rec = run_fral(_config(strategy="g-rand"), store=store, splits=splits, device="cpu")
+    sel = rec["metrics"]["selected"]
+    assert [len(s) for s in sel] == [6, 6] and len({i for s in sel for i in s}) == 12
+    assert rec["metrics"]["labelled_n"] == [15, 21, 27]
+    g = splits.train.g
+    for r, s in enumerate(sel):
+        assert (g[torch.tensor(s)] == rec["metrics"]["worst_group_est"][r]).all()
+    assert len(rec["metrics"]["std_worst"]) == 3 and rec["timings"]["init_at_s"] > 0
+    rec2 = run_fral(_config(strategy="rand"), store=store, splits=splits, device="cpu")
+    assert rec2["metrics"]["std_worst"][0] == rec["metrics"]["std_worst"][0], "round 0 is the shared initial model"
+    assert len(list((tmp_path / "jin" / "_cache").rglob("*.pt"))) == 1
+    assert not list((tmp_path / "jin" / "_state").rglob("*.pt")), "state files are removed once the record exists"
+    # a done run is loaded, not repeated
+    assert run_fral(_config(strategy="rand"), store=store, splits=splits, device="cpu")["saved_at"] == rec2["saved_at"]
+
+
+@pytest.mark.parametrize("strategy", ["jin", "badge"])
+def test_resume_after_a_kill_gives_identical_indices_and_metrics(strategy, splits, tiny_model, tmp_path):
+    cfg = _config(strategy=strategy, rounds=3)
+    full = run_fral(cfg, store=ResultStore(tmp_path / "a"), splits=splits, device="cpu")
+
+    def kill_after_first_round(k, state):
+        if k == 1:
+            raise FRALInterrupted("simulated kill")
+
+    store_b = ResultStore(tmp_path / "b")
+    with pytest.raises(FRALInterrupted):
+        run_fral(cfg, store=store_b, splits=splits, device="cpu", callback=kill_after_first_round)
+    saved = list((tmp_path / "b" / "jin" / "_state").rglob("*.pt"))
+    assert len(saved) == 1 and torch.load(saved[0], weights_only=True)["round"] == 1
+    resumed = run_fral(cfg, store=store_b, splits=splits, device="cpu")
+    assert resumed["metrics"]["selected"] == full["metrics"]["selected"]
+    assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(full["metrics"], sort_keys=True)

@@ -149,12 +149,14 @@ def load_adv_data(cfg: AdvConfig) -> DataSplits:
 
 
 def run_adv(cfg: AdvConfig, *, store: ResultStore | None = None, device: str | torch.device = "auto",
-            splits: DataSplits | None = None, show_progress: bool = True, force: bool = False) -> dict:
+            splits: DataSplits | None = None, show_progress: bool = True, force: bool = False,
+            fit_options: dict | None = None) -> dict:
     """Train one model with ``cfg.method`` and evaluate it; returns (and stores) its result record.
 
     The record's ``metrics`` are ``group_report``'s flat scalars on the test split plus ``train_s``; its extra
     fields hold the per-epoch ``history`` (training loss / accuracy, validation clean / robust accuracy on
-    ``curve_n`` images), the ``classes`` and ``groups`` names.
+    ``curve_n`` images), the ``classes`` and ``groups`` names. ``fit_options`` are speed settings passed to
+    ``fit`` that do not change the computation (``cuda_graph``, ``compile``, ``fold_bn``): not part of the record key.
     """
     store = store if store is not None else ResultStore()
     rc = cfg.record_config()
@@ -175,7 +177,8 @@ def run_adv(cfg: AdvConfig, *, store: ResultStore | None = None, device: str | t
     result = fit(model, train, objective=objective, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                  momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule, eps=cfg.eps,
                  alpha=cfg.alpha, steps=cfg.train_steps or cfg.steps, beta=cfg.beta, oversample=cfg.use_oversampling, seed=cfg.seed,
-                 device=dev, val=curve, val_robust=curve is not None, show_progress=show_progress, **opts)
+                 device=dev, val=curve, val_robust=curve is not None, show_progress=show_progress, **opts,
+                 **(fit_options or {}))
     t0 = time.perf_counter()
     report = group_report(model, test, metric=cfg.metric_name, eps=cfg.eps, alpha=cfg.alpha, steps=cfg.steps,
                           seed=cfg.seed)
@@ -189,7 +192,8 @@ def run_adv(cfg: AdvConfig, *, store: ResultStore | None = None, device: str | t
 
 
 def run_configs(configs: Sequence[AdvConfig], *, store: ResultStore | None = None,
-                device: str | torch.device = "auto", show_progress: bool = True) -> list[dict]:
+                device: str | torch.device = "auto", show_progress: bool = True,
+                fit_options: dict | None = None) -> list[dict]:
     """Run every config (done runs are loaded from the store, not retrained); the data of each dataset is
     generated once. Returns one record per config, in order."""
     store = store if store is not None else ResultStore()
@@ -202,7 +206,8 @@ def run_configs(configs: Sequence[AdvConfig], *, store: ResultStore | None = Non
         if cfg.data_key() not in cache:
             cache.clear()  # one data set in memory at a time
             cache[cfg.data_key()] = load_adv_data(cfg)
-        rec = run_adv(cfg, store=store, device=device, splits=cache[cfg.data_key()], show_progress=show_progress)
+        rec = run_adv(cfg, store=store, device=device, splits=cache[cfg.data_key()], show_progress=show_progress,
+                      fit_options=fit_options)
         records.append(rec)
         m = rec["metrics"]
         if show_progress:  # one line per run: readable in a notebook and in a papermill log

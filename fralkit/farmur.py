@@ -719,6 +719,11 @@ def describe_farmur(records: list[dict]) -> str:
                          f"{'lowered, as claimed' if lowered else 'NOT lowered, unlike the claim'}), Rob(f) "
                          f"{at[1]:.3f} -> {fm[1]:.3f} ({100 * r['rob_lost']:.1f} % lost), accuracy "
                          f"{at[0]:.1f} -> {fm[0]:.1f} %.")
+        classes = len(next(rec for rec in records if _row_label(rec) == label).get("class_names") or []) or 2
+        weak = [METHOD_TITLES[m] for m, v in ours.items() if v[0] < 150.0 / classes]
+        if weak:
+            parts.append(f"Caveat: accuracy of {', '.join(weak)} is below 1.5x chance ({100 / classes:.0f} %): "
+                         "not trained enough for its V_f to mean much (more epochs or data).")
         checks["rows"] += 1
         lines.append(" ".join(parts))
     lines += ["", f"Summary: AT raised V_f in {checks['at_raises_v']} of {checks['rows']} rows; FARMUR lowered it "

@@ -166,6 +166,8 @@ def progress(iterable: Iterable | None = None, *, desc: str = "", total: int | N
 
 def git_commit(cwd: str | Path | None = None) -> str:
     """The checked-out commit (with ``-dirty`` when the tree has changes), or ``"unknown"``."""
+    if os.environ.get("FRALKIT_GIT_COMMIT"):  # a copy without .git (e.g. a remote machine) can be told its commit
+        return os.environ["FRALKIT_GIT_COMMIT"]
     cwd = str(cwd or Path(__file__).resolve().parent.parent)
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)

@@ -10,7 +10,8 @@ os.environ.setdefault("FRALKIT_NO_PROGRESS", "1")
 
 
 def pytest_configure(config):
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # OMP_NUM_THREADS wins: on a shared machine, more threads than free cores slows torch down by orders of magnitude.
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or min(2, os.cpu_count() or 1)))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -67,7 +67,7 @@ def plot_uncertainty_gap(frame, *, datasets: Sequence[str] | None = None):
     for k, (ax, dataset) in enumerate(zip(axes[0], datasets)):
         _draw_metric(ax, frame[frame["dataset"] == dataset], "bald_gap")
         ax.set_title(f"({'abcdefgh'[k]}) {_DATASET_TITLE.get(dataset, dataset)}")
-    axes[0, -1].legend(fontsize=7, loc="best")
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.suptitle("Epistemic-uncertainty gap between groups", fontsize=10)
     fig.tight_layout()
     return fig
@@ -83,7 +83,7 @@ def plot_learning_curves(frame, dataset: str, *, metrics: Sequence[str] = ("pari
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         _draw_metric(ax, sub, metric)
-    axes[0, -1].legend(fontsize=7, loc="best")
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.suptitle(f"Uniform labelling vs BALD: {_DATASET_TITLE.get(dataset, dataset)} ({dataset})", fontsize=10)
     fig.tight_layout()
     return fig
@@ -104,7 +104,7 @@ def plot_rare_share(frame, *, datasets: Sequence[str] | None = None):
         _draw_metric(ax, sub, "share")
         ax.set_ylabel("share of under-represented cells")
         ax.set_title(f"{_DATASET_TITLE.get(dataset, dataset)}: {_RARE.get(dataset, 'rare class x group cells')}")
-    axes[0, -1].legend(fontsize=7, loc="best")
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 

@@ -41,7 +41,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "gpu": {"datasets": "synbols-utk,synbols-cinic", "methods": "natural,pgd_at,trades,fairat", "seeds": 3,
                 "data_seed": 0, "data_root": None, "n": 3000, "backbone": "mobilenetv2", "epochs": 12, "batch_size": 256,
                 "lr": 0.1, "eps_255": 4, "alpha_255": 2, "steps": 5, "train_steps": 0, "beta": 6.0, "hard_frac": 0.2,
-                "hard_aug": "cutout", "hard_aug_strength": 0.5, "curve_n": 512, "device": "auto", "cuda_graph": False},
+                "hard_aug": "cutout", "hard_aug_strength": 0.5, "curve_n": 512, "device": "auto", "cuda_graph": True},
         # The JIN protocol on the real data sets under ../data/<name>/ (hours on a GPU).
         "paper": {"datasets": "utkface,cinic10,ham10000", "methods": "natural,pgd_at,trades,fairat", "seeds": 3,
                   "data_seed": 0, "data_root": "../data", "n": 0, "backbone": "mobilenetv2", "epochs": 100,

@@ -84,7 +84,8 @@ def main(argv=None) -> int:
     set_seed(0)
     model = make_model(args.model, splits.train.num_classes, in_channels=3, image_size=args.size).to(dev)
     t0 = time.perf_counter()
-    fit(model, splits.train.to(dev), objective="standard", epochs=args.epochs, batch_size=256, lr=0.1, seed=0, device=dev)
+    fit(model, splits.train.to(dev), objective="standard", epochs=args.epochs, batch_size=256, lr=0.1, seed=0, device=dev,
+        show_progress=False)
     train_s = time.perf_counter() - t0
     model.eval()
     x = splits.test.float_images().to(dev)
@@ -131,7 +132,8 @@ def main(argv=None) -> int:
           f"{'PASS' if agree else 'FAIL'} (target <= 1e-3)")
     ratio = ours_rate / ref_rate
     at_10k = 10_000 / ours_rate
-    print(f"speed-up        : {ratio:.1f}x the reference (target >= 50x: {'met' if ratio >= 50 else 'NOT met'})")
+    target = f"target >= 50x: {'met' if ratio >= 50 else 'NOT met'}" if dev.type == "cuda" else "the targets are for one H100"
+    print(f"speed-up        : {ratio:.1f}x the reference ({target})")
     if dev.type == "cuda" and args.size == 32:
         print(f"10,000 images   : {at_10k:.1f} s at this rate (target <= 30 s on one H100: {'met' if at_10k <= 30 else 'NOT met'})")
     if args.json:

@@ -59,10 +59,11 @@ PROFILES: dict[str, dict[str, dict]] = {
                   "strategies": "all", "seeds": 1, "rounds": 5, "budget_frac": 0.02, "init_frac": 0.2, "epochs": 20,
                   "finetune_epochs": 2, "batch_size": 32, "std_epochs": 6, "fairal_candidates": 16, "fairal_labels": 2,
                   "device": "auto"},
-        # One H100, about 5 min per data set: run one data set per command (-p dataset synbols-cinic, ...).
-        "gpu": {"dataset": "synbols-utk,synbols-cinic,synbols-ham", "data_root": None, "n": 1500, "size": 0,
+        # One H100, about 4-5 min per data set (estimated from the measured TRADES throughput): run one data set per
+        # command (-p dataset synbols-cinic, ...).
+        "gpu": {"dataset": "synbols-utk,synbols-cinic,synbols-ham", "data_root": None, "n": 2000, "size": 0,
                 "backbone": "mobilenetv2", "strategies": "all", "seeds": 3, "rounds": 5, "budget_frac": 0.02,
-                "init_frac": 0.2, "epochs": 100, "finetune_epochs": 2, "batch_size": 128, "std_epochs": 10,
+                "init_frac": 0.2, "epochs": 120, "finetune_epochs": 2, "batch_size": 128, "std_epochs": 10,
                 "fairal_candidates": 16, "fairal_labels": 2, "device": "auto"},
         # JIN §4.1 on the real UTKFace, CINIC-10 and HAM10000 under ../data/<name>/ (hours on a GPU).
         "paper": {"dataset": "utkface,cinic10,ham10000", "data_root": "../data", "n": 0, "size": 0, "backbone": "mobilenetv2",

@@ -117,3 +117,42 @@ def test_resume_after_a_kill_gives_identical_indices_and_metrics(strategy, split
     resumed = run_fral(cfg, store=store_b, splits=splits, device="cpu")
     assert resumed["metrics"]["selected"] == full["metrics"]["selected"]
     assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(full["metrics"], sort_keys=True)
+
+
+def _record(strategy, seed, final, *, init=(0.5, 0.1, 0.55, 0.3, 0.1, 0.35), select_s=1.0, init_s=10.0, metric="acc"):
+    keys = ("std_worst", "std_disp", "std_avg", "rob_worst", "rob_disp", "rob_avg")
+    metrics = {k: [a, b] for k, a, b in zip(keys, init, final)}
+    metrics.update(labelled_n=[10, 12], val_worst_group=[1, 1], labelled_counts=[[[3, 2], [3, 2]], [[3, 3], [3, 3]]],
+                   class_f1_std=[[[0.5, 0.5], [0.4, 0.2]]] * 2, class_f1_rob=[[[0.3, 0.3], [0.2, 0.1]]] * 2)
+    return {"config": {"dataset": "toy", "backbone": "tiny", "method": strategy, "seed": seed, "metric": metric},
+            "metrics": metrics, "timings": {"select_s": select_s, "init_at_s": init_s}, "classes": ["c0", "c1"]}
+
+
+def test_tables_and_claims_render_from_records():
+    from fralkit.active import jin_study
+
+    recs = [_record("rand", s, (0.60, 0.1, 0.65, 0.40, 0.1, 0.45), select_s=0.0) for s in (0, 1)]
+    recs += [_record("fairal", s, (0.62, 0.1, 0.66, 0.41, 0.1, 0.45), select_s=30.0) for s in (0, 1)]
+    recs += [_record("jin", s, (0.70 + 0.02 * s, 0.05, 0.72, 0.50, 0.05, 0.52), select_s=0.5) for s in (0, 1)]
+    recs += [_record("jin-p", 0, (0.66, 0.05, 0.7, 0.42, 0.05, 0.5))]
+    main = jin_study.table_main(recs)
+    assert list(main.index) == ["Init. AT", "RAND", "FairAL", "JIN"]
+    assert main.loc["JIN", "Std Acc Worst ↑"] == "71.00 ± 1.41" and main.loc["Init. AT", "Rob Acc Avg ↑"] == "35.00 ± 0.00"
+    cost = jin_study.table_cost(recs)
+    assert cost.loc["JIN", "share of Init. AT (%)"] == 5.0 and cost.loc["Init. AT", "seconds"] == 10.0
+    assert list(jin_study.table_ablation(recs).index) == ["P", "P+R"]
+    assert jin_study.table_g_ent(recs) is None  # needs two of ENT / G-ENT / JIN
+    classes = jin_study.table_classes(recs)
+    assert classes.loc["JIN", "c0 freq %"] == 50.0 and classes.loc["Init. AT", "c0 freq %"] == 50.0
+    text = jin_study.describe_claims(recs)
+    assert "Claim 1, standard accuracy: reproduced" in text and "costliest selection is FairAL" in text
+    assert "5.0 % of the initial adversarial training" in text and ": met" in text
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("strategy", ["jin", "badge", "bald", "fairal", "opt"])
+def test_run_on_cuda(strategy, splits, tiny_model, tmp_path):
+    rec = run_fral(_config(strategy=strategy), store=ResultStore(tmp_path), splits=splits, device="cuda")
+    sel = rec["metrics"]["selected"]
+    assert [len(s) for s in sel] == [6, 6] and len({i for s in sel for i in s}) == 12
+    assert "NVIDIA" in rec["device"] or "cuda" in rec["device"].lower()

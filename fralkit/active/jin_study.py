@@ -327,6 +327,10 @@ def _means(frame, metric: str) -> dict:
             for s, g in sub.groupby("strategy")}
 
 
+def _pm(mean: float, std: float, seeds: int) -> str:
+    return f"{mean:.2f} ± {std:.2f}" if seeds > 1 else f"{mean:.2f}"
+
+
 def describe_claims(records: Sequence[dict], *, target_share: float = 10.0) -> str:
     """Plain sentences, per dataset: which of the JIN paper's claims this run's records reproduce.
 
@@ -354,15 +358,15 @@ def describe_claims(records: Sequence[dict], *, target_share: float = 10.0) -> s
             best = "jin" if jin >= means[rival][0] else rival
             gap = jin - means[rival][0]
             if best == "jin" and gap < 1e-9:
-                verdict = (f"tied: JIN {jin:.2f} ± {jin_sd:.2f} shares the best Worst with {strategy_label(rival)}")
+                verdict = (f"tied: JIN {_pm(jin, jin_sd, seeds)} shares the best Worst with {strategy_label(rival)}")
             elif best == "jin":
-                verdict = (f"reproduced: JIN {jin:.2f} ± {jin_sd:.2f} is the best Worst, {gap:.2f} points above "
+                verdict = (f"reproduced: JIN {_pm(jin, jin_sd, seeds)} is the best Worst, {gap:.2f} points above "
                            f"{strategy_label(rival)}")
-                if gap < max(jin_sd, means[rival][1]):
+                if seeds > 1 and gap < max(jin_sd, means[rival][1]):
                     verdict += " (within one standard deviation: not a clear win)"
             else:
                 verdict = (f"not reproduced: {strategy_label(best)} has the best Worst ({means[best][0]:.2f}); "
-                           f"JIN {jin:.2f} ± {jin_sd:.2f} ranks {1 + sorted(means, key=lambda s: -means[s][0]).index('jin')} "
+                           f"JIN {_pm(jin, jin_sd, seeds)} ranks {1 + sorted(means, key=lambda s: -means[s][0]).index('jin')} "
                            f"of {len(means)}")
             lines.append(f"- Claim 1, {setting} {word}: {verdict}.")
         grp = [s for s in GROUP_RANDOM if s in set(frame["strategy"])]

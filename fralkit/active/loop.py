@@ -27,6 +27,9 @@ import torch.nn.functional as F
 
 from ..data import DataSplits, GroupDataset, fral_split, load_dataset
 from ..experiments import ResultStore
+from ..metrics import group_report
+from ..models import make_model
+from ..train import fit
 from ..utils import atomic_torch_save, config_hash, resolve_device, set_seed
 from .strategies import STRATEGIES, SelectionContext, _sync, select
 
@@ -216,8 +219,6 @@ def evaluate_groups(model: nn.Module, ds: GroupDataset, *, metric: str = "acc", 
         ``group_loss`` (mean of clean and robust CE per group, for MinMax / OPT), ``class_f1_std`` /
         ``class_f1_rob`` (``[G][C]``, per-class F1 within each group; Table 3) and ``std_acc`` / ``rob_acc`` overall.
     """
-    from ..metrics import group_report
-
     rep = group_report(model, ds, metric=metric, robust=True, eps=eps, alpha=alpha, steps=steps,
                        batch_size=batch_size, amp=amp, seed=seed, return_logits=True)
     lc, la = rep["logits"]["clean"].float(), rep["logits"]["adv"].float()
@@ -245,16 +246,12 @@ def _stage_seed(seed: int, round_: int, stage: int) -> int:
 
 
 def _make_model(config: FRALConfig, train: GroupDataset) -> nn.Module:
-    from ..models import make_model
-
     return make_model(config.backbone, train.num_classes, in_channels=train.channels, image_size=train.image_size)
 
 
 def _fit(model: nn.Module, train: GroupDataset, idx: torch.Tensor, *, objective: str, epochs: int, lr: float,
          config: FRALConfig, seed: int, device: torch.device, optimizer: torch.optim.Optimizer | str = "sgd") -> float:
     """``fralkit.train.fit`` with the run's settings (random oversampling for HAM-like data); returns seconds."""
-    from ..train import fit
-
     set_seed(seed)
     _sync(device)
     t0 = time.perf_counter()

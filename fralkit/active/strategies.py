@@ -38,7 +38,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..attacks import pgd
 from ..data import GroupDataset, iterate_batches
+from ..train import fit, trades_loss
+from .bald import bald_scores
 
 __all__ = [
     "SelectionContext",
@@ -177,8 +180,6 @@ class SelectionContext:
 
 def _default_std_trainer(ctx: SelectionContext) -> nn.Module:
     """A freshly initialised copy of M_R's architecture, trained with the standard objective on D_L."""
-    from ..train import fit
-
     model = copy.deepcopy(ctx.model)
     gen_state = torch.random.get_rng_state()
     torch.manual_seed(int(ctx.seed) * 1_000_003 + int(ctx.round) * 7_919 + 17)
@@ -371,6 +372,24 @@ def _fmt(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.is_cuda and x.ndim == 4 else x
 
 
+_BUCKET = 128  # CUDA batch sizes are padded to a multiple of this (see _batches)
+
+
+def _batches(ds: GroupDataset, idx: torch.Tensor, batch_size: int, pad: bool | None = None):
+    """Yield ``(x, n)``: float images of ``ds[idx]`` in chunks, and the number of real rows in each.
+
+    On CUDA a short chunk is padded (with copies of its first row) to a multiple of 128 rows, so candidate
+    sets of every size reuse a few input shapes and cuDNN's autotuner (on after ``fit``) does not re-tune every
+    convolution for each new pool size. Rows are independent in eval mode, so padding changes no real row.
+    """
+    idx = torch.as_tensor(idx, dtype=torch.int64).cpu()
+    for x, _, _, _ in iterate_batches(ds, batch_size, idx=idx):
+        n = x.shape[0]
+        if (x.is_cuda if pad is None else pad) and n % _BUCKET:
+            x = torch.cat([x, x[:1].expand(_BUCKET - n % _BUCKET, *x.shape[1:])])
+        yield _fmt(x), n
+
+
 def _last_linear(model: nn.Module) -> nn.Linear:
     head = getattr(model, "head", None)
     if head is None:
@@ -395,8 +414,11 @@ def infer(model: nn.Module, ds: GroupDataset, idx: torch.Tensor, *, batch_size: 
     logits = []
     try:
         with _autocast(ds.device, amp):
-            for x, _, _, _ in iterate_batches(ds, batch_size, idx=idx):
-                logits.append(model(_fmt(x)).float())
+            for x, n in _batches(ds, idx, batch_size):
+                out = model(x).float()
+                logits.append(out[:n])
+                if embed:
+                    captured[-1] = captured[-1][:n]
     finally:
         if hook is not None:
             hook.remove()
@@ -413,19 +435,19 @@ def _num_outputs(model: nn.Module) -> int:
 
 def _adv_probs(model: nn.Module, ds: GroupDataset, idx: torch.Tensor, p_clean: torch.Tensor, ctx: SelectionContext) -> torch.Tensor:
     """Probabilities of M_R on A(x, eps) for ``ds[idx]`` (PGD against M_R's own prediction, labels unknown)."""
-    from ..attacks import pgd
-
     was_training = model.training
     model.eval()
     out = []
     try:
-        for start, (x, _, _, _) in zip(range(0, len(idx), ctx.batch_size), iterate_batches(ds, ctx.batch_size, idx=idx)):
-            y_hat = p_clean[start:start + x.shape[0]].argmax(1)
-            x = _fmt(x)
+        start = 0
+        for x, n in _batches(ds, idx, ctx.batch_size):
+            y_hat = p_clean[start:start + n].argmax(1)
+            y_hat = torch.cat([y_hat, y_hat[:1].expand(x.shape[0] - n)])
+            start += n
             with _autocast(ds.device, ctx.amp):
                 x_adv = pgd(model, x, y_hat, eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps, loss=ctx.jin_attack_loss)
                 with torch.no_grad():
-                    out.append(model(x_adv).float().softmax(1))
+                    out.append(model(x_adv).float().softmax(1)[:n])
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty_like(p_clean)
@@ -436,8 +458,6 @@ def group_losses(model: nn.Module, val: GroupDataset, *, eps: float = 4 / 255, a
                  batch_size: int = 1024, amp: bool = True, robust: bool = True) -> torch.Tensor:
     """Per-group validation loss ``[G]``: mean over the group of (clean CE + PGD CE) / 2 (clean CE only when
     ``robust=False``). The group statistic of MinMax and OPT in the FRAL (clean + robust) setting."""
-    from ..attacks import pgd
-
     was_training = model.training
     model.eval()
     tot = torch.zeros(val.num_groups, dtype=torch.float64)
@@ -541,8 +561,6 @@ def _mc_probs_last_layer(ctx: SelectionContext, idx: torch.Tensor) -> torch.Tens
 def select_bald(ctx: SelectionContext, budget: int) -> torch.Tensor:
     """BALD (Gal et al. 2017): the highest mutual information between prediction and weights under MC dropout
     (``fralkit.active.bald.bald_scores``). Not in the JIN paper; it links the two active-learning papers."""
-    from .bald import bald_scores
-
     return _top(bald_scores(_mc_probs_last_layer(ctx, ctx.pool)), ctx.pool, budget)
 
 
@@ -613,9 +631,6 @@ def select_fairal(ctx: SelectionContext, budget: int) -> torch.Tensor:
     ranks the candidates. Cost: ``candidates x labels`` look-aheads, recorded in ``timings``; this per-candidate
     adversarial retraining is what makes FairAL the costliest strategy (JIN Table 4).
     """
-    from ..attacks import pgd
-    from ..train import trades_loss
-
     if ctx.val is None:
         raise ValueError("FairAL measures fairness on validation data: set SelectionContext.val")
     gen = ctx.generator(3)

@@ -16,7 +16,7 @@ def strategy_palette(strategies: Sequence[str]) -> dict:
     import seaborn as sns
 
     others = [s for s in strategies if s not in ("jin", "init-at")]
-    colours = sns.color_palette("colorblind", max(3, len(others) + 1))
+    colours = sns.color_palette("colorblind") + sns.color_palette("dark")  # 20 distinct colours
     pal = {s: colours[(i + 1) % len(colours)] for i, s in enumerate(others)}
     pal["jin"] = colours[0]
     pal["init-at"] = (0.4, 0.4, 0.4)
@@ -50,7 +50,8 @@ def plot_worst_vs_round(rounds, *, strategies: Sequence[str] | None = None, titl
             sub = frame[frame["strategy"] == s].groupby(x)[metric]
             mean, std = sub.mean(), sub.std().fillna(0.0)
             lw = 2.4 if s == "jin" else 1.3
-            ax.plot(mean.index, mean.values, marker="o", ms=3, lw=lw, color=pal[s], label=strategy_label(s))
+            ls = "--" if s in ("jin-p", "jin-r", "g-ent") else "-"
+            ax.plot(mean.index, mean.values, marker="o", ms=3, lw=lw, ls=ls, color=pal[s], label=strategy_label(s))
             ax.fill_between(mean.index, mean - std, mean + std, color=pal[s], alpha=0.12, lw=0)
         ax.set_ylabel(label)
         ax.set_xlabel("labelled images |D_L|" if x == "labelled" else "active round")
@@ -78,7 +79,7 @@ def plot_worst_group_classes(shares, *, title: str | None = None):
     order = list(dict.fromkeys(shares["strategy"]))
     wide = wide.loc[order[::-1]]
     colours = sns.color_palette("mako", wide.shape[1])
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(wide) + 1.2))
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(wide) + 1.0))
     left = np.zeros(len(wide))
     for i, cname in enumerate(wide.columns):
         vals = wide[cname].fillna(0).values
@@ -91,7 +92,7 @@ def plot_worst_group_classes(shares, *, title: str | None = None):
         left += vals
     ax.set_xlim(0, 100)
     ax.set_xlabel("share of the worst group's labelled samples (%)")
-    ax.legend(title="class", fontsize=7, ncol=min(7, wide.shape[1]), loc="upper center", bbox_to_anchor=(0.5, -0.25))
+    ax.legend(title="class", fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_title(title or "labelled classes of the worst group (end of the run)", fontsize=10)
     fig.tight_layout()
     return fig

@@ -123,7 +123,8 @@ def main(argv=None) -> int:
     # The same TRADES loss: fralkit's and the reference formula agree on one batch with a shared x_adv.
     from fralkit.train import trades_loss
 
-    model.train()
+    # On a fresh model: the timed one may have diverged (TRADES at lr 0.1 without warm-up can reach NaN weights).
+    model = fresh().to(dev).train()
     xb, yb = x_cpu[:32].to(dev), y_cpu[:32].to(dev)
     x_adv = (xb + (torch.rand_like(xb) * 2 - 1) * (4 / 255)).clamp(0, 1)
     with torch.no_grad():

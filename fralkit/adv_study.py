@@ -83,6 +83,8 @@ class AdvConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
+    warmup_epochs: float = 0.0  # linear lr warm-up (``fit``)
+    grad_clip: float = 0.0  # global gradient-norm clip (0: none); both keep AT from scratch from diverging
     eps: float = 4 / 255
     alpha: float = 2 / 255
     steps: int = 5  # PGD steps of the evaluation attack
@@ -175,7 +177,8 @@ def run_adv(cfg: AdvConfig, *, store: ResultStore | None = None, device: str | t
         opts = dict(hard_frac=cfg.hard_frac, hard_by=cfg.hard_by, hard_aug=cfg.hard_aug,
                     hard_aug_strength=cfg.hard_aug_strength, base=cfg.fairat_base)
     result = fit(model, train, objective=objective, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                 momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule, eps=cfg.eps,
+                 momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
+                 warmup_epochs=cfg.warmup_epochs, grad_clip=cfg.grad_clip or None, eps=cfg.eps,
                  alpha=cfg.alpha, steps=cfg.train_steps or cfg.steps, beta=cfg.beta, oversample=cfg.use_oversampling, seed=cfg.seed,
                  device=dev, val=curve, val_robust=curve is not None, show_progress=show_progress, **opts,
                  **(fit_options or {}))

@@ -32,8 +32,13 @@ CALIBRATION_TARGETS = {"std_acc_min": 0.85, "gap_min": 0.03}
 def calibrate_preset(name: str, *, n: int = 15_000, backbone: str = "mobilenetv2", std_epochs: int = 12,
                      trades_epochs: int = 30, init_frac: float = 0.2, seed: int = 0, device: str = "auto",
                      batch_size: int = 256, lr: float = 0.1, eps: float = 4 / 255, alpha: float = 2 / 255, steps: int = 5,
-                     beta: float = 6.0, store: ResultStore | None = None, force: bool = False) -> dict:
-    """Measure one preset (see module docstring); returns the result record (cached in ``store``)."""
+                     beta: float = 6.0, warmup_epochs: float = 0.0, grad_clip: float | None = None,
+                     store: ResultStore | None = None, force: bool = False) -> dict:
+    """Measure one preset (see module docstring); returns the result record (cached in ``store``).
+
+    ``warmup_epochs`` and ``grad_clip`` apply to the TRADES run (``fralkit.train.fit``): TRADES from scratch
+    at lr 0.1 on a few thousand images can diverge without them (logits grow, then NaN).
+    """
     if name not in PRESETS:
         raise ValueError(f"unknown Synbols preset {name!r}; valid: {sorted(PRESETS)}")
     store = store or ResultStore()
@@ -41,6 +46,8 @@ def calibrate_preset(name: str, *, n: int = 15_000, backbone: str = "mobilenetv2
     config = {"study": "calibration", "dataset": name, "method": f"{backbone}", "seed": seed, "n": n,
               "std_epochs": std_epochs, "trades_epochs": trades_epochs, "init_frac": init_frac, "batch_size": batch_size,
               "lr": lr, "eps": eps, "alpha": alpha, "steps": steps, "beta": beta}
+    if warmup_epochs or grad_clip is not None:  # keyed only when set, so earlier records stay valid
+        config.update(warmup_epochs=float(warmup_epochs), grad_clip=grad_clip)
     if store.has(config) and not force:
         return store.load(config)
     splits = load_dataset(name, seed=seed, n=n)
@@ -59,7 +66,8 @@ def calibrate_preset(name: str, *, n: int = 15_000, backbone: str = "mobilenetv2
     rob_model = make_model(backbone, train.num_classes, in_channels=train.channels, image_size=train.image_size).to(dev)
     t0 = time.time()
     fit(rob_model, train, idx=labelled, objective="trades", epochs=trades_epochs, batch_size=batch_size, lr=lr,
-        eps=eps, alpha=alpha, steps=steps, beta=beta, seed=seed, device=dev)
+        eps=eps, alpha=alpha, steps=steps, beta=beta, warmup_epochs=warmup_epochs, grad_clip=grad_clip, seed=seed,
+        device=dev)
     timings["trades_fit_s"] = time.time() - t0
     rob = group_report(rob_model, test, robust=True, eps=eps, alpha=alpha, steps=steps, batch_size=1024)
 

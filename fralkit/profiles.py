@@ -15,35 +15,35 @@ PROFILE_NAMES = ("smoke", "quick", "gpu", "paper")
 PROFILES: dict[str, dict[str, dict]] = {
     # 01: data sets, sample grids, counts, splits; calibration of the FRAL presets (standard vs TRADES).
     "01": {
-        "smoke": {"datasets": "synbols-utk,synbols-minority", "n": 400, "calibrate": True, "calib_n": 600,
+        "smoke": {"calib_lr": 0.1, "calib_warmup_epochs": 0.0, "calib_grad_clip": 0.0, "datasets": "synbols-utk,synbols-minority", "n": 400, "calibrate": True, "calib_n": 600,
                   "calib_backbone": "small_cnn", "calib_std_epochs": 1, "calib_trades_epochs": 1, "seeds": 1},
-        "quick": {"datasets": "synbols-utk,synbols-cinic,synbols-ham,synbols-minority,synbols-sensitive,synbols-farmur",
+        "quick": {"calib_lr": 0.1, "calib_warmup_epochs": 0.0, "calib_grad_clip": 0.0, "datasets": "synbols-utk,synbols-cinic,synbols-ham,synbols-minority,synbols-sensitive,synbols-farmur",
                   "n": 4000, "calibrate": True, "calib_n": 3000, "calib_backbone": "small_cnn",
                   "calib_std_epochs": 4, "calib_trades_epochs": 6, "seeds": 1},
-        "gpu": {"datasets": "synbols-utk,synbols-cinic,synbols-ham,synbols-minority,synbols-sensitive,synbols-farmur",
+        "gpu": {"calib_lr": 0.05, "calib_warmup_epochs": 2.0, "calib_grad_clip": 5.0, "datasets": "synbols-utk,synbols-cinic,synbols-ham,synbols-minority,synbols-sensitive,synbols-farmur",
                 "n": 15000, "calibrate": True, "calib_n": 15000, "calib_backbone": "mobilenetv2",
                 "calib_std_epochs": 12, "calib_trades_epochs": 30, "seeds": 1},
-        "paper": {"datasets": "utkface,cinic10,ham10000", "n": 0, "calibrate": False, "calib_n": 0,
+        "paper": {"calib_lr": 0.05, "calib_warmup_epochs": 2.0, "calib_grad_clip": 5.0, "datasets": "utkface,cinic10,ham10000", "n": 0, "calibrate": False, "calib_n": 0,
                   "calib_backbone": "mobilenetv2", "calib_std_epochs": 12, "calib_trades_epochs": 30, "seeds": 1},
     },
     # 02: natural vs PGD-AT vs TRADES vs FairAT: group Worst/Disp/Avg, class-wise robust accuracy, curves.
     "02": {
-        "smoke": {"datasets": "synbols-utk", "methods": "natural,pgd_at,trades,fairat", "seeds": 1, "data_seed": 0,
+        "smoke": {"warmup_epochs": 0.0, "grad_clip": 0.0, "datasets": "synbols-utk", "methods": "natural,pgd_at,trades,fairat", "seeds": 1, "data_seed": 0,
                   "data_root": None, "n": 200, "backbone": "small_cnn", "epochs": 2, "batch_size": 64, "lr": 0.05,
                   "eps_255": 4, "alpha_255": 2, "steps": 2, "train_steps": 2, "beta": 6.0, "hard_frac": 0.2,
                   "hard_aug": "cutout", "hard_aug_strength": 0.5, "curve_n": 64, "device": "auto", "cuda_graph": False},
         # CPU: PGD-2 in training, PGD-5 in evaluation; one data set, one seed.
-        "quick": {"datasets": "synbols-utk", "methods": "natural,pgd_at,trades,fairat", "seeds": 1, "data_seed": 0,
+        "quick": {"warmup_epochs": 0.0, "grad_clip": 0.0, "datasets": "synbols-utk", "methods": "natural,pgd_at,trades,fairat", "seeds": 1, "data_seed": 0,
                   "data_root": None, "n": 800, "backbone": "small_cnn", "epochs": 12, "batch_size": 32, "lr": 0.05,
                   "eps_255": 4, "alpha_255": 2, "steps": 5, "train_steps": 2, "beta": 6.0, "hard_frac": 0.2,
                   "hard_aug": "cutout", "hard_aug_strength": 0.5, "curve_n": 128, "device": "auto", "cuda_graph": False},
         # One H100: 2 data sets x 4 methods x 3 seeds of MobileNetV2 on 3,000 images, PGD-5 throughout.
-        "gpu": {"datasets": "synbols-utk,synbols-cinic", "methods": "natural,pgd_at,trades,fairat", "seeds": 3,
+        "gpu": {"warmup_epochs": 2.0, "grad_clip": 5.0, "datasets": "synbols-utk,synbols-cinic", "methods": "natural,pgd_at,trades,fairat", "seeds": 3,
                 "data_seed": 0, "data_root": None, "n": 3000, "backbone": "mobilenetv2", "epochs": 12, "batch_size": 256,
-                "lr": 0.1, "eps_255": 4, "alpha_255": 2, "steps": 5, "train_steps": 0, "beta": 6.0, "hard_frac": 0.2,
+                "lr": 0.05, "eps_255": 4, "alpha_255": 2, "steps": 5, "train_steps": 0, "beta": 6.0, "hard_frac": 0.2,
                 "hard_aug": "cutout", "hard_aug_strength": 0.5, "curve_n": 512, "device": "auto", "cuda_graph": True},
         # The JIN protocol on the real data sets under ../data/<name>/ (hours on a GPU).
-        "paper": {"datasets": "utkface,cinic10,ham10000", "methods": "natural,pgd_at,trades,fairat", "seeds": 3,
+        "paper": {"warmup_epochs": 2.0, "grad_clip": 5.0, "datasets": "utkface,cinic10,ham10000", "methods": "natural,pgd_at,trades,fairat", "seeds": 3,
                   "data_seed": 0, "data_root": "../data", "n": 0, "backbone": "mobilenetv2", "epochs": 100,
                   "batch_size": 128, "lr": 0.1, "eps_255": 4, "alpha_255": 2, "steps": 5, "train_steps": 0,
                   "beta": 6.0, "hard_frac": 0.2, "hard_aug": "cutout", "hard_aug_strength": 0.5, "curve_n": 1000,
@@ -51,22 +51,22 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     # 03: JIN vs its baselines (FRAL, paper 000): Tables 1-6, worst group per round, selection cost.
     "03": {
-        "smoke": {"dataset": "synbols-utk", "data_root": None, "n": 300, "size": 16, "backbone": "small_cnn",
+        "smoke": {"lr": 0.1, "warmup_epochs": 0.0, "grad_clip": 0.0, "dataset": "synbols-utk", "data_root": None, "n": 300, "size": 16, "backbone": "small_cnn",
                   "strategies": "rand,g-rand,fairal,jin", "seeds": 1, "rounds": 1, "budget_frac": 0.02, "init_frac": 0.2,
                   "epochs": 3, "finetune_epochs": 1, "batch_size": 32, "std_epochs": 2, "fairal_candidates": 8,
                   "fairal_labels": 2, "device": "auto"},
-        "quick": {"dataset": "synbols-utk", "data_root": None, "n": 1000, "size": 16, "backbone": "small_cnn",
+        "quick": {"lr": 0.1, "warmup_epochs": 0.0, "grad_clip": 0.0, "dataset": "synbols-utk", "data_root": None, "n": 1000, "size": 16, "backbone": "small_cnn",
                   "strategies": "all", "seeds": 1, "rounds": 5, "budget_frac": 0.02, "init_frac": 0.2, "epochs": 20,
                   "finetune_epochs": 2, "batch_size": 32, "std_epochs": 6, "fairal_candidates": 16, "fairal_labels": 2,
                   "device": "auto"},
         # One H100, about 4-5 min per data set (estimated from the measured TRADES throughput): run one data set per
         # command (-p dataset synbols-cinic, ...).
-        "gpu": {"dataset": "synbols-utk,synbols-cinic,synbols-ham", "data_root": None, "n": 2000, "size": 0,
+        "gpu": {"lr": 0.05, "warmup_epochs": 2.0, "grad_clip": 5.0, "dataset": "synbols-utk,synbols-cinic,synbols-ham", "data_root": None, "n": 2000, "size": 0,
                 "backbone": "mobilenetv2", "strategies": "all", "seeds": 3, "rounds": 5, "budget_frac": 0.02,
                 "init_frac": 0.2, "epochs": 120, "finetune_epochs": 2, "batch_size": 128, "std_epochs": 10,
                 "fairal_candidates": 16, "fairal_labels": 2, "device": "auto"},
         # JIN §4.1 on the real UTKFace, CINIC-10 and HAM10000 under ../data/<name>/ (hours on a GPU).
-        "paper": {"dataset": "utkface,cinic10,ham10000", "data_root": "../data", "n": 0, "size": 0, "backbone": "mobilenetv2",
+        "paper": {"lr": 0.05, "warmup_epochs": 2.0, "grad_clip": 5.0, "dataset": "utkface,cinic10,ham10000", "data_root": "../data", "n": 0, "size": 0, "backbone": "mobilenetv2",
                   "strategies": "all", "seeds": 3, "rounds": 5, "budget_frac": 0.02, "init_frac": 0.2, "epochs": 100,
                   "finetune_epochs": 10, "batch_size": 128, "std_epochs": 30, "fairal_candidates": 256,
                   "fairal_labels": 0, "device": "auto"},

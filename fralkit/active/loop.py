@@ -79,6 +79,9 @@ class FRALConfig:
         init_epochs, finetune_epochs: TRADES epochs of the initial model and of each round's fine-tuning
             (the paper does not give them).
         batch_size, lr, finetune_lr, momentum, weight_decay: SGD settings of TRADES training.
+        warmup_epochs: linear lr warm-up of the initial TRADES model; grad_clip: global gradient-norm clip of
+            every training run (0: none). TRADES from scratch at lr 0.1 on a few hundred images can diverge
+            without them.
         eps, alpha, steps, beta: threat model PGD-5, L-inf 4/255, step 2/255; TRADES beta.
         metric: ``"acc"`` or ``"f1"`` (macro-F1 per group, HAM10000 in the paper); ``"auto"`` picks F1 for HAM.
         oversample: random oversampling of rare classes when training (HAM10000 in the paper); None = auto.
@@ -104,6 +107,8 @@ class FRALConfig:
     finetune_epochs: int = 5
     batch_size: int = 128
     lr: float = 0.1
+    warmup_epochs: float = 0.0
+    grad_clip: float = 0.0
     finetune_lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -160,7 +165,7 @@ class FRALConfig:
 
     def init_key(self) -> dict:
         """What the initial TRADES model depends on (shared by every strategy)."""
-        keep = ("backbone", "init_frac", "init_epochs", "batch_size", "lr", "momentum", "weight_decay", "eps", "alpha",
+        keep = ("backbone", "init_frac", "init_epochs", "batch_size", "lr", "warmup_epochs", "grad_clip", "momentum", "weight_decay", "eps", "alpha",
                 "steps", "beta", "metric", "oversample")
         return {"study": STUDY, "method": "init-at", **self.data_key(), **{k: getattr(self, k) for k in keep},
                 "metric": self.metric_name, "oversample": self.use_oversampling}
@@ -250,7 +255,8 @@ def _make_model(config: FRALConfig, train: GroupDataset) -> nn.Module:
 
 
 def _fit(model: nn.Module, train: GroupDataset, idx: torch.Tensor, *, objective: str, epochs: int, lr: float,
-         config: FRALConfig, seed: int, device: torch.device, optimizer: torch.optim.Optimizer | str = "sgd") -> float:
+         config: FRALConfig, seed: int, device: torch.device, optimizer: torch.optim.Optimizer | str = "sgd",
+         warmup_epochs: float = 0.0) -> float:
     """``fralkit.train.fit`` with the run's settings (random oversampling for HAM-like data); returns seconds."""
     set_seed(seed)
     _sync(device)
@@ -259,7 +265,7 @@ def _fit(model: nn.Module, train: GroupDataset, idx: torch.Tensor, *, objective:
         kw = dict(eps=config.eps, alpha=config.alpha, steps=config.steps, beta=config.beta) if objective == "trades" else {}
         fit(model, train, idx=idx, objective=objective, epochs=epochs, batch_size=config.batch_size, lr=lr,
             optimizer=optimizer, momentum=config.momentum, weight_decay=config.weight_decay,
-            oversample=config.use_oversampling, seed=seed, device=device, show_progress=False, **kw)
+            warmup_epochs=warmup_epochs, grad_clip=config.grad_clip or None, oversample=config.use_oversampling, seed=seed, device=device, show_progress=False, **kw)
     _sync(device)
     return time.perf_counter() - t0
 
@@ -314,7 +320,7 @@ def initial_model(config: FRALConfig, splits: DataSplits, *, store: ResultStore,
     if verbose:
         print(f"[init] TRADES on D_L = {len(labelled)} labels, {config.init_epochs} epochs ({config.backbone})", flush=True)
     seconds = _fit(model, train, labelled, objective="trades", epochs=config.init_epochs,
-                   lr=config.lr, config=config, seed=seed0, device=device)
+                   lr=config.lr, config=config, seed=seed0, device=device, warmup_epochs=config.warmup_epochs)
     rep_val = _evaluate(model, val, config, _stage_seed(config.seed, 0, 1))
     rep_test = _evaluate(model, test, config, _stage_seed(config.seed, 0, 2))
     init = {"model": _cpu_state(model), "labelled": labelled.clone(), "pool": pool.clone(), "val": rep_val,

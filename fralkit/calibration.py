@@ -105,10 +105,16 @@ def calibration_table(records: list[dict]):
         m, c = rec["metrics"], rec["config"]
         row = {"dataset": c["dataset"], "backbone": c["method"], "n_train": c["n"],
                "std acc (all labels)": 100 * m["std_acc"]}
-        for key, val in m.items():
-            if key.startswith(("trades_clean_", "trades_rob_")):
-                kind, group = key[len("trades_"):].split("_", 1)
-                row[f"TRADES 20% {kind} [{group}]"] = 100 * val
+        # Fixed columns for every preset (group names differ between presets): the disadvantaged group and
+        # the best other group, so the table has no empty cells.
+        bad = m["disadvantaged_group"]
+        groups = [k[len("trades_clean_"):] for k in m if k.startswith("trades_clean_")]
+        others = [gname for gname in groups if gname != bad]
+        best = max(others, key=lambda gname: m[f"trades_clean_{gname}"]) if others else bad
+        row["disadvantaged group"], row["other group"] = bad, best
+        for kind in ("clean", "rob"):
+            row[f"TRADES 20% {kind} [other]"] = 100 * m[f"trades_{kind}_{best}"]
+            row[f"TRADES 20% {kind} [disadvantaged]"] = 100 * m[f"trades_{kind}_{bad}"]
         row["clean gap"] = 100 * m["clean_gap"]
         row["robust gap"] = 100 * m["robust_gap"]
         row["learnable (>=85%)"] = "yes" if m["learnable"] else "no"

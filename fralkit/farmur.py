@@ -312,8 +312,9 @@ def _farmur_batches(ds: GroupDataset, idx: torch.Tensor, vul_mask: torch.Tensor,
 def farmur_retrain(model: nn.Module, train: GroupDataset, *, vulnerable: Sequence[int], idx: torch.Tensor | None = None,
                    epochs: int = 20, batch_size: int = 64, lr: float = 0.1, momentum: float = 0.9,
                    weight_decay: float = 5e-4, schedule: str = "constant", eps: float = 0.031, alpha: float = 0.007,
-                   steps: int = 10, beta: float = 6.0, pairing: str = "split", seed: int = 0,
-                   device: str | torch.device = "auto", amp: bool = True, show_progress: bool = False) -> dict:
+                   steps: int = 10, beta: float = 6.0, pairing: str = "split", grad_clip: float | None = None,
+                   seed: int = 0, device: str | torch.device = "auto", amp: bool = True,
+                   show_progress: bool = False) -> dict:
     """Retrain an adversarially trained ``model`` with the FARMUR loss, Algorithm 1 (loop part) of the paper.
 
     The optimiser and precision follow ``fralkit.train.fit`` so that the retraining has the adversarial
@@ -333,6 +334,7 @@ def farmur_retrain(model: nn.Module, train: GroupDataset, *, vulnerable: Sequenc
             paper: 64, 0.1; its schedule is not stated, so constant by default).
         eps, alpha, steps, beta: TRADES on the vulnerable part (the paper: 0.031, 0.007; steps and beta as TRADES).
         pairing: ``"split"`` or ``"cycle"`` (module docstring).
+        grad_clip: clip the gradient's global L2 norm, as the adversarial training did (None or 0: no clipping).
         seed: fixes the batch order and the attacks' random starts.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``.
         amp: bf16 autocast on CUDA, as ``fit``.
@@ -394,6 +396,8 @@ def farmur_retrain(model: nn.Module, train: GroupDataset, *, vulnerable: Sequenc
                 loss, parts = farmur_loss(model, x, y, vm, eps=eps, alpha=alpha, steps=steps, beta=beta)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             opt.step()
             sums += torch.stack([loss.detach().float(), parts["trades"].float(), parts["natural"].float()])
             batches += 1
@@ -409,19 +413,15 @@ def farmur_retrain(model: nn.Module, train: GroupDataset, *, vulnerable: Sequenc
 # The study: natural vs TRADES vs FARMUR per Table 1 row
 # ----------------------------------------------------------------------------------------------------------
 
-def _fit(model, train, objective: str, epochs: int, hp: dict, seed: int, dev) -> float:
-    """``fralkit.train.fit`` with the study's hyperparameters (optimiser settings when ``fit`` takes them)."""
-    import inspect
-
+def _fit(model, train, objective: str, epochs: int, hp: dict, seed: int, dev, warmup_epochs: float = 0.0) -> float:
+    """``fralkit.train.fit`` with the study's hyperparameters; returns seconds."""
     from .train import fit
 
-    kw = dict(epochs=epochs, batch_size=hp["batch_size"], lr=hp["lr"], seed=seed, device=dev)
+    kw = dict(epochs=epochs, batch_size=hp["batch_size"], lr=hp["lr"], momentum=hp["momentum"],
+              weight_decay=hp["weight_decay"], schedule=hp["schedule"], grad_clip=hp["grad_clip"] or None,
+              warmup_epochs=warmup_epochs, seed=seed, device=dev, show_progress=False)
     if objective == "trades":
         kw.update(eps=hp["eps"], alpha=hp["alpha"], steps=hp["steps"], beta=hp["beta"])
-    accepted = inspect.signature(fit).parameters
-    kw.update({k: hp[k] for k in ("momentum", "weight_decay", "schedule") if k in accepted})
-    if "show_progress" in accepted:
-        kw["show_progress"] = False
     _sync(dev)
     t0 = time.time()
     if epochs > 0:
@@ -444,9 +444,9 @@ def _make(backbone: str, train: GroupDataset, dev):
 def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data_root=None, n: int | None = None,
                    n_test: int | None = None, size: int | None = None, natural_epochs: int = 120, at_epochs: int = 120,
                    farmur_epochs: int = 20, batch_size: int = 64, lr: float = 0.1, momentum: float = 0.9,
-                   weight_decay: float = 5e-4, schedule: str = "constant", eps: float = 0.031,
-                   alpha: float = 0.007, steps: int = 10, beta: float = 6.0, pairing: str = "split",
-                   eval_n: int | None = None, split_n: int | None = None, df_max_iter: int = 50,
+                   weight_decay: float = 5e-4, schedule: str = "constant", warmup_epochs: float = 0.0,
+                   grad_clip: float = 0.0, eps: float = 0.031, alpha: float = 0.007, steps: int = 10,
+                   beta: float = 6.0, pairing: str = "split", eval_n: int | None = None, split_n: int | None = None, df_max_iter: int = 50,
                    df_overshoot: float = 0.02, df_candidates: int | None = None, df_clamp: bool = False,
                    df_batch: int = 1024, methods: Sequence[str] = METHODS, device: str | torch.device = "auto",
                    store: ResultStore | None = None, force: bool = False,
@@ -458,6 +458,9 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
 
     Args:
         row: a key of ``ROWS``; ``backbone`` overrides its model (e.g. ``"small_cnn"`` for quick runs).
+        warmup_epochs: linear lr warm-up of the natural model and of the first TRADES phase (the later
+            phases continue a trained model); grad_clip: global gradient-norm clip of every phase (0: none).
+            TRADES from scratch at eps 0.031 can otherwise diverge to a constant classifier.
         data_root: real data (``ROWS[row].real``); None = built-in data.
         n, n_test, size: data sizes (``load_row_data``).
         eval_n: test points measured with DeepFool (stratified subset; None = all).
@@ -482,10 +485,11 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
     backbone = backbone or spec.backbone
     dataset = spec.real if data_root is not None else spec.synthetic
     hp = dict(batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule, eps=eps,
-              alpha=alpha, steps=steps, beta=beta)
+              alpha=alpha, steps=steps, beta=beta, grad_clip=grad_clip)
     base = {"study": STUDY, "dataset": dataset, "row": row, "backbone": backbone, "partition": spec.partition,
             "seed": seed, "n": n, "n_test": n_test, "size": size, "real": data_root is not None,
             "natural_epochs": natural_epochs, "at_epochs": at_epochs, "farmur_epochs": farmur_epochs, **hp,
+            "warmup_epochs": warmup_epochs,
             "pairing": pairing, "eval_n": eval_n, "split_n": split_n, "df_max_iter": df_max_iter,
             "df_overshoot": df_overshoot, "df_candidates": df_candidates, "df_clamp": df_clamp}
     configs = {m: {**base, "method": m} for m in methods}
@@ -516,7 +520,7 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
     if "natural" in todo:
         set_seed(seed)
         model = _make(backbone, train, dev)
-        fit_s = _fit(model, train, "standard", natural_epochs, hp, seed, dev)
+        fit_s = _fit(model, train, "standard", natural_epochs, hp, seed, dev, warmup_epochs)
         evaluate_and_save("natural", model, {"fit_s": fit_s})
         del model
 
@@ -530,7 +534,7 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
             pre_s = 0.0
             say(f"[farmur]   TRADES phase 1 ({pre_epochs} epochs) loaded from {ckpt.name}")
         else:
-            pre_s = _fit(pre, train, "trades", pre_epochs, hp, seed, dev)
+            pre_s = _fit(pre, train, "trades", pre_epochs, hp, seed, dev, warmup_epochs)
             atomic_torch_save(pre.state_dict(), ckpt)
         state = {k: v.detach().clone() for k, v in pre.state_dict().items()}
 

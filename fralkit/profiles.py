@@ -73,24 +73,24 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     # 04: FARMUR Table 1 / Fig. 2: natural vs TRADES vs FARMUR per (data set, backbone) row, DeepFool distances.
     "04": {
-        "smoke": {"rows": "lenet5-mnist,utkclassifier-utkface", "seeds": 1, "data_root": None, "n": 300,
+        "smoke": {"warmup_epochs": 0.0, "grad_clip": 0.0, "rows": "lenet5-mnist,utkclassifier-utkface", "seeds": 1, "data_root": None, "n": 300,
                   "n_test": 100, "size": 0, "natural_epochs": 1, "at_epochs": 2, "farmur_epochs": 1, "batch_size": 64,
                   "lr": 0.05, "schedule": "cosine", "eps": 0.031, "alpha": 0.007, "steps": 2, "beta": 6.0, "eval_n": 0,
                   "split_n": 200, "df_max_iter": 50, "df_candidates": 0, "df_clamp": False, "device": "auto"},
         # quick: AlexNet (no batch norm) needs hundreds of SGD steps to start learning, too slow on a CPU: small_cnn
         # stands in for it and for ResNet-18 (the tables name the backbone actually used).
-        "quick": {"rows": "lenet5-mnist,alexnet-mnist:small_cnn,resnet18-cifar10:small_cnn,utkclassifier-utkface",
+        "quick": {"warmup_epochs": 1.0, "grad_clip": 5.0, "rows": "lenet5-mnist,alexnet-mnist:small_cnn,resnet18-cifar10:small_cnn,utkclassifier-utkface",
                   "seeds": 1, "data_root": None, "n": 1500, "n_test": 300, "size": 0, "natural_epochs": 6,
                   "at_epochs": 6, "farmur_epochs": 2, "batch_size": 64, "lr": 0.05, "schedule": "cosine", "eps": 0.031,
                   "alpha": 0.007, "steps": 2, "beta": 6.0, "eval_n": 0, "split_n": 600, "df_max_iter": 50,
                   "df_candidates": 0, "df_clamp": False, "device": "auto"},
-        "gpu": {"rows": "lenet5-mnist,alexnet-mnist,resnet18-cifar10,utkclassifier-utkface", "seeds": 1,
+        "gpu": {"warmup_epochs": 2.0, "grad_clip": 5.0, "rows": "lenet5-mnist,alexnet-mnist,resnet18-cifar10,utkclassifier-utkface", "seeds": 1,
                 "data_root": None, "n": 8000, "n_test": 2000, "size": 0, "natural_epochs": 12, "at_epochs": 15,
                 "farmur_epochs": 3, "batch_size": 64, "lr": 0.05, "schedule": "cosine", "eps": 0.031, "alpha": 0.007,
                 "steps": 5, "beta": 6.0, "eval_n": 0, "split_n": 4000, "df_max_iter": 50, "df_candidates": 0,
                 "df_clamp": False, "device": "auto"},
         # The paper's protocol (§6.1) on the real MNIST, CIFAR-10 and UTKFace under ../data (hours on a GPU).
-        "paper": {"rows": "lenet5-mnist,alexnet-mnist,resnet18-cifar10,utkclassifier-utkface", "seeds": 1,
+        "paper": {"warmup_epochs": 2.0, "grad_clip": 5.0, "rows": "lenet5-mnist,alexnet-mnist,resnet18-cifar10,utkclassifier-utkface", "seeds": 1,
                   "data_root": "../data", "n": 0, "n_test": 0, "size": 0, "natural_epochs": 120, "at_epochs": 120,
                   "farmur_epochs": 20, "batch_size": 64, "lr": 0.1, "schedule": "constant", "eps": 0.031,
                   "alpha": 0.007, "steps": 10, "beta": 6.0, "eval_n": 0, "split_n": 0, "df_max_iter": 50,

@@ -31,7 +31,7 @@ from ..metrics import group_report
 from ..models import make_model
 from ..train import fit
 from ..utils import atomic_torch_save, config_hash, resolve_device, set_seed
-from .strategies import STRATEGIES, SelectionContext, _sync, select
+from .strategies import STRATEGIES, SelectionContext, StrategyOptions, _sync, select
 
 __all__ = ["FRALConfig", "run_fral", "initial_model", "evaluate_groups", "load_fral_data", "fral_budget",
            "STUDY", "FRALInterrupted"]
@@ -60,7 +60,7 @@ class FRALInterrupted(RuntimeError):
 
 
 @dataclass
-class FRALConfig:
+class FRALConfig(StrategyOptions):
     """Everything that determines one FRAL run (JIN §4.1 defaults where the paper gives them).
 
     Attributes:
@@ -87,7 +87,7 @@ class FRALConfig:
         oversample: random oversampling of rare classes when training (HAM10000 in the paper); None = auto.
         std_epochs, std_finetune_epochs, std_lr: JIN's standard model M_S: trained from scratch on D_L in
             round 1, then warm-started from the previous round and trained ``std_finetune_epochs`` epochs.
-        jin_attack_loss, minmax_p, opt_c, fairal_*, bald_*: strategy options (see ``SelectionContext``).
+        jin_attack_loss, minmax_p, opt_c, fairal_*, bald_*: strategy options (``StrategyOptions``).
         eval_batch_size: inference batch size (no effect on results).
     """
 
@@ -121,19 +121,6 @@ class FRALConfig:
     std_epochs: int = 10
     std_finetune_epochs: int = 2
     std_lr: float = 0.05
-    jin_attack_loss: str = "ce"
-    minmax_p: float = 0.1
-    opt_c: float = 1.0
-    fairal_candidates: int = 64
-    fairal_labels: int | None = None
-    fairal_steps: int = 1
-    fairal_lr: float = 0.01
-    fairal_batch: int = 32
-    fairal_val: int = 256
-    fairal_reattack: bool = False
-    fairal_a: float = 0.5
-    bald_samples: int = 20
-    bald_dropout: float = 0.2
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
@@ -351,9 +338,8 @@ def _round_metrics(tests: list[dict], vals: list[dict]) -> dict:
 
 def _context(config: FRALConfig, model: nn.Module, train: GroupDataset, val: GroupDataset, labelled, pool, round_: int,
              val_rep: dict, std_trainer) -> SelectionContext:
-    opts = {k: getattr(config, k) for k in ("jin_attack_loss", "minmax_p", "opt_c", "fairal_candidates", "fairal_labels",
-                                             "fairal_steps", "fairal_lr", "fairal_batch", "fairal_val", "fairal_reattack",
-                                             "fairal_a", "bald_samples", "bald_dropout", "std_epochs", "std_lr")}
+    opts = {f.name: getattr(config, f.name) for f in fields(StrategyOptions)}
+    opts.update(std_epochs=config.std_epochs, std_lr=config.std_lr)
     return SelectionContext(model=model, train=train, pool=pool, labelled=labelled, worst_group=val_rep["worst_group"],
                             val=val, seed=config.seed, round=round_, eps=config.eps, alpha=config.alpha, steps=config.steps,
                             beta=config.beta, batch_size=config.eval_batch_size, std_trainer=std_trainer,

@@ -58,6 +58,7 @@ __all__ = [
     "kcenter_greedy",
     "badge_embeddings",
     "badge_sq_distances",
+    "StrategyOptions",
     "kmeans_pp",
     "ucb_allocation",
     "infer",
@@ -66,8 +67,44 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------- context
+@dataclass(kw_only=True)
+class StrategyOptions:
+    """The strategies' own settings, shared by ``SelectionContext`` and ``fralkit.active.FRALConfig``.
+
+    Attributes:
+        jin_attack_loss: objective of the attack A in Eq. 3 on unlabelled data: ``"ce"`` against M_R's own
+            prediction (the evaluation attack of §3.1 with the unknown label replaced by the prediction) or
+            ``"kl"`` (maximises Eq. 3 directly, as TRADES' inner step). The paper leaves it open.
+        minmax_p: MinMax's probability of a draw from the whole pool (Abernethy et al.'s mixing parameter).
+        opt_c: OPT's confidence-width factor c in  L_z + c * sqrt(2 log t / N_z).
+        fairal_candidates: FairAL's random candidate subsample of the pool (at least ``budget``).
+        fairal_labels: hypothetical labels per candidate: None = all classes, k = the k most probable.
+        fairal_steps, fairal_lr, fairal_batch: the look-ahead: ``fairal_steps`` TRADES SGD steps from M_R on
+            the candidate plus a fixed replay minibatch of ``fairal_batch`` labelled samples.
+        fairal_val: validation images (stratified by group) on which each look-ahead's fairness is measured.
+        fairal_reattack: re-run PGD against every look-ahead model (exact, slow) instead of reusing the
+            adversarial validation images of M_R.
+        fairal_a: FairAL's trade-off a in  a * entropy + (1 - a) * expected fairness (both min-max normalised).
+        bald_samples, bald_dropout: MC-dropout samples T and the dropout rate on the last layer's input.
+    """
+
+    jin_attack_loss: str = "ce"
+    minmax_p: float = 0.1
+    opt_c: float = 1.0
+    fairal_candidates: int = 64
+    fairal_labels: int | None = None
+    fairal_steps: int = 1
+    fairal_lr: float = 0.01
+    fairal_batch: int = 32
+    fairal_val: int = 256
+    fairal_reattack: bool = False
+    fairal_a: float = 0.5
+    bald_samples: int = 20
+    bald_dropout: float = 0.2
+
+
 @dataclass
-class SelectionContext:
+class SelectionContext(StrategyOptions):
     """Everything a strategy may look at in one FRAL round (Algorithm 1, lines 5-8).
 
     Attributes:
@@ -88,20 +125,7 @@ class SelectionContext:
         std_epochs, std_lr, std_batch_size: the default M_S training.
         val_group_loss: per-group validation loss ``[G]`` of M_R (mean of clean and PGD cross-entropy),
             the group statistic of MinMax and OPT; computed from ``val`` when None.
-        jin_attack_loss: objective of the attack A in Eq. 3 on unlabelled data: ``"ce"`` against M_R's own
-            prediction (the evaluation attack of §3.1 with the unknown label replaced by the prediction) or
-            ``"kl"`` (maximises Eq. 3 directly, as TRADES' inner step). The paper leaves it open.
-        minmax_p: MinMax's probability of a draw from the whole pool (Abernethy et al.'s mixing parameter).
-        opt_c: OPT's confidence-width factor c in  L_z + c * sqrt(2 log t / N_z).
-        fairal_candidates: FairAL's random candidate subsample of the pool (at least ``budget``).
-        fairal_labels: hypothetical labels per candidate: None = all classes, k = the k most probable.
-        fairal_steps, fairal_lr, fairal_batch: the look-ahead: ``fairal_steps`` TRADES SGD steps from M_R on
-            the candidate plus a fixed replay minibatch of ``fairal_batch`` labelled samples.
-        fairal_val: validation images (stratified by group) on which each look-ahead's fairness is measured.
-        fairal_reattack: re-run PGD against every look-ahead model (exact, slow) instead of reusing the
-            adversarial validation images of M_R.
-        fairal_a: FairAL's trade-off a in  a * entropy + (1 - a) * expected fairness (both min-max normalised).
-        bald_samples, bald_dropout: MC-dropout samples T and the dropout rate on the last layer's input.
+        jin_attack_loss, minmax_p, opt_c, fairal_*, bald_*: the strategies' options (``StrategyOptions``).
         timings: filled by the strategies (seconds, counts); ``select`` adds ``select_s``.
     """
 
@@ -125,19 +149,6 @@ class SelectionContext:
     std_lr: float = 0.05
     std_batch_size: int = 128
     val_group_loss: torch.Tensor | None = None
-    jin_attack_loss: str = "ce"
-    minmax_p: float = 0.1
-    opt_c: float = 1.0
-    fairal_candidates: int = 64
-    fairal_labels: int | None = None
-    fairal_steps: int = 1
-    fairal_lr: float = 0.01
-    fairal_batch: int = 32
-    fairal_val: int = 256
-    fairal_reattack: bool = False
-    fairal_a: float = 0.5
-    bald_samples: int = 20
-    bald_dropout: float = 0.2
     timings: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -66,14 +66,14 @@ PRESETS: dict[str, dict] = {
         chars=("a", "b", "c", "d"), groups=("high-contrast", "low-contrast"),
         styles=(_EASY, _HARD),
         train_joint=_outer([0.42, 0.2, 0.2, 0.18], [0.7, 0.3]), eval_joint=None, size=32, supersample=2,
-        about="paper 000 UTKFace analog: 4 imbalanced classes (races), 2 groups (young/old); the 30 % group is low-contrast",
+        about="paper 000 UTKFace analog: 4 imbalanced classes (races), 2 groups (young/old); the 30 % group is low-contrast, noisy and occluded",
     ),
     "synbols-cinic": dict(
         chars=("a", "b", "c", "d", "e", "f", "g", "h", "k", "m"), groups=("plain", "textured"),
         styles=(_EASY, GroupStyle(contrast=(40.0, 80.0), background="texture", noise_sd=16.0, occlusions=1,
                                  occlusion_scale=0.45)),
         train_joint=_outer(np.ones(10), [0.22, 0.78]), eval_joint=None, size=32, supersample=2,
-        about="paper 000 CINIC-10 analog: 10 balanced classes, 2 domains (CIFAR-like plain 22 %, ImageNet-like textured low-contrast 78 %)",
+        about="paper 000 CINIC-10 analog: 10 balanced classes, 2 domains (CIFAR-like plain 22 %, ImageNet-like textured, low-contrast, occluded 78 %)",
     ),
     "synbols-ham": dict(
         chars=("n", "m", "k", "b", "a", "v", "d"), groups=("male", "female"),
@@ -81,7 +81,7 @@ PRESETS: dict[str, dict] = {
         styles=(_EASY, _HARD),
         train_joint=_outer([0.67, 0.11, 0.11, 0.05, 0.03, 0.014, 0.011], [0.54, 0.46]), eval_joint=None,
         size=32, supersample=2,
-        about="paper 000 HAM10000 analog: 7 classes with HAM10000's long tail (named after its dx codes), 2 groups (sex); the female-like group is low-contrast",
+        about="paper 000 HAM10000 analog: 7 classes with HAM10000's long tail (named after its dx codes), 2 groups (sex); the female-like group is low-contrast, noisy and occluded",
     ),
     "synbols-farmur": dict(
         chars=("a", "b", "c", "d", "e"), groups=("p0", "p1", "p2", "p3"),

@@ -70,7 +70,10 @@ def plot_group_accuracy(records: Sequence[dict], dataset: str):
         ax.set_xlabel("")
         ax.set_ylabel(f"{metric} (%)")
         ax.set_ylim(0, 100)
-        ax.legend(title="group", fontsize=8)
+        if ax is axes[0]:
+            ax.get_legend().remove()
+        else:  # one legend, outside the bars
+            ax.legend(title="group", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(dataset, fontsize=10)
     fig.tight_layout()
     return fig

@@ -60,7 +60,7 @@ PROFILES: dict[str, dict[str, dict]] = {
                   "finetune_epochs": 2, "batch_size": 32, "std_epochs": 6, "fairal_candidates": 16, "fairal_labels": 2,
                   "device": "auto"},
         # One H100, about 4-5 min per data set (estimated from the measured TRADES throughput): run one data set per
-        # command (-p dataset synbols-cinic, ...).
+        # command (`python -m fralkit reproduce --profile gpu --only 03 --set dataset=synbols-cinic`, ...).
         "gpu": {"lr": 0.05, "warmup_epochs": 2.0, "grad_clip": 5.0, "dataset": "synbols-utk,synbols-cinic,synbols-ham", "data_root": None, "n": 2000, "size": 0,
                 "backbone": "mobilenetv2", "strategies": "all", "seeds": 3, "rounds": 5, "budget_frac": 0.02,
                 "init_frac": 0.2, "epochs": 120, "finetune_epochs": 2, "batch_size": 128, "std_epochs": 10,

@@ -8,6 +8,7 @@ and the files it wrote. A failing notebook stops the run with a non-zero exit na
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -94,8 +95,12 @@ def _cell_first_line(notebook: Path, index: int) -> str:
 
 def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | Path | None = None,
               executed: str | Path | None = None, results: str | Path | None = None,
-              notebooks_dir: str | Path | None = None) -> dict:
-    """Run the notebooks of ``profile`` and update ``<out>/manifest.json``; return the manifest."""
+              notebooks_dir: str | Path | None = None, overrides: dict | None = None) -> dict:
+    """Run the notebooks of ``profile`` and update ``<out>/manifest.json``; return the manifest.
+
+    ``overrides`` replace profile parameters (``--set dataset=synbols-cinic``); each key must be a parameter of
+    every notebook that runs, so a typo fails before anything is computed. The manifest records the result.
+    """
     if profile not in PROFILE_NAMES:
         raise ValueError(f"unknown profile {profile!r}; valid: {list(PROFILE_NAMES)}")
     root = repo_root() or Path.cwd()
@@ -106,16 +111,39 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | 
     manifest_path = figures / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"notebooks": {}}
     todo = find_notebooks(only, Path(notebooks_dir) if notebooks_dir else None)
+    overrides = dict(overrides or {})
+    for key, _path in todo:
+        unknown = sorted(set(overrides) - set(notebook_parameters(key, profile)))
+        if unknown:
+            raise ValueError(f"--set {unknown} not parameters of notebook {key}; valid: "
+                             f"{sorted(notebook_parameters(key, profile))}")
     total = time.time()
     for i, (key, path) in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {path.name} (profile {profile}) ...", flush=True)
-        entry = run_notebook(key, path, profile, executed_dir=executed_dir, figures=figures, results=results_dir)
+        entry = run_notebook(key, path, profile, executed_dir=executed_dir, figures=figures, results=results_dir,
+                             extra=overrides)
         manifest["notebooks"][key] = entry
         manifest["updated_at"] = entry["finished_at"]
         atomic_write_json(manifest_path, manifest)
         print(f"[{i}/{len(todo)}] {path.name} done in {entry['wall_s']:.0f} s, {len(entry['files'])} files", flush=True)
     print(f"all {len(todo)} notebooks done in {time.time() - total:.0f} s; figures in {figures}", flush=True)
     return manifest
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["seeds=1", "dataset=synbols-cinic"]`` -> ``{"seeds": 1, "dataset": "synbols-cinic"}``: Python literals
+    (numbers, True/False/None, quoted strings) are parsed, anything else is kept as a string."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        out[key.strip()] = value
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,9 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--out", help="folder for figures, tables and manifest.json (default: figures/)")
     rep.add_argument("--executed", help="folder for executed notebooks (default: runs/<profile>/)")
     rep.add_argument("--results", help="result-store folder (default: results/ or $FRALKIT_RESULTS)")
+    rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                     help="override a profile parameter (repeatable), e.g. --set dataset=synbols-cinic --set seeds=1")
     args = parser.parse_args(argv)
     try:
-        reproduce(args.profile, args.only, args.out, args.executed, args.results)
+        reproduce(args.profile, args.only, args.out, args.executed, args.results,
+                  overrides=parse_overrides(args.overrides))
     except (NotebookFailed, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

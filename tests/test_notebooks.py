@@ -82,11 +82,32 @@ def test_reproduce_writes_manifest(tmp_path):
     folder = tmp_path / "nbs"
     folder.mkdir()
     nbformat.write(nb, str(folder / "01_data.ipynb"))
-    manifest = reproduce("smoke", only=["01"], out=tmp_path / "fig", executed=tmp_path / "ex", notebooks_dir=folder)
+    manifest = reproduce("smoke", only=["01"], out=tmp_path / "fig", executed=tmp_path / "ex", notebooks_dir=folder,
+                         overrides={"n": 123})
     entry = manifest["notebooks"]["01"]
     assert entry["profile"] == "smoke" and entry["wall_s"] >= 0
+    assert entry["parameters"]["n"] == 123  # an override is recorded with the run
     assert entry["files"] == ["01_probe_smoke.pdf", "01_probe_smoke.png"]
     for key in ("device", "torch", "git_commit", "python"):
         assert entry[key]
     on_disk = json.loads((tmp_path / "fig" / "manifest.json").read_text())
     assert on_disk["notebooks"]["01"]["files"] == entry["files"]
+
+
+def test_parse_overrides_reads_literals_and_keeps_words():
+    from fralkit.reproduce import parse_overrides
+
+    got = parse_overrides(["seeds=1", "dataset=synbols-cinic", "data_root=None", "lr=0.05", "calibrate=False"])
+    assert got == {"seeds": 1, "dataset": "synbols-cinic", "data_root": None, "lr": 0.05, "calibrate": False}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["seeds"])
+
+
+def test_runner_rejects_an_override_that_is_no_parameter(tmp_path, capsys):
+    from fralkit.reproduce import main
+
+    assert main(["reproduce", "--profile", "smoke", "--only", "03", "--set", "datset=synbols-cinic",
+                 "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "datset" in err and "dataset" in err  # names the typo and lists the valid keys
+    assert not (tmp_path / "manifest.json").exists()  # nothing ran

@@ -182,7 +182,12 @@ def trades_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: floa
     logits_adv = model(x_adv)
     nat = logits.float()
     natural = F.cross_entropy(nat, y)
-    robust = F.kl_div(F.log_softmax(logits_adv.float(), dim=1), F.softmax(nat, dim=1), reduction="sum") / x.shape[0]
+    # KL(p || q) with the target given as log p: the same value as kl_div(log q, p), but its gradient through the
+    # (not detached) natural branch stays finite when some p underflows to exactly 0 (large logit gaps, easily
+    # reached in bf16 by a net without batch norm such as LeNet-5): d(p log p)/dp = log p + 1 is -inf at p = 0,
+    # and -inf * 0 from the softmax Jacobian is NaN, which poisons every weight in one step.
+    robust = F.kl_div(F.log_softmax(logits_adv.float(), dim=1), F.log_softmax(nat, dim=1), reduction="sum",
+                      log_target=True) / x.shape[0]
     return natural + beta * robust, logits
 
 

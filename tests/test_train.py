@@ -368,3 +368,26 @@ def test_fit_with_and_without_the_folded_twin_agree():
                   show_progress=False)
         runs.append((res.history["loss"], model.state_dict()))
     assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-3)
+
+
+def test_trades_gradient_finite_when_a_probability_underflows():
+    """Logit gaps of 300 make softmax probabilities exactly 0 in fp32; the TRADES gradient must stay finite.
+
+    Written with kl_div(log q, p) the gradient through the natural branch is NaN there (d(p log p)/dp = -inf at
+    p = 0); that NaN killed bf16 TRADES runs of LeNet-5 (notebook 04)."""
+    import torch.nn.functional as F
+
+    lin = torch.nn.Linear(2, 3)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[300.0, 0.0], [0.0, 0.0], [0.0, 1.0]]))
+        lin.bias.zero_()
+    x = torch.tensor([[1.0, 0.0]])
+    x_adv = torch.tensor([[0.99, 0.01]])
+    y = torch.tensor([0])
+    assert (F.softmax(lin(x), 1)[0, 1:] == 0).all()  # the underflow really happens
+    loss, _ = trades_loss(lin, x, y, beta=6.0, x_adv=x_adv)
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in lin.parameters())
+    # Hand value: KL(p || q) with p = (1, 0, 0) is -log q_0, q = softmax(297, 0, 0.01).
+    q0 = F.softmax(torch.tensor([297.0, 0.0, 0.01]), 0)[0]
+    assert loss.item() == pytest.approx(0.0 + 6.0 * (-torch.log(q0)).item(), abs=1e-6)

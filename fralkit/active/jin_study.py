@@ -194,26 +194,28 @@ def table_main(records: Sequence[dict], strategies: Sequence[str] = TABLE1_STRAT
     return None if table is None else table.rename(columns=_header(frame["metric"].iloc[0]))
 
 
-def table_ablation(records: Sequence[dict]):
-    """JIN Table 5: P (I^per only), R (I^rob only) and P+R (JIN), Worst and Avg of standard and robust performance."""
+def _table_of(records: Sequence[dict], strategies: list[str]):
+    """Worst and Avg of standard and robust performance for ``strategies`` (in this order); None if < 2 ran."""
     frame = final_frame(records, include_init=False)
     cols = ["std_worst", "std_avg", "rob_worst", "rob_avg"]
-    table = None if frame.empty else _summary(frame, cols, ["jin-p", "jin-r", "jin"], keep_order=True)
+    table = None if frame.empty else _summary(frame, cols, strategies, keep_order=True)
     if table is None or len(table) < 2:
         return None
-    table.index = [{"JIN-P": "P", "JIN-R": "R", "JIN": "P+R"}.get(i, i) for i in table.index]
-    table.index.name = "inconsistency"
     return table.rename(columns=_header(frame["metric"].iloc[0]))
+
+
+def table_ablation(records: Sequence[dict]):
+    """JIN Table 5: P (I^per only), R (I^rob only) and P+R (JIN), Worst and Avg of standard and robust performance."""
+    table = _table_of(records, ["jin-p", "jin-r", "jin"])
+    if table is not None:
+        table.index = [{"JIN-P": "P", "JIN-R": "R", "JIN": "P+R"}.get(i, i) for i in table.index]
+        table.index.name = "inconsistency"
+    return table
 
 
 def table_g_ent(records: Sequence[dict]):
     """JIN Table 6: ENT vs G-ENT (entropy within the worst group) vs JIN."""
-    frame = final_frame(records, include_init=False)
-    cols = ["std_worst", "std_avg", "rob_worst", "rob_avg"]
-    table = None if frame.empty else _summary(frame, cols, ["ent", "g-ent", "jin"], keep_order=True)
-    if table is None or len(table) < 2:
-        return None
-    return table.rename(columns=_header(frame["metric"].iloc[0]))
+    return _table_of(records, ["ent", "g-ent", "jin"])
 
 
 def _fmt_time(s: float) -> str:

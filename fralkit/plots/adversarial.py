@@ -12,6 +12,15 @@ from typing import Sequence
 __all__ = ["plot_classwise", "plot_group_accuracy", "plot_training_curves", "class_explorer"]
 
 
+
+def _one_legend(axes, title: str | None = None) -> None:
+    """Keep a single legend, beside the last panel (outside the bars), and drop the others."""
+    axes = list(axes)
+    for ax in axes[:-1]:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    axes[-1].legend(title=title, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
 def _records_of(records: Sequence[dict], dataset: str | None) -> list[dict]:
     recs = [r for r in records if dataset is None or r["config"]["dataset"] == dataset]
     if not recs:
@@ -42,10 +51,7 @@ def plot_classwise(records: Sequence[dict], dataset: str, *, group: str = "all",
         ax.set_title(f"{kind} accuracy per class" + ("" if group == "all" else f" (group {group})"))
         ax.set_ylabel("accuracy (%)")
         ax.set_ylim(0, 100)
-        if ax is not axes[0][-1]:
-            ax.get_legend().remove()
-        else:
-            ax.legend(title=None, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _one_legend(axes[0])
     fig.suptitle(dataset, fontsize=10)
     fig.tight_layout()
     return fig
@@ -70,10 +76,7 @@ def plot_group_accuracy(records: Sequence[dict], dataset: str):
         ax.set_xlabel("")
         ax.set_ylabel(f"{metric} (%)")
         ax.set_ylim(0, 100)
-        if ax is axes[0]:
-            ax.get_legend().remove()
-        else:  # one legend, outside the bars
-            ax.legend(title="group", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _one_legend(axes, title="group")
     fig.suptitle(dataset, fontsize=10)
     fig.tight_layout()
     return fig
@@ -96,10 +99,7 @@ def plot_training_curves(records: Sequence[dict], dataset: str):
                      marker="o", markersize=3)
         ax.set_title(curve)
         ax.set_ylabel("")
-        if ax is not axes[0][-1]:
-            ax.get_legend().remove()
-        else:
-            ax.legend(title=None, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _one_legend(axes[0])
     fig.suptitle(dataset, fontsize=10)
     fig.tight_layout()
     return fig

@@ -13,10 +13,12 @@ Why the disadvantaged group looks as it does: under the L-inf threat model eps =
 4 grey levels; against a 30-60 level glyph/background difference under noise of sd 20 and an occluding disk,
 that is enough to flip many of the group's images, while a 90-180 level plain-background glyph stays put. So the
 group is behind in both clean and robust accuracy under TRADES on the FRAL initial labels, the JIN paper's
-setting. Measured (MobileNetV2, one H100, 2026-11-25; TRADES lr 0.05 with 2 warm-up epochs and gradient clip 5
-on 3,000 labels of 15,000): gaps of 32 / 66 (utk), 23 / 32 (ham) and 40 / 58 (cinic) clean / robust points, with
-standard training on all labels at 93-99 %; notebook 01 re-measures this (``fralkit.calibration``). Milder styles
-(low contrast alone, or 45-75 levels on a plain background) left the gap under 3 points once training was stable.
+setting. Measured by notebook 01's ``gpu`` profile (``fralkit.calibration.calibrate_preset``: MobileNetV2, 15,000
+images, TRADES with lr 0.05, 2 warm-up epochs and gradient clip 5 on the 3,000 initial labels; one H100,
+2026-11-25): the group trails by 35.9 / 69.3 (utk), 39.2 / 56.6 (cinic) and 20.9 / 31.0 (ham) clean / robust
+points, with standard training on all labels at 93.1-98.7 % (``figures/01_calibration.md``). The earlier styles
+(45-75 levels on a plain background for utk and ham; 50-90 levels on texture for cinic), measured the same way
+with one standard epoch, left the clean gap at 0.1-1.4 points.
 Glyph images are never flipped: a flip turns b into d.
 """
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pathlib import Path
 from .profiles import PROFILE_NAMES, notebook_parameters
 from .utils import atomic_write_json, repo_root, run_info
 
-__all__ = ["NOTEBOOKS", "find_notebooks", "run_notebook", "reproduce", "main"]
+__all__ = ["NOTEBOOKS", "find_notebooks", "run_notebook", "reproduce", "manifest_key", "parse_overrides", "main"]
 
 NOTEBOOKS = {
     "01": "01_data.ipynb",
@@ -122,12 +122,20 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | 
         print(f"[{i}/{len(todo)}] {path.name} (profile {profile}) ...", flush=True)
         entry = run_notebook(key, path, profile, executed_dir=executed_dir, figures=figures, results=results_dir,
                              extra=overrides)
-        manifest["notebooks"][key] = entry
+        manifest["notebooks"][manifest_key(key, overrides)] = entry
         manifest["updated_at"] = entry["finished_at"]
         atomic_write_json(manifest_path, manifest)
         print(f"[{i}/{len(todo)}] {path.name} done in {entry['wall_s']:.0f} s, {len(entry['files'])} files", flush=True)
     print(f"all {len(todo)} notebooks done in {time.time() - total:.0f} s; figures in {figures}", flush=True)
     return manifest
+
+
+def manifest_key(key: str, overrides: dict | None = None) -> str:
+    """The manifest entry of a run: the notebook number, plus its overrides when some were given (``"03"``,
+    ``"03 dataset=synbols-cinic"``), so the parts of a run split with ``--set`` keep one entry each."""
+    if not overrides:
+        return key
+    return " ".join([key, *(f"{k}={overrides[k]}" for k in sorted(overrides))])
 
 
 def parse_overrides(items: list[str]) -> dict:

@@ -84,14 +84,22 @@ def test_reproduce_writes_manifest(tmp_path):
     nbformat.write(nb, str(folder / "01_data.ipynb"))
     manifest = reproduce("smoke", only=["01"], out=tmp_path / "fig", executed=tmp_path / "ex", notebooks_dir=folder,
                          overrides={"n": 123})
-    entry = manifest["notebooks"]["01"]
+    assert list(manifest["notebooks"]) == ["01 n=123"]  # the part of a split run keeps its own entry
+    entry = manifest["notebooks"]["01 n=123"]
     assert entry["profile"] == "smoke" and entry["wall_s"] >= 0
     assert entry["parameters"]["n"] == 123  # an override is recorded with the run
     assert entry["files"] == ["01_probe_smoke.pdf", "01_probe_smoke.png"]
     for key in ("device", "torch", "git_commit", "python"):
         assert entry[key]
     on_disk = json.loads((tmp_path / "fig" / "manifest.json").read_text())
-    assert on_disk["notebooks"]["01"]["files"] == entry["files"]
+    assert on_disk["notebooks"]["01 n=123"]["files"] == entry["files"]
+
+
+def test_manifest_key_names_the_overrides_in_a_fixed_order():
+    from fralkit.reproduce import manifest_key
+
+    assert manifest_key("03") == manifest_key("03", {}) == "03"
+    assert manifest_key("03", {"seeds": 1, "dataset": "synbols-ham"}) == "03 dataset=synbols-ham seeds=1"
 
 
 def test_parse_overrides_reads_literals_and_keeps_words():

@@ -66,25 +66,27 @@ PROFILES: dict[str, dict[str, dict]] = {
                   "strategies": "rand,g-rand,fairal,jin", "seeds": 1, "rounds": 1, "budget_frac": 0.02,
                   "init_frac": 0.2,
                   "epochs": 3, "finetune_epochs": 1, "batch_size": 32, "std_epochs": 2, "fairal_candidates": 8,
-                  "fairal_labels": 2, "device": "auto"},
+                  "fairal_labels": 2, "device": "auto", "run": True},
         "quick": {"lr": 0.1, "warmup_epochs": 0.0, "grad_clip": 0.0, "dataset": "synbols-utk", "data_root": None,
                   "n": 1000, "size": 16, "backbone": "small_cnn",
                   "strategies": "all", "seeds": 1, "rounds": 5, "budget_frac": 0.02, "init_frac": 0.2, "epochs": 20,
                   "finetune_epochs": 2, "batch_size": 32, "std_epochs": 6, "fairal_candidates": 16, "fairal_labels": 2,
-                  "device": "auto"},
-        # One H100, about 4-5 min per data set (estimated from the measured TRADES throughput): run one data set per
-        # command (`python -m fralkit reproduce --profile gpu --only 03 --set dataset=synbols-cinic`, ...).
+                  "device": "auto", "run": True},
+        # Measured on one H100 (2026-11-25): per seed, the initial model 1-2 min and every strategy about 8 s except
+        # FairAL (about 2 min), plus about 2 min of one-time warm-up per process; synbols-ham 3-4x longer (class-balanced
+        # oversampling). A data set's 3 seeds outlast one 10-minute device call: split by data set and seed
+        # (`--set dataset=synbols-cinic --set seeds=[0]`); the result store makes that safe.
         "gpu": {"lr": 0.05, "warmup_epochs": 2.0, "grad_clip": 5.0,
                 "dataset": "synbols-utk,synbols-cinic,synbols-ham", "data_root": None, "n": 2000, "size": 0,
                 "backbone": "mobilenetv2", "strategies": "all", "seeds": 3, "rounds": 5, "budget_frac": 0.02,
                 "init_frac": 0.2, "epochs": 120, "finetune_epochs": 2, "batch_size": 128, "std_epochs": 10,
-                "fairal_candidates": 16, "fairal_labels": 2, "device": "auto"},
+                "fairal_candidates": 16, "fairal_labels": 2, "device": "auto", "run": True},
         # JIN §4.1 on the real UTKFace, CINIC-10 and HAM10000 under ../data/<name>/ (hours on a GPU).
         "paper": {"lr": 0.05, "warmup_epochs": 2.0, "grad_clip": 5.0, "dataset": "utkface,cinic10,ham10000",
                   "data_root": "../data", "n": 0, "size": 0, "backbone": "mobilenetv2",
                   "strategies": "all", "seeds": 3, "rounds": 5, "budget_frac": 0.02, "init_frac": 0.2, "epochs": 100,
                   "finetune_epochs": 10, "batch_size": 128, "std_epochs": 30, "fairal_candidates": 256,
-                  "fairal_labels": 0, "device": "auto"},
+                  "fairal_labels": 0, "device": "auto", "run": True},
     },
     # 04: FARMUR Table 1 / Fig. 2: natural vs TRADES vs FARMUR per (data set, backbone) row, DeepFool distances.
     "04": {

@@ -149,6 +149,27 @@ def test_tables_and_claims_render_from_records():
     assert "5.0 % of the initial adversarial training" in text and ": met" in text
 
 
+def test_missing_lists_unstored_runs_and_provenance_names_each_record(tmp_path):
+    """A study split over calls: ``missing`` is what is still to run; the records table says where each came from."""
+    from dataclasses import asdict
+
+    from fralkit.active import jin_study
+    from fralkit.experiments import ResultStore
+
+    store = ResultStore(tmp_path)
+    shared = {k: v for k, v in asdict(_config()).items() if k not in ("dataset", "strategy", "seed")}
+    configs = jin_study.study_configs("tiny", "rand,jin", [1, 2], **shared)
+    assert [(c.strategy, c.seed) for c in configs] == [("rand", 1), ("jin", 1), ("rand", 2), ("jin", 2)]
+    store.save(configs[1].record_config(), {"x": 1}, device="cpu", git_commit="abc123")
+    store.save(configs[2].record_config(), {"x": 2}, device="cpu", git_commit="def456")
+    assert [(c.strategy, c.seed) for c in jin_study.missing(store, configs)] == [("rand", 1), ("jin", 2)]
+    recs = jin_study.collect(store, configs)
+    table = jin_study.provenance(recs)
+    assert list(table.index) == ["rand", "jin"]  # table order (RAND before JIN), not storage order
+    assert list(table["seed"]) == [2, 1] and list(table["git_commit"]) == ["def456", "abc123"]
+    assert jin_study.provenance([]).empty
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("strategy", ["jin", "badge", "bald", "fairal", "opt"])
 def test_run_on_cuda(strategy, splits, tiny_model, tmp_path):

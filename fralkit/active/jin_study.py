@@ -19,7 +19,7 @@ from ..utils import progress, resolve_device
 from .loop import FRALConfig, load_fral_data, run_fral
 from .strategies import STRATEGIES, STRATEGY_LABELS
 
-__all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "study_configs", "run_study", "collect", "by_dataset", "final_frame",
+__all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "study_configs", "run_study", "collect", "missing", "provenance", "by_dataset", "final_frame",
            "rounds_frame", "class_share_frame", "table_main", "table_classes", "table_cost", "table_ablation", "table_g_ent", "render_tables",
            "describe_claims", "strategy_label"]
 
@@ -78,6 +78,26 @@ def run_study(configs: Sequence[FRALConfig], *, store: ResultStore | None = None
 def collect(store: ResultStore, configs: Sequence[FRALConfig]) -> list[dict]:
     """Exactly the stored records of ``configs`` (missing ones skipped), for tables rendered from files."""
     return [store.load(c.record_config()) for c in configs if store.has(c.record_config())]
+
+
+def missing(store: ResultStore, configs: Sequence[FRALConfig]) -> list[FRALConfig]:
+    """The configs with no record in ``store`` yet (what ``run_study`` would still compute)."""
+    return [c for c in configs if not store.has(c.record_config())]
+
+
+def provenance(records: Sequence[dict]):
+    """Where each record came from: one row per (strategy, seed) with its device, git commit and save time, so a
+    table drawn from a store filled by several machines or calls says which runs it holds."""
+    import pandas as pd
+
+    rows = [{"strategy": r["config"]["method"], "seed": int(r["config"]["seed"]), "device": r.get("device", "?"),
+             "git_commit": str(r.get("git_commit", "?"))[:12], "saved_at": r.get("saved_at", "?")} for r in records]
+    if not rows:
+        return pd.DataFrame(columns=["strategy", "seed", "device", "git_commit", "saved_at"])
+    order = {s: i for i, s in enumerate(_order(row["strategy"] for row in rows))}
+    frame = pd.DataFrame(rows)
+    frame["_o"] = frame["strategy"].map(order)
+    return frame.sort_values(["_o", "seed"]).drop(columns="_o").set_index("strategy")
 
 
 def by_dataset(records: Sequence[dict]) -> dict[str, list[dict]]:
@@ -306,7 +326,8 @@ def table_classes(records: Sequence[dict], *, top: int = 5, strategies: Sequence
 
 def render_tables(records: Sequence[dict], dataset: str, *, prefix: str = "03", save: bool = True) -> dict:
     """Every table of one dataset (and backbone) from its records; saved as ``<prefix>_table<k>_<dataset>``
-    (.csv and .md). Table 1 for accuracy data sets, Table 2 for F1 (HAM-like), Table 7 for a ResNet-18 backbone."""
+    (.csv and .md). Table 1 for accuracy data sets, Table 2 for F1 (HAM-like), Table 7 for a ResNet-18 backbone;
+    ``<prefix>_records_<dataset>`` lists the records behind them (device, commit, time)."""
     recs = [r for r in records if r["config"]["dataset"] == dataset]
     if not recs:
         return {}
@@ -314,7 +335,7 @@ def render_tables(records: Sequence[dict], dataset: str, *, prefix: str = "03", 
     backbone = recs[0]["config"]["backbone"]
     main_no = "7" if backbone == "resnet18" else ("2" if metric == "f1" else "1")
     tables = {f"table{main_no}": table_main(recs), "table3": table_classes(recs), "table4": table_cost(recs),
-              "table5": table_ablation(recs), "table6": table_g_ent(recs)}
+              "table5": table_ablation(recs), "table6": table_g_ent(recs), "records": provenance(recs)}
     tables = {k: v for k, v in tables.items() if v is not None and not v.empty}
     if save:
         for k, v in tables.items():

@@ -652,6 +652,7 @@ def fit(
     compile: bool = False,
     cuda_graph: bool = False,
     fold_bn: bool = True,
+    cudnn_benchmark: bool = True,
     val: GroupDataset | None = None,
     val_robust: bool = False,
     show_progress: bool = True,
@@ -690,6 +691,10 @@ def fit(
         cuda_graph: capture the PGD inner loop of ``pgd_at`` / ``trades`` / ``fairat`` as a CUDA graph (off by default).
         fold_bn: attack a ``FoldedTwin`` of the model (batch norm folded into the convolutions, refreshed after
             every step) instead of the model itself: the same attack with fewer layers.
+        cudnn_benchmark: let cuDNN time its algorithms for every new input shape during this call (CUDA only;
+            the previous setting is restored on return). It pays off when the shapes stay fixed; a caller whose
+            batch shapes change from call to call (the FRAL loop, where |D_L| grows every round) pays seconds per
+            new shape instead.
         val: a held-out set whose clean accuracy is recorded every epoch (``val_acc``); ``val_robust`` adds the
             PGD accuracy under the same threat model (``val_rob_acc``).
         show_progress: one tqdm bar over all batches (``fralkit.utils.progress``).
@@ -728,7 +733,6 @@ def fit(
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
     net = torch.compile(model) if (compile and on_cuda) else model
 
     if idx is None:
@@ -792,6 +796,9 @@ def fit(
     bar = progress(total=(epochs - start_epoch) * batches_per_epoch, desc=f"fit {objective}", leave=False,
                    disable=None if show_progress else True)
     model.train()
+    benchmark_before = torch.backends.cudnn.benchmark
+    if on_cuda:
+        torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
     try:
         for epoch in range(start_epoch, epochs):
             t_epoch = time.perf_counter()
@@ -848,6 +855,7 @@ def fit(
                                    "history": history, "run": run_key}, checkpoint)
     finally:
         bar.close()
+        torch.backends.cudnn.benchmark = benchmark_before
     if on_cuda:
         torch.cuda.synchronize(dev)
     return FitResult(history=history, seconds=time.perf_counter() - t0, epochs=epochs, objective=objective,

@@ -70,6 +70,9 @@ def test_record_key_ignores_other_strategies_options():
     assert a.record_config() == b.record_config()
     assert _config(strategy="fairal", fairal_candidates=6).record_config() != _config(strategy="fairal", fairal_candidates=99).record_config()
     assert FRALConfig(dataset="synbols-ham").metric_name == "f1" and FRALConfig(dataset="synbols-ham").use_oversampling
+    # a speed setting is not part of the key: records made with and without cuDNN's autotuner are the same run
+    assert _config(cudnn_benchmark=True).record_config() == _config().record_config()
+    assert not _config().cudnn_benchmark
 
 
 def test_evaluate_groups_worst_disp_avg(splits, tiny_model):

@@ -295,6 +295,21 @@ def test_fit_accepts_an_existing_optimizer_and_keeps_its_state():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("before", [False, True])
+def test_fit_restores_the_cudnn_autotuner_setting(before):
+    """``cudnn_benchmark`` holds for the call only: inference after ``fit`` runs under the caller's setting."""
+    data = _learnable(n=40)
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = before
+    try:
+        fit(TinyNet(), data, epochs=1, batch_size=16, lr=0.05, device="cuda", show_progress=False,
+            cudnn_benchmark=not before)
+        assert torch.backends.cudnn.benchmark is before
+    finally:
+        torch.backends.cudnn.benchmark = old
+
+
+@pytest.mark.gpu
 def test_cuda_graphed_attack_matches_eager_and_sees_weight_updates():
     from fralkit.attacks import pgd
     from fralkit.train import _GraphedAttack

@@ -52,7 +52,7 @@ _STRATEGY_OPTIONS = {
 }
 _ALL_STRATEGY_OPTIONS = sorted({o for opts in _STRATEGY_OPTIONS.values() for o in opts})
 # Settings that change nothing in the results.
-_NOT_IN_KEY = ("eval_batch_size", "amp_scores")
+_NOT_IN_KEY = ("eval_batch_size", "amp_scores", "cudnn_benchmark")
 
 
 class FRALInterrupted(RuntimeError):
@@ -89,6 +89,10 @@ class FRALConfig(StrategyOptions):
             round 1, then warm-started from the previous round and trained ``std_finetune_epochs`` epochs.
         jin_attack_loss, minmax_p, opt_c, fairal_*, bald_*: strategy options (``StrategyOptions``).
         eval_batch_size: inference batch size (no effect on results).
+        cudnn_benchmark: cuDNN's autotuner during training (``fit``). Off by default here: the last batch's shape
+            changes every round, and on one H100 each new shape cost seconds of tuning (a run's first fine-tuning
+            took 2-3 min against about 6 s for the same fine-tuning once tuned). No effect on results beyond
+            GPU non-determinism, so not part of the record key.
     """
 
     dataset: str = "synbols-utk"
@@ -122,6 +126,7 @@ class FRALConfig(StrategyOptions):
     std_finetune_epochs: int = 2
     std_lr: float = 0.05
     eval_batch_size: int = 1024
+    cudnn_benchmark: bool = False
 
     def __post_init__(self) -> None:
         self.strategy = str(getattr(self.strategy, "value", self.strategy)).lower()
@@ -252,7 +257,8 @@ def _fit(model: nn.Module, train: GroupDataset, idx: torch.Tensor, *, objective:
         kw = dict(eps=config.eps, alpha=config.alpha, steps=config.steps, beta=config.beta) if objective == "trades" else {}
         fit(model, train, idx=idx, objective=objective, epochs=epochs, batch_size=config.batch_size, lr=lr,
             optimizer=optimizer, momentum=config.momentum, weight_decay=config.weight_decay,
-            warmup_epochs=warmup_epochs, grad_clip=config.grad_clip or None, oversample=config.use_oversampling, seed=seed, device=device, show_progress=False, **kw)
+            warmup_epochs=warmup_epochs, grad_clip=config.grad_clip or None, oversample=config.use_oversampling,
+            cudnn_benchmark=config.cudnn_benchmark, seed=seed, device=device, show_progress=False, **kw)
     _sync(device)
     return time.perf_counter() - t0
 
@@ -466,6 +472,7 @@ def _finish(config, store, state, init, train, dev, path, keep_state) -> dict:
     timings = {"init_at_s": float(init["seconds"]), "select_s": float(sum(t["select_s"])),
                "finetune_s": float(sum(t["finetune_s"])), "eval_s": float(sum(t["eval_s"])),
                "std_model_s": float(sum(t["std_model_s"])), "select_s_rounds": list(t["select_s"]),
+               "finetune_s_rounds": list(t["finetune_s"]),
                **{f"{k}_rounds": [e.get(k) for e in t["extra"]] for k in extra_keys}}
     record = store.save(config.record_config(), metrics, timings=timings, device=dev,
                         groups=list(train.groups), classes=list(train.classes), budget=fral_budget(len(train), config.budget_frac))

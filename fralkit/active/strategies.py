@@ -390,8 +390,8 @@ def _batches(ds: GroupDataset, idx: torch.Tensor, batch_size: int, pad: bool | N
     """Yield ``(x, n)``: float images of ``ds[idx]`` in chunks, and the number of real rows in each.
 
     On CUDA a short chunk is padded (with copies of its first row) to a multiple of 128 rows, so candidate
-    sets of every size reuse a few input shapes and cuDNN's autotuner (on after ``fit``) does not re-tune every
-    convolution for each new pool size. Rows are independent in eval mode, so padding changes no real row.
+    sets of every size reuse a few input shapes and cuDNN's autotuner, where a caller turned it on, does not
+    re-tune every convolution for each new pool size. Rows are independent in eval mode, so padding changes no real row.
     """
     idx = torch.as_tensor(idx, dtype=torch.int64).cpu()
     for x, _, _, _ in iterate_batches(ds, batch_size, idx=idx):

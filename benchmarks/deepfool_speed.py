@@ -1,11 +1,14 @@
 """Batched DeepFool (``fralkit.attacks.deepfool``) against a one-image-at-a-time reference loop.
 
 Targets on one H100: 10,000 images at 32 px through ResNet-18 in at most 30 s, and at least 50x the
-reference. Both run in the same process on the same briefly trained ResNet-18 (standard training on
-``synbols-cinic``, 10 classes) and the same test images, in fp32 with TF32 off. The reference works the way
-the original DeepFool code does: one image per forward pass and one backward pass per candidate logit per
-iteration. It is timed on a subset (``--ref-n``) and extrapolated to ``--n``; the output says so. On the
-reference subset the two distances must agree within 1e-3 relative.
+reference. Both run in the same process on the same trained ResNet-18 and the same test images, in fp32 with
+TF32 off. The model gets standard training on ``synbols-cinic`` (10 classes) with notebook 04's gpu recipe
+(lr 0.05, 1-epoch warm-up, gradient clip 5; that run reached 94 % on 8,000 images in 12 epochs). A model near
+chance has every boundary close, so DeepFool needs few iterations and both timings flatter the attack: the
+script warns below 50 % test accuracy. The reference works the way the original DeepFool code does: one image
+per forward pass and one backward pass per candidate logit per iteration. It is timed on a subset (``--ref-n``)
+and extrapolated to ``--n``; the output says so. On the reference subset the two distances must agree within
+1e-3 relative.
 
     python benchmarks/deepfool_speed.py                 # GPU: the targets above
     python benchmarks/deepfool_speed.py --tiny          # CPU check at tiny size (a few seconds)
@@ -62,7 +65,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--train-n", type=int, default=10_000)
-    parser.add_argument("--epochs", type=int, default=4, help="standard training epochs before the attack")
+    parser.add_argument("--epochs", type=int, default=12, help="standard training epochs before the attack")
     parser.add_argument("--batch", type=int, default=2500, help="DeepFool batch size")
     parser.add_argument("--grad-mode", default="loop", choices=["loop", "batched"])
     parser.add_argument("--device", default="auto")
@@ -84,8 +87,8 @@ def main(argv=None) -> int:
     set_seed(0)
     model = make_model(args.model, splits.train.num_classes, in_channels=3, image_size=args.size).to(dev)
     t0 = time.perf_counter()
-    fit(model, splits.train.to(dev), objective="standard", epochs=args.epochs, batch_size=256, lr=0.1, seed=0, device=dev,
-        show_progress=False)
+    fit(model, splits.train.to(dev), objective="standard", epochs=args.epochs, batch_size=256, lr=0.05,
+        warmup_epochs=0.0 if args.tiny else 1.0, grad_clip=5.0, seed=0, device=dev, show_progress=False)
     train_s = time.perf_counter() - t0
     model.eval()
     x = splits.test.float_images().to(dev)
@@ -93,6 +96,9 @@ def main(argv=None) -> int:
         acc = float((torch.cat([model(b).argmax(1) for b in x.split(1024)]).cpu() == splits.test.y).float().mean())
     print(f"device: {device_name(dev)}; {args.model} trained {args.epochs} epochs on {len(splits.train)} synbols-cinic "
           f"images ({train_s:.1f} s), clean test accuracy {100 * acc:.1f} %")
+    if acc < 0.5 and not args.tiny:
+        print(f"WARNING: the model is at {100 * acc:.1f} % test accuracy: its boundaries are close, DeepFool needs few "
+              "iterations and both timings below flatter the attack; train longer (--epochs)")
 
     deepfool(model, x[: min(64, len(x))], batch_size=args.batch, grad_mode=args.grad_mode)  # warm-up (kernels, cuDNN)
     _sync(dev)

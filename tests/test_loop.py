@@ -103,6 +103,39 @@ def test_run_labels_budget_per_round_and_shares_the_initial_model(splits, tiny_m
     assert run_fral(_config(strategy="rand"), store=store, splits=splits, device="cpu")["saved_at"] == rec2["saved_at"]
 
 
+def test_weights_fingerprint_tells_models_apart():
+    a = {"w": torch.ones(3, 2), "n": torch.tensor(7), "h": torch.zeros(2, dtype=torch.bfloat16)}
+    same = {k: v.clone() for k, v in a.items()}
+    other = {**same, "w": torch.ones(3, 2).index_put_((torch.tensor([0]), torch.tensor([0])), torch.tensor(1.0 + 1e-6))}
+    assert loop.weights_fingerprint(a) == loop.weights_fingerprint(same)
+    assert loop.weights_fingerprint(a) != loop.weights_fingerprint(other)
+    assert loop.weights_fingerprint(a) != loop.weights_fingerprint({"v": a["w"], "n": a["n"], "h": a["h"]})  # names count
+
+
+def test_a_retrained_initial_model_warns_and_shows_in_the_records(splits, tiny_model, tmp_path, monkeypatch):
+    """Weights lost between runs (a store copied without its _cache): the retrain warns, and records made from
+    two different initial models of one seed are flagged as not paired."""
+    from fralkit.active import jin_study
+
+    store = ResultStore(tmp_path)
+    first = run_fral(_config(strategy="rand"), store=store, splits=splits, device="cpu")
+    assert first["init_fingerprint"] == store.records("jin", method="init-at")[0]["init_fingerprint"]
+    for pt in (tmp_path / "jin" / "_cache").rglob("*.pt"):
+        pt.unlink()
+    real_fit = loop._fit
+    monkeypatch.setattr(loop, "_fit", lambda model, *a, **kw: (real_fit(model, *a, **kw),
+                                                               torch.nn.init.normal_(model.head.bias))[0])
+    with pytest.warns(UserWarning, match="retraining it"):
+        second = run_fral(_config(strategy="g-rand"), store=store, splits=splits, device="cpu")
+    assert second["init_fingerprint"] != first["init_fingerprint"]
+    assert jin_study.mixed_initial_models([first, second]) == {
+        ("tiny", "tiny", 0): sorted([first["init_fingerprint"], second["init_fingerprint"]])}
+    assert jin_study.mixed_initial_models([first]) == {}
+    assert "seed(s) [0] started from different initial models" in jin_study.describe_claims([first, second])
+    assert list(jin_study.provenance([first, second])["initial model"]) == [first["init_fingerprint"],
+                                                                             second["init_fingerprint"]]
+
+
 @pytest.mark.parametrize("strategy", ["jin", "badge"])
 def test_resume_after_a_kill_gives_identical_indices_and_metrics(strategy, splits, tiny_model, tmp_path):
     cfg = _config(strategy=strategy, rounds=3)

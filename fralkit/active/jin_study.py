@@ -19,7 +19,7 @@ from ..utils import progress, resolve_device
 from .loop import FRALConfig, load_fral_data, run_fral
 from .strategies import STRATEGIES, STRATEGY_LABELS
 
-__all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "study_configs", "run_study", "collect", "missing", "provenance", "by_dataset", "final_frame",
+__all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "study_configs", "run_study", "collect", "missing", "provenance", "mixed_initial_models", "by_dataset", "final_frame",
            "rounds_frame", "class_share_frame", "table_main", "table_classes", "table_cost", "table_ablation", "table_g_ent", "render_tables",
            "describe_claims", "strategy_label"]
 
@@ -91,13 +91,27 @@ def provenance(records: Sequence[dict]):
     import pandas as pd
 
     rows = [{"strategy": r["config"]["method"], "seed": int(r["config"]["seed"]), "device": r.get("device", "?"),
-             "git_commit": str(r.get("git_commit", "?"))[:12], "saved_at": r.get("saved_at", "?")} for r in records]
+             "git_commit": str(r.get("git_commit", "?"))[:12], "saved_at": r.get("saved_at", "?"),
+             "initial model": r.get("init_fingerprint") or "?"} for r in records]
     if not rows:
-        return pd.DataFrame(columns=["strategy", "seed", "device", "git_commit", "saved_at"])
+        return pd.DataFrame(columns=["strategy", "seed", "device", "git_commit", "saved_at", "initial model"])
     order = {s: i for i, s in enumerate(_order(row["strategy"] for row in rows))}
     frame = pd.DataFrame(rows)
     frame["_o"] = frame["strategy"].map(order)
     return frame.sort_values(["_o", "seed"]).drop(columns="_o").set_index("strategy")
+
+
+def mixed_initial_models(records: Sequence[dict]) -> dict[tuple, list[str]]:
+    """``{(dataset, backbone, seed): fingerprints}`` for every seed whose runs started from more than one initial
+    model (it was retrained between runs, e.g. on another machine without the store's ``_cache``). Such a seed's
+    strategies are not paired comparisons. Records without a fingerprint (older ones) are not counted."""
+    seen: dict[tuple, set] = {}
+    for r in records:
+        fp = r.get("init_fingerprint")
+        if fp:
+            cfg = r["config"]
+            seen.setdefault((cfg["dataset"], cfg["backbone"], int(cfg["seed"])), set()).add(fp)
+    return {k: sorted(v) for k, v in seen.items() if len(v) > 1}
 
 
 def by_dataset(records: Sequence[dict]) -> dict[str, list[dict]]:
@@ -370,6 +384,10 @@ def describe_claims(records: Sequence[dict], *, target_share: float = 10.0) -> s
         word = "F1" if frame["metric"].iloc[0] == "f1" else "accuracy"
         seeds = frame["seed"].nunique()
         lines.append(f"### {dataset} ({frame['backbone'].iloc[0]}, {seeds} seed(s), worst-group {word})")
+        mixed = sorted(k[2] for k in mixed_initial_models([r for r in records if r["config"]["dataset"] == dataset]))
+        if mixed:
+            lines.append(f"- Caution: the runs of seed(s) {mixed} started from different initial models (retrained "
+                         "between runs); their strategies are not paired comparisons.")
         main = frame[frame["strategy"].isin(TABLE1_STRATEGIES)]
         for metric, setting in (("std_worst", "standard"), ("rob_worst", "robust")):
             means = _means(main, metric)

@@ -16,7 +16,9 @@
 """
 from __future__ import annotations
 
+import hashlib
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -34,7 +36,7 @@ from ..utils import atomic_torch_save, config_hash, resolve_device, set_seed
 from .strategies import STRATEGIES, SelectionContext, StrategyOptions, _sync, select
 
 __all__ = ["FRALConfig", "run_fral", "initial_model", "evaluate_groups", "load_fral_data", "fral_budget",
-           "STUDY", "FRALInterrupted"]
+           "weights_fingerprint", "STUDY", "FRALInterrupted"]
 
 STUDY = "jin"
 _F1_DATASETS = ("synbols-ham", "ham10000")
@@ -288,6 +290,18 @@ def _state_path(store: ResultStore, config: FRALConfig) -> Path:
         f"{config.strategy}-s{config.seed}-{config_hash(config.record_config())}.pt"
 
 
+def weights_fingerprint(state: dict) -> str:
+    """A short hash of a state dict's tensors (names and bytes): which initial model a run started from. GPU
+    training is not bit-reproducible, so an initial model retrained on another machine gets another fingerprint."""
+    h = hashlib.sha1()
+    for name in sorted(state):
+        t = state[name]
+        if torch.is_tensor(t):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
 def initial_model(config: FRALConfig, splits: DataSplits, *, store: ResultStore, device: torch.device,
                   verbose: bool = False) -> dict:
     """The initial robust model (Algorithm 1, line 3): TRADES on D_L, trained once and shared by every strategy.
@@ -303,8 +317,14 @@ def initial_model(config: FRALConfig, splits: DataSplits, *, store: ResultStore,
         init = torch.load(path, map_location="cpu", weights_only=True)
         if not store.has(key):  # cut between the two writes: the weights are there, write the record
             store.save(key, _round_metrics([init["test"]], [init["val"]]), timings={"init_at_s": init["seconds"]},
-                       device=device, groups=list(train.groups), classes=list(train.classes))
+                       device=device, groups=list(train.groups), classes=list(train.classes),
+                       init_fingerprint=weights_fingerprint(init["model"]))
         return init
+    if store.has(key):
+        warnings.warn(f"the initial model of {config.dataset} seed {config.seed} is in the store but its weights are not "
+                      f"({path}): retraining it. Off the CPU training is not bit-reproducible, so runs of this seed "
+                      "already in the store may have started from another model (their records' init_fingerprint says); "
+                      "copy the store's _cache folder along with its records to avoid this", stacklevel=2)
     train, val, test = splits.train.to(device), splits.val.to(device), splits.test.to(device)
     labelled, pool = fral_split(splits.train, init_frac=config.init_frac, seed=config.seed)
     seed0 = _stage_seed(config.seed, 0, 0)
@@ -320,7 +340,7 @@ def initial_model(config: FRALConfig, splits: DataSplits, *, store: ResultStore,
             "test": rep_test, "seconds": float(seconds)}
     atomic_torch_save(init, path)
     store.save(key, _round_metrics([rep_test], [rep_val]), timings={"init_at_s": float(seconds)}, device=device,
-               groups=list(train.groups), classes=list(train.classes))
+               groups=list(train.groups), classes=list(train.classes), init_fingerprint=weights_fingerprint(init["model"]))
     return init
 
 
@@ -392,7 +412,8 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
             print(f"[{config.strategy} s{config.seed}] resuming after round {state['round']}", flush=True)
     else:
         model.load_state_dict(init["model"])
-        state = {"round": 0, "labelled": init["labelled"], "pool": init["pool"], "model": None, "optimizer": None,
+        state = {"round": 0, "init_fingerprint": weights_fingerprint(init["model"]),
+                 "labelled": init["labelled"], "pool": init["pool"], "model": None, "optimizer": None,
                  "std_model": None, "selected": [], "tests": [init["test"]], "vals": [init["val"]],
                  "timings": {"select_s": [], "finetune_s": [], "eval_s": [], "std_model_s": [], "extra": []}}
 
@@ -475,7 +496,8 @@ def _finish(config, store, state, init, train, dev, path, keep_state) -> dict:
                "finetune_s_rounds": list(t["finetune_s"]),
                **{f"{k}_rounds": [e.get(k) for e in t["extra"]] for k in extra_keys}}
     record = store.save(config.record_config(), metrics, timings=timings, device=dev,
-                        groups=list(train.groups), classes=list(train.classes), budget=fral_budget(len(train), config.budget_frac))
+                        groups=list(train.groups), classes=list(train.classes), budget=fral_budget(len(train), config.budget_frac),
+                        init_fingerprint=state.get("init_fingerprint") or weights_fingerprint(init["model"]))
     if not keep_state and path.exists():
         path.unlink()
     return record

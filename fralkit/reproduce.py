@@ -65,6 +65,7 @@ def run_notebook(key: str, path: Path, profile: str, *, executed_dir: Path, figu
     if results is not None:
         os.environ["FRALKIT_RESULTS"] = str(results)
     before = {p: p.stat().st_mtime for p in figures.glob(f"{key}_*")}
+    info = run_info()  # before the run: the figures it writes would mark the checkout dirty
     start = time.time()
     try:
         pm.execute_notebook(str(path), str(out_nb), parameters=params, kernel_name="python3", language="python",
@@ -79,7 +80,7 @@ def run_notebook(key: str, path: Path, profile: str, *, executed_dir: Path, figu
     wall = time.time() - start
     written = sorted(p.name for p in figures.glob(f"{key}_*") if before.get(p) != p.stat().st_mtime)
     return {"notebook": path.name, "profile": profile, "parameters": params, "wall_s": round(wall, 1),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": written, **run_info()}
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": written, **info}
 
 
 def _cell_first_line(notebook: Path, index: int) -> str:

@@ -23,8 +23,6 @@ Glyph images are never flipped: a flip turns b into d.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from .core import DataSplits

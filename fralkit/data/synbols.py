@@ -17,8 +17,7 @@ rendering style (``GroupStyle``), which is how the presets build their bias cond
 from __future__ import annotations
 
 import functools
-import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 

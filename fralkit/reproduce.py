@@ -11,6 +11,7 @@ import argparse
 import ast
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,8 @@ from pathlib import Path
 from .profiles import PROFILE_NAMES, notebook_parameters
 from .utils import atomic_write_json, repo_root, run_info
 
-__all__ = ["NOTEBOOKS", "find_notebooks", "run_notebook", "reproduce", "manifest_key", "parse_overrides", "main"]
+__all__ = ["NOTEBOOKS", "SPLITTABLE", "find_notebooks", "run_notebook", "split_parts", "reproduce", "manifest_key",
+           "parse_overrides", "main"]
 
 NOTEBOOKS = {
     "01": "01_data.ipynb",
@@ -27,6 +29,11 @@ NOTEBOOKS = {
     "04": "04_farmur_fairness_in_robustness.ipynb",
     "05": "05_bald_grad_synbols.ipynb",
 }
+
+
+# Notebooks whose study splits into independent processes (``--jobs``): one part per (data set, seed). The parts
+# share one result store (they write disjoint records), then one drawing pass (``run=False``) makes the figures.
+SPLITTABLE = {"03": ("dataset", "seeds")}
 
 
 class NotebookFailed(RuntimeError):
@@ -94,13 +101,61 @@ def _cell_first_line(notebook: Path, index: int) -> str:
         return "?"
 
 
+def split_parts(key: str, params: dict) -> list[dict]:
+    """The independent parts of a splittable notebook's study: one override dict per (data set, seed)."""
+    if key not in SPLITTABLE:
+        raise ValueError(f"--jobs splits notebooks {sorted(SPLITTABLE)} only; notebook {key} runs as one process")
+    names = [d.strip() for d in str(params["dataset"]).split(",") if d.strip()]
+    seeds = params["seeds"]
+    seeds = list(range(int(seeds))) if isinstance(seeds, int) else [int(x) for x in seeds]
+    return [{"dataset": d, "seeds": [s]} for d in names for s in seeds]
+
+
+def _run_parts(key: str, profile: str, parts: list[dict], overrides: dict, *, jobs: int, results: Path,
+               executed_dir: Path, notebooks_dir: Path | None) -> list[dict]:
+    """Run ``parts`` as ``python -m fralkit reproduce`` processes, at most ``jobs`` at a time; one log each."""
+    shared = {k: v for k, v in overrides.items() if k not in SPLITTABLE[key]}
+    package_parent = str(Path(__file__).resolve().parents[1])  # the parts import this same fralkit
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)}
+    queue, running, done = list(parts), [], []
+    while queue or running:
+        while queue and len(running) < jobs:
+            part = queue.pop(0)
+            name = f"{part['dataset']}-s{part['seeds'][0]}"
+            folder = executed_dir / "parts" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "fralkit", "reproduce", "--profile", profile, "--only", key,
+                   "--results", str(results), "--executed", str(folder), "--out", str(folder / "figures")]
+            if notebooks_dir is not None:
+                cmd += ["--notebooks", str(notebooks_dir)]
+            for k, v in {**shared, **part}.items():
+                cmd += ["--set", f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"]
+            log = open(folder / "log.txt", "w")
+            running.append((part, folder, log, time.time(),
+                            subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)))
+            print(f"  part {name} started (log: {folder / 'log.txt'})", flush=True)
+        time.sleep(0.5)
+        for item in list(running):
+            part, folder, log, start, proc = item
+            if proc.poll() is not None:
+                log.close()
+                running.remove(item)
+                done.append({**part, "rc": proc.returncode, "wall_s": round(time.time() - start, 1),
+                             "log": str(folder / "log.txt")})
+                print(f"  part {folder.name} {'done' if proc.returncode == 0 else 'FAILED'} in "
+                      f"{done[-1]['wall_s']:.0f} s", flush=True)
+    return done
+
+
 def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | Path | None = None,
               executed: str | Path | None = None, results: str | Path | None = None,
-              notebooks_dir: str | Path | None = None, overrides: dict | None = None) -> dict:
+              notebooks_dir: str | Path | None = None, overrides: dict | None = None, jobs: int = 1) -> dict:
     """Run the notebooks of ``profile`` and update ``<out>/manifest.json``; return the manifest.
 
     ``overrides`` replace profile parameters (``--set dataset=synbols-cinic``); each key must be a parameter of
     every notebook that runs, so a typo fails before anything is computed. The manifest records the result.
+    ``jobs > 1`` runs a splittable notebook's study (``SPLITTABLE``: notebook 03) as one process per (data set,
+    seed), ``jobs`` at a time, sharing one result store, then draws its figures once from the records.
     """
     if profile not in PROFILE_NAMES:
         raise ValueError(f"unknown profile {profile!r}; valid: {list(PROFILE_NAMES)}")
@@ -118,16 +173,39 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | 
         if unknown:
             raise ValueError(f"--set {unknown} not parameters of notebook {key}; valid: "
                              f"{sorted(notebook_parameters(key, profile))}")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    if jobs > 1:
+        for key, _path in todo:
+            split_parts(key, {**notebook_parameters(key, profile), **overrides})  # refuses what cannot be split
     total = time.time()
+    failed: list[str] = []
     for i, (key, path) in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {path.name} (profile {profile}) ...", flush=True)
-        entry = run_notebook(key, path, profile, executed_dir=executed_dir, figures=figures, results=results_dir,
-                             extra=overrides)
+        if jobs > 1:
+            from .experiments import default_results_dir
+
+            params = {**notebook_parameters(key, profile), **overrides}
+            store = results_dir or default_results_dir()
+            start = time.time()
+            parts = _run_parts(key, profile, split_parts(key, params), overrides, jobs=jobs, results=store,
+                               executed_dir=executed_dir, notebooks_dir=Path(notebooks_dir) if notebooks_dir else None)
+            entry = run_notebook(key, path, profile, executed_dir=executed_dir, figures=figures, results=store,
+                                 extra={**overrides, "run": False})
+            entry["parameters"]["run"] = params.get("run", True)  # what the parts ran; the drawing only drew
+            entry.update(wall_s=round(time.time() - start, 1), draw_wall_s=entry["wall_s"], jobs=jobs, parts=parts)
+            failed += [p["log"] for p in parts if p["rc"] != 0]
+        else:
+            entry = run_notebook(key, path, profile, executed_dir=executed_dir, figures=figures, results=results_dir,
+                                 extra=overrides)
         manifest["notebooks"][manifest_key(key, overrides)] = entry
         manifest["updated_at"] = entry["finished_at"]
         atomic_write_json(manifest_path, manifest)
         print(f"[{i}/{len(todo)}] {path.name} done in {entry['wall_s']:.0f} s, {len(entry['files'])} files", flush=True)
     print(f"all {len(todo)} notebooks done in {time.time() - total:.0f} s; figures in {figures}", flush=True)
+    if failed:
+        raise NotebookFailed(f"{len(failed)} part(s) failed (figures drawn from the records that exist); logs: "
+                             + ", ".join(failed))
     return manifest
 
 
@@ -164,12 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--out", help="folder for figures, tables and manifest.json (default: figures/)")
     rep.add_argument("--executed", help="folder for executed notebooks (default: runs/<profile>/)")
     rep.add_argument("--results", help="result-store folder (default: results/ or $FRALKIT_RESULTS)")
+    rep.add_argument("--notebooks", help="folder holding the notebooks (default: notebooks/)")
+    rep.add_argument("--jobs", type=int, default=1,
+                     help="notebook 03: run its study as one process per (data set, seed), this many at a time")
     rep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                      help="override a profile parameter (repeatable), e.g. --set dataset=synbols-cinic --set seeds=1")
     args = parser.parse_args(argv)
     try:
-        reproduce(args.profile, args.only, args.out, args.executed, args.results,
-                  overrides=parse_overrides(args.overrides))
+        reproduce(args.profile, args.only, args.out, args.executed, args.results, notebooks_dir=args.notebooks,
+                  overrides=parse_overrides(args.overrides), jobs=args.jobs)
     except (NotebookFailed, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -119,3 +119,39 @@ def test_runner_rejects_an_override_that_is_no_parameter(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "datset" in err and "dataset" in err  # names the typo and lists the valid keys
     assert not (tmp_path / "manifest.json").exists()  # nothing ran
+
+
+def test_split_parts_one_per_dataset_and_seed():
+    from fralkit.reproduce import split_parts
+
+    assert split_parts("03", {"dataset": "synbols-utk, synbols-ham", "seeds": 2}) == [
+        {"dataset": "synbols-utk", "seeds": [0]}, {"dataset": "synbols-utk", "seeds": [1]},
+        {"dataset": "synbols-ham", "seeds": [0]}, {"dataset": "synbols-ham", "seeds": [1]}]
+    assert split_parts("03", {"dataset": "synbols-utk", "seeds": [2, 5]})[1] == {"dataset": "synbols-utk", "seeds": [5]}
+    with pytest.raises(ValueError, match="splits notebooks"):
+        split_parts("01", {})
+
+
+def test_jobs_split_notebook_03_into_parallel_parts_and_draw_once(tmp_path):
+    """Two seeds as two processes sharing one store; the drawing pass computes nothing and sees both seeds."""
+    from fralkit.reproduce import reproduce
+
+    manifest = reproduce("smoke", only=["03"], out=tmp_path / "fig", executed=tmp_path / "ex", results=tmp_path / "res",
+                         overrides={"seeds": 2, "strategies": "rand,g-rand"}, jobs=2)
+    entry = manifest["notebooks"]["03 seeds=2 strategies=rand,g-rand"]
+    assert [(p["dataset"], p["seeds"], p["rc"]) for p in entry["parts"]] == [("synbols-utk", [0], 0),
+                                                                            ("synbols-utk", [1], 0)]
+    assert entry["parameters"]["run"] is True and entry["jobs"] == 2 and entry["wall_s"] >= entry["draw_wall_s"]
+    runs = sorted(p.name.split("-s")[0] + p.name.split("-s")[1][0]
+                  for p in (tmp_path / "res" / "jin" / "synbols-utk").glob("*.json"))
+    assert runs == ["g-rand0", "g-rand1", "init-at0", "init-at1", "rand0", "rand1"]
+    table = (tmp_path / "fig" / "03_table1_synbols-utk.md").read_text()
+    assert "| RAND |" in table and table.splitlines()[2].rstrip().endswith("| 2 |")  # both seeds drawn
+
+
+def test_jobs_refuses_a_notebook_it_cannot_split(tmp_path):
+    from fralkit.reproduce import reproduce
+
+    with pytest.raises(ValueError, match="runs as one process"):
+        reproduce("smoke", only=["01"], out=tmp_path, jobs=2)
+    assert not (tmp_path / "manifest.json").exists()

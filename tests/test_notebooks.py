@@ -155,3 +155,16 @@ def test_jobs_refuses_a_notebook_it_cannot_split(tmp_path):
     with pytest.raises(ValueError, match="runs as one process"):
         reproduce("smoke", only=["01"], out=tmp_path, jobs=2)
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_jobs_reports_a_failed_part_after_drawing_what_exists(tmp_path):
+    from fralkit.reproduce import reproduce
+
+    missing = str(tmp_path / "no-such-download")
+    with pytest.raises(NotebookFailed, match=r"1 part\(s\) failed .*log.txt"):
+        reproduce("smoke", only=["03"], out=tmp_path / "fig", executed=tmp_path / "ex", results=tmp_path / "res",
+                  overrides={"dataset": "utkface", "data_root": missing, "strategies": "rand"}, jobs=2)
+    manifest = json.loads((tmp_path / "fig" / "manifest.json").read_text())
+    (entry,) = manifest["notebooks"].values()  # the drawing ran (nothing to draw) and was recorded
+    assert [p["rc"] != 0 for p in entry["parts"]] == [True]
+    assert "no-such-download" in Path(entry["parts"][0]["log"]).read_text()  # the loader names the bad path

@@ -105,46 +105,40 @@ def split_parts(key: str, params: dict) -> list[dict]:
     """The independent parts of a splittable notebook's study: one override dict per (data set, seed)."""
     if key not in SPLITTABLE:
         raise ValueError(f"--jobs splits notebooks {sorted(SPLITTABLE)} only; notebook {key} runs as one process")
-    names = [d.strip() for d in str(params["dataset"]).split(",") if d.strip()]
-    seeds = params["seeds"]
-    seeds = list(range(int(seeds))) if isinstance(seeds, int) else [int(x) for x in seeds]
-    return [{"dataset": d, "seeds": [s]} for d in names for s in seeds]
+    from .active.jin_study import seed_list, split_names
+
+    return [{"dataset": d, "seeds": [s]} for d in split_names(params["dataset"], what="dataset")
+            for s in seed_list(params["seeds"])]
 
 
 def _run_parts(key: str, profile: str, parts: list[dict], overrides: dict, *, jobs: int, results: Path,
                executed_dir: Path, notebooks_dir: Path | None) -> list[dict]:
     """Run ``parts`` as ``python -m fralkit reproduce`` processes, at most ``jobs`` at a time; one log each."""
+    from concurrent.futures import ThreadPoolExecutor
+
     shared = {k: v for k, v in overrides.items() if k not in SPLITTABLE[key]}
     package_parent = str(Path(__file__).resolve().parents[1])  # the parts import this same fralkit
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)}
-    queue, running, done = list(parts), [], []
-    while queue or running:
-        while queue and len(running) < jobs:
-            part = queue.pop(0)
-            name = f"{part['dataset']}-s{part['seeds'][0]}"
-            folder = executed_dir / "parts" / name
-            folder.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "fralkit", "reproduce", "--profile", profile, "--only", key,
-                   "--results", str(results), "--executed", str(folder), "--out", str(folder / "figures")]
-            if notebooks_dir is not None:
-                cmd += ["--notebooks", str(notebooks_dir)]
-            for k, v in {**shared, **part}.items():
-                cmd += ["--set", f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"]
-            log = open(folder / "log.txt", "w")
-            running.append((part, folder, log, time.time(),
-                            subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)))
-            print(f"  part {name} started (log: {folder / 'log.txt'})", flush=True)
-        time.sleep(0.5)
-        for item in list(running):
-            part, folder, log, start, proc = item
-            if proc.poll() is not None:
-                log.close()
-                running.remove(item)
-                done.append({**part, "rc": proc.returncode, "wall_s": round(time.time() - start, 1),
-                             "log": str(folder / "log.txt")})
-                print(f"  part {folder.name} {'done' if proc.returncode == 0 else 'FAILED'} in "
-                      f"{done[-1]['wall_s']:.0f} s", flush=True)
-    return done
+
+    def run_one(part: dict) -> dict:
+        folder = executed_dir / "parts" / f"{part['dataset']}-s{part['seeds'][0]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "fralkit", "reproduce", "--profile", profile, "--only", key,
+               "--results", str(results), "--executed", str(folder), "--out", str(folder / "figures")]
+        if notebooks_dir is not None:
+            cmd += ["--notebooks", str(notebooks_dir)]
+        for k, v in {**shared, **part}.items():
+            cmd += ["--set", f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"]
+        print(f"  part {folder.name} started (log: {folder / 'log.txt'})", flush=True)
+        start = time.time()
+        with open(folder / "log.txt", "w") as log:
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        wall = round(time.time() - start, 1)
+        print(f"  part {folder.name} {'done' if rc == 0 else 'FAILED'} in {wall:.0f} s", flush=True)
+        return {**part, "rc": rc, "wall_s": wall, "log": str(folder / "log.txt")}
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(run_one, parts))
 
 
 def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | Path | None = None,

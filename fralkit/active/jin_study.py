@@ -19,7 +19,7 @@ from ..utils import progress, resolve_device
 from .loop import FRALConfig, load_fral_data, run_fral
 from .strategies import STRATEGIES, STRATEGY_LABELS
 
-__all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "study_configs", "run_study", "collect", "missing", "provenance", "mixed_initial_models", "by_dataset", "final_frame",
+__all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "seed_list", "study_configs", "run_study", "collect", "missing", "provenance", "mixed_initial_models", "by_dataset", "final_frame",
            "rounds_frame", "class_share_frame", "table_main", "table_classes", "table_cost", "table_ablation", "table_g_ent", "render_tables",
            "describe_claims", "strategy_label"]
 
@@ -48,12 +48,16 @@ def split_names(names: str | Sequence[str], *, valid: Iterable[str] | None = Non
     return items
 
 
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """``3`` -> ``[0, 1, 2]``; a list of seeds is kept as given."""
+    return list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+
+
 def study_configs(datasets: str | Sequence[str], strategies: str | Sequence[str], seeds: int | Sequence[int],
                   **settings) -> list[FRALConfig]:
     """The grid of run configs: every dataset x seed x strategy, with shared ``settings`` (``FRALConfig`` fields)."""
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     return [FRALConfig(dataset=d, strategy=s, seed=seed, **settings)
-            for d in split_names(datasets, what="dataset") for seed in seed_list
+            for d in split_names(datasets, what="dataset") for seed in seed_list(seeds)
             for s in split_names(strategies, valid=STRATEGIES, what="strategy")]
 
 
@@ -93,12 +97,10 @@ def provenance(records: Sequence[dict]):
     rows = [{"strategy": r["config"]["method"], "seed": int(r["config"]["seed"]), "device": r.get("device", "?"),
              "git_commit": str(r.get("git_commit", "?"))[:12], "saved_at": r.get("saved_at", "?"),
              "initial model": r.get("init_fingerprint") or "?"} for r in records]
-    if not rows:
-        return pd.DataFrame(columns=["strategy", "seed", "device", "git_commit", "saved_at", "initial model"])
     order = {s: i for i, s in enumerate(_order(row["strategy"] for row in rows))}
-    frame = pd.DataFrame(rows)
-    frame["_o"] = frame["strategy"].map(order)
-    return frame.sort_values(["_o", "seed"]).drop(columns="_o").set_index("strategy")
+    rows.sort(key=lambda row: (order[row["strategy"]], row["seed"]))
+    columns = ["strategy", "seed", "device", "git_commit", "saved_at", "initial model"]
+    return pd.DataFrame(rows, columns=columns).set_index("strategy")
 
 
 def mixed_initial_models(records: Sequence[dict]) -> dict[tuple, list[str]]:

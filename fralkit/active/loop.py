@@ -315,10 +315,11 @@ def initial_model(config: FRALConfig, splits: DataSplits, *, store: ResultStore,
     train = splits.train
     if path.exists():
         init = torch.load(path, map_location="cpu", weights_only=True)
+        init.setdefault("fingerprint", weights_fingerprint(init["model"]))  # cache files written before it existed
         if not store.has(key):  # cut between the two writes: the weights are there, write the record
             store.save(key, _round_metrics([init["test"]], [init["val"]]), timings={"init_at_s": init["seconds"]},
                        device=device, groups=list(train.groups), classes=list(train.classes),
-                       init_fingerprint=weights_fingerprint(init["model"]))
+                       init_fingerprint=init["fingerprint"])
         return init
     if store.has(key):
         warnings.warn(f"the initial model of {config.dataset} seed {config.seed} is in the store but its weights are not "
@@ -336,11 +337,12 @@ def initial_model(config: FRALConfig, splits: DataSplits, *, store: ResultStore,
                    lr=config.lr, config=config, seed=seed0, device=device, warmup_epochs=config.warmup_epochs)
     rep_val = _evaluate(model, val, config, _stage_seed(config.seed, 0, 1))
     rep_test = _evaluate(model, test, config, _stage_seed(config.seed, 0, 2))
-    init = {"model": _cpu_state(model), "labelled": labelled.clone(), "pool": pool.clone(), "val": rep_val,
-            "test": rep_test, "seconds": float(seconds)}
+    state = _cpu_state(model)
+    init = {"model": state, "fingerprint": weights_fingerprint(state), "labelled": labelled.clone(),
+            "pool": pool.clone(), "val": rep_val, "test": rep_test, "seconds": float(seconds)}
     atomic_torch_save(init, path)
     store.save(key, _round_metrics([rep_test], [rep_val]), timings={"init_at_s": float(seconds)}, device=device,
-               groups=list(train.groups), classes=list(train.classes), init_fingerprint=weights_fingerprint(init["model"]))
+               groups=list(train.groups), classes=list(train.classes), init_fingerprint=init["fingerprint"])
     return init
 
 
@@ -412,7 +414,7 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
             print(f"[{config.strategy} s{config.seed}] resuming after round {state['round']}", flush=True)
     else:
         model.load_state_dict(init["model"])
-        state = {"round": 0, "init_fingerprint": weights_fingerprint(init["model"]),
+        state = {"round": 0, "init_fingerprint": init["fingerprint"],
                  "labelled": init["labelled"], "pool": init["pool"], "model": None, "optimizer": None,
                  "std_model": None, "selected": [], "tests": [init["test"]], "vals": [init["val"]],
                  "timings": {"select_s": [], "finetune_s": [], "eval_s": [], "std_model_s": [], "extra": []}}
@@ -497,7 +499,7 @@ def _finish(config, store, state, init, train, dev, path, keep_state) -> dict:
                **{f"{k}_rounds": [e.get(k) for e in t["extra"]] for k in extra_keys}}
     record = store.save(config.record_config(), metrics, timings=timings, device=dev,
                         groups=list(train.groups), classes=list(train.classes), budget=fral_budget(len(train), config.budget_frac),
-                        init_fingerprint=state.get("init_fingerprint") or weights_fingerprint(init["model"]))
+                        init_fingerprint=state.get("init_fingerprint") or init["fingerprint"])
     if not keep_state and path.exists():
         path.unlink()
     return record

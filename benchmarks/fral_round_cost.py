@@ -2,8 +2,9 @@
 
 The FRAL loop fine-tunes on a labelled set that grows by B every round, so the last training batch has a new
 shape every round. With ``torch.backends.cudnn.benchmark`` on, cuDNN times its algorithms again for every new
-shape; the committed notebook-03 records on one H100 show a process's first fine-tuning taking 2-3 min against
-about 6 s for the same fine-tuning once tuned. ``FRALConfig.cudnn_benchmark`` (default off) chooses.
+shape. The committed notebook-03 records (one H100, autotuner on) show each process's first run spending
+119-162 s fine-tuning over 5 rounds against 5-7 s for later runs; this script tests whether the autotuner is the
+cause. ``FRALConfig.cudnn_benchmark`` (default off) chooses.
 
 Each setting runs in its own Python process (the autotuner's cache lives for a process), on the same data: the
 initial TRADES model, then two strategies one after the other, RAND (pays any tuning) and ENT (shapes already

@@ -73,9 +73,9 @@ PROFILES: dict[str, dict[str, dict]] = {
                   "finetune_epochs": 2, "batch_size": 32, "std_epochs": 6, "fairal_candidates": 16, "fairal_labels": 2,
                   "device": "auto", "run": True},
         # Measured on one H100 (2026-11-25): per seed, the initial model 1-2 min and every strategy about 8 s except
-        # FairAL (about 2 min), plus 2-3 min of cuDNN autotuning per process (now off by default in the loop);
-        # synbols-ham 3-4x longer (class-balanced oversampling). `--jobs 9` runs one process per data set and seed
-        # and draws the tables once from the records (README).
+        # FairAL (about 2 min), plus 2-2.7 min on each process's first fine-tuning (likely cuDNN autotuning, now off
+        # by default in the loop); synbols-ham's initial model about 2.3x longer (class-balanced oversampling).
+        # `--jobs 9` runs one process per data set and seed and draws the tables once from the records (README).
         "gpu": {"lr": 0.05, "warmup_epochs": 2.0, "grad_clip": 5.0,
                 "dataset": "synbols-utk,synbols-cinic,synbols-ham", "data_root": None, "n": 2000, "size": 0,
                 "backbone": "mobilenetv2", "strategies": "all", "seeds": 3, "rounds": 5, "budget_frac": 0.02,

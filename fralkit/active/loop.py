@@ -92,9 +92,9 @@ class FRALConfig(StrategyOptions):
         jin_attack_loss, minmax_p, opt_c, fairal_*, bald_*: strategy options (``StrategyOptions``).
         eval_batch_size: inference batch size (no effect on results).
         cudnn_benchmark: cuDNN's autotuner during training (``fit``). Off by default here: the last batch's shape
-            changes every round, and on one H100 each new shape cost seconds of tuning (a run's first fine-tuning
-            took 2-3 min against about 6 s for the same fine-tuning once tuned). No effect on results beyond
-            GPU non-determinism, so not part of the record key.
+            changes every round, and on one H100 with it on, each process's first run spent 119-162 s fine-tuning
+            over 5 rounds against 5-7 s for later runs (most likely tuning; ``benchmarks/fral_round_cost.py``
+            measures it). No effect on results beyond GPU non-determinism, so not part of the record key.
     """
 
     dataset: str = "synbols-utk"

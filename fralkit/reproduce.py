@@ -105,7 +105,7 @@ def split_parts(key: str, params: dict) -> list[dict]:
     """The independent parts of a splittable notebook's study: one override dict per (data set, seed)."""
     if key not in SPLITTABLE:
         raise ValueError(f"--jobs splits notebooks {sorted(SPLITTABLE)} only; notebook {key} runs as one process")
-    from .active.jin_study import seed_list, split_names
+    from .studies.jin import seed_list, split_names
 
     return [{"dataset": d, "seeds": [s]} for d in split_names(params["dataset"], what="dataset")
             for s in seed_list(params["seeds"])]

@@ -115,7 +115,7 @@ def test_weights_fingerprint_tells_models_apart():
 def test_a_retrained_initial_model_warns_and_shows_in_the_records(splits, tiny_model, tmp_path, monkeypatch):
     """Weights lost between runs (a store copied without its _cache): the retrain warns, and records made from
     two different initial models of one seed are flagged as not paired."""
-    from fralkit.active import jin_study
+    from fralkit.studies import jin as jin_study
 
     store = ResultStore(tmp_path)
     first = run_fral(_config(strategy="rand"), store=store, splits=splits, device="cpu")
@@ -165,7 +165,7 @@ def _record(strategy, seed, final, *, init=(0.5, 0.1, 0.55, 0.3, 0.1, 0.35), sel
 
 
 def test_tables_and_claims_render_from_records():
-    from fralkit.active import jin_study
+    from fralkit.studies import jin as jin_study
 
     recs = [_record("rand", s, (0.60, 0.1, 0.65, 0.40, 0.1, 0.45), select_s=0.0) for s in (0, 1)]
     recs += [_record("fairal", s, (0.62, 0.1, 0.66, 0.41, 0.1, 0.45), select_s=30.0) for s in (0, 1)]
@@ -189,7 +189,7 @@ def test_missing_lists_unstored_runs_and_provenance_names_each_record(tmp_path):
     """A study split over calls: ``missing`` is what is still to run; the records table says where each came from."""
     from dataclasses import asdict
 
-    from fralkit.active import jin_study
+    from fralkit.studies import jin as jin_study
     from fralkit.experiments import ResultStore
 
     store = ResultStore(tmp_path)

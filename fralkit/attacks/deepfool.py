@@ -40,7 +40,7 @@ to the model.
 
 **Never-flipped samples** (no label change within ``max_iter``, or a zero gradient) are flagged with
 ``flipped=False``; their ``d_theta`` is computed from the last iterate by the same formula and is not a
-distance to the boundary. Callers decide what to do with them; ``fralkit.farmur`` counts and reports them.
+distance to the boundary. Callers decide what to do with them; ``fralkit.studies.farmur`` counts and reports them.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ Why the disadvantaged group looks as it does: under the L-inf threat model eps =
 4 grey levels; against a 30-60 level glyph/background difference under noise of sd 20 and an occluding disk,
 that is enough to flip many of the group's images, while a 90-180 level plain-background glyph stays put. So the
 group is behind in both clean and robust accuracy under TRADES on the FRAL initial labels, the JIN paper's
-setting. Measured by notebook 01's ``gpu`` profile (``fralkit.calibration.calibrate_preset``: MobileNetV2, 15,000
+setting. Measured by notebook 01's ``gpu`` profile (``fralkit.studies.calibration.calibrate_preset``: MobileNetV2, 15,000
 images, TRADES with lr 0.05, 2 warm-up epochs and gradient clip 5 on the 3,000 initial labels; one H100,
 2026-11-25): the group trails by 35.9 / 69.3 (utk), 39.2 / 56.6 (cinic) and 20.9 / 31.0 (ham) clean / robust
 points, with standard training on all labels at 93.1-98.7 % (``figures/01_calibration.md``). The earlier styles

@@ -1,6 +1,6 @@
 """Figures of the JIN study (notebook 03): worst-group performance per round, the worst group's labelled
 classes per strategy, and the cost of each selection. Inputs are the tidy frames of
-``fralkit.active.jin_study`` (built from result records); save with ``fralkit.plots.savefig``."""
+``fralkit.studies.jin`` (built from result records); save with ``fralkit.plots.savefig``."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -36,7 +36,7 @@ def plot_worst_vs_round(rounds, *, strategies: Sequence[str] | None = None, titl
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..active.jin_study import strategy_label
+    from ..studies.jin import strategy_label
 
     frame = rounds if strategies is None else rounds[rounds["strategy"].isin(strategies)]
     names = list(dict.fromkeys(strategies or frame["strategy"]))
@@ -72,7 +72,7 @@ def plot_worst_group_classes(shares, *, title: str | None = None):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..active.jin_study import strategy_label
+    from ..studies.jin import strategy_label
 
     wide = shares.pivot_table(index="strategy", columns="class", values="share", sort=False)
     wide = wide[list(dict.fromkeys(shares["class"]))]

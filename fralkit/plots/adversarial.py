@@ -35,7 +35,7 @@ def plot_classwise(records: Sequence[dict], dataset: str, *, group: str = "all",
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..adv_study import classwise_frame
+    from ..studies.adversarial import classwise_frame
 
     df = classwise_frame(_records_of(records, dataset))
     df = df[df["group"] == group]
@@ -62,7 +62,7 @@ def plot_group_accuracy(records: Sequence[dict], dataset: str):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..adv_study import group_frame
+    from ..studies.adversarial import group_frame
 
     recs = _records_of(records, dataset)
     df = group_frame(recs)
@@ -88,7 +88,7 @@ def plot_training_curves(records: Sequence[dict], dataset: str):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..adv_study import history_frame
+    from ..studies.adversarial import history_frame
 
     df = history_frame(_records_of(records, dataset))
     curves = [c for c in ("train loss", "train accuracy", "val clean accuracy", "val robust accuracy")
@@ -114,7 +114,7 @@ def class_explorer(records: Sequence[dict]):
         return None
     import matplotlib.pyplot as plt
 
-    from ..adv_study import classwise_frame
+    from ..studies.adversarial import classwise_frame
 
     df = classwise_frame(records)
     if df.empty:

@@ -1,7 +1,7 @@
 """Figures of the BALD + GRAD study (paper 004): Fig. 1 (uncertainty gap), Figs. 2-3 (learning curves),
 the share of under-represented cells in the labelled set, and the queried images of a step split by group (static and ipywidgets).
 
-Every function takes the long per-step table of ``fralkit.active.bald_study.steps_frame`` (one row per
+Every function takes the long per-step table of ``fralkit.studies.bald_grad.steps_frame`` (one row per
 dataset, method, seed and step), so figures are drawn from the stored result records. One colour per
 heuristic, one line style per GRAD weight: solid = standard training, dashed = lambda 0.5, dotted = lambda 1.
 """
@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..active.bald_study import TABLE1_METHODS, method_label, parse_method, steps_from_record
+from ..studies.bald_grad import TABLE1_METHODS, method_label, parse_method, steps_from_record
 
 __all__ = ["method_style", "plot_uncertainty_gap", "plot_learning_curves", "plot_rare_share", "plot_query_grid",
            "query_browser"]

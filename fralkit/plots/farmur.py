@@ -1,5 +1,5 @@
 """FARMUR figures (paper 002): Fig. 2 (I_P(tau) per sub-partition and their mean), Rob(P) bars, and an
-interactive tau slider. Everything is drawn from saved result records (``fralkit.farmur``), never from
+interactive tau slider. Everything is drawn from saved result records (``fralkit.studies.farmur``), never from
 live models, so a figure can be redrawn without re-running the study."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..farmur import METHOD_TITLES, METHODS, _row_label, curves_from_record
+from ..studies.farmur import METHOD_TITLES, METHODS, _row_label, curves_from_record
 
 __all__ = ["plot_i_p_grid", "plot_rob_p", "tau_explorer", "select_records"]
 

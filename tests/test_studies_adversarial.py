@@ -1,7 +1,7 @@
 """Notebook 02's study: one record per run, done runs skipped, tables and claims rendered from the records."""
 import pytest
 
-from fralkit import adv_study
+from fralkit.studies import adversarial as adv_study
 from fralkit.experiments import ResultStore
 
 TINY = dict(backbone="small_cnn", n=48, epochs=1, batch_size=16, steps=1, curve_n=8)
@@ -20,7 +20,7 @@ def test_study_records_tables_and_claims(tmp_path, monkeypatch):
     assert len(records[0]["history"]["val_rob_acc"]) == 1 and records[0]["classes"] == ["a", "b", "c", "d"]
     assert "hard_frac" in records[3]["config"] and "hard_frac" not in records[2]["config"]
 
-    import fralkit.adv_study as mod
+    import fralkit.studies.adversarial as mod
 
     monkeypatch.setattr(mod, "fit", lambda *a, **k: pytest.fail("a stored run was retrained"))
     again = adv_study.run_configs(configs, store=store, device="cpu", show_progress=False)

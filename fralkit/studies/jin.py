@@ -16,8 +16,8 @@ import numpy as np
 
 from ..experiments import ResultStore, format_mean_std, save_table, summarize
 from ..utils import progress, resolve_device
-from .loop import FRALConfig, load_fral_data, run_fral
-from .strategies import STRATEGIES, STRATEGY_LABELS
+from ..active.loop import FRALConfig, load_fral_data, run_fral
+from ..active.strategies import STRATEGIES, STRATEGY_LABELS
 
 __all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "seed_list", "study_configs", "run_study", "collect", "missing", "provenance", "mixed_initial_models", "by_dataset", "final_frame",
            "rounds_frame", "class_share_frame", "table_main", "table_classes", "table_cost", "table_ablation", "table_g_ent", "render_tables",

@@ -28,12 +28,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .data import PRESETS, DataSplits, load_dataset
-from .experiments import ResultStore, flatten_records, format_mean_std, save_table, summarize
-from .metrics.groups import group_report
-from .models import make_model
-from .train import fit
-from .utils import resolve_device, set_seed
+from ..data import PRESETS, DataSplits, load_dataset
+from ..experiments import ResultStore, flatten_records, format_mean_std, save_table, summarize
+from ..metrics.groups import group_report
+from ..models import make_model
+from ..train import fit
+from ..utils import resolve_device, set_seed
 
 __all__ = ["ADV_METHODS", "METHOD_LABELS", "STUDY", "AdvConfig", "adv_configs", "load_adv_data", "run_adv",
            "run_adversarial_study", "run_configs", "collect", "datasets_of", "method_label", "table_groups", "classwise_frame", "history_frame",

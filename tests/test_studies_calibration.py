@@ -1,7 +1,7 @@
 """Calibration table and verdicts on hand-made records (no training)."""
 import pytest
 
-from fralkit.calibration import calibration_table, describe_calibration, calibrate_preset
+from fralkit.studies.calibration import calibration_table, describe_calibration, calibrate_preset
 
 
 def _record(dataset, groups, clean, rob, bad):

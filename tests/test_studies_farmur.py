@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fralkit import farmur
+from fralkit.studies import farmur
 from fralkit.experiments import ResultStore
 
 

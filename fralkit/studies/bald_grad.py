@@ -50,7 +50,7 @@ from ..data.synbols import GroupStyle, SynbolsConfig, make_synbols
 from ..experiments import ResultStore, format_mean_std, summarize
 from ..metrics.fairness import fairness_report
 from ..utils import cache_dir, config_hash, progress, resolve_device, set_seed
-from .bald import bald_scores, mc_probs, select_top
+from ..active.bald import bald_scores, mc_probs, select_top
 
 __all__ = [
     "STUDY",

@@ -49,12 +49,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attacks.deepfool import deepfool
-from .data import DataSplits, GroupDataset, GroupStyle, SynbolsConfig, load_dataset, make_synbols, stratified_split
-from .data.core import iterate_batches, to_float
-from .experiments import ResultStore
-from .metrics.robustness import i_f, i_p, robustness_report, vulnerable_split
-from .utils import atomic_torch_save, config_hash, progress, resolve_device, set_seed
+from ..attacks.deepfool import deepfool
+from ..data import DataSplits, GroupDataset, GroupStyle, SynbolsConfig, load_dataset, make_synbols, stratified_split
+from ..data.core import iterate_batches, to_float
+from ..experiments import ResultStore
+from ..metrics.robustness import i_f, i_p, robustness_report, vulnerable_split
+from ..utils import atomic_torch_save, config_hash, progress, resolve_device, set_seed
 
 __all__ = [
     "FarmurRow", "ROWS", "METHODS", "PAPER_TABLE1", "PAPER_TEXT_RATIOS", "STUDY",
@@ -266,7 +266,7 @@ def farmur_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, vulnerable: 
         ``(loss, parts)`` with ``parts = {"trades", "natural"}`` (detached 0-d tensors) and ``"n_vul"``, ``"n_rob"``; an
         empty part contributes 0 (each part is the mean over its own examples, as the expectations in Eqs. 9-10).
     """
-    from .train import trades_loss
+    from ..train import trades_loss
 
     vulnerable = torch.as_tensor(vulnerable, device=x.device, dtype=torch.bool)
     if vulnerable.shape != y.shape:
@@ -342,7 +342,7 @@ def farmur_retrain(model: nn.Module, train: GroupDataset, *, vulnerable: Sequenc
     Returns:
         ``{"loss": [...], "trades": [...], "natural": [...], "seconds": float}``, per-epoch means.
     """
-    from .train import SCHEDULES, lr_at
+    from ..train import SCHEDULES, lr_at
 
     if pairing not in PAIRINGS:
         raise ValueError(f"unknown pairing {pairing!r}; valid: {list(PAIRINGS)}")
@@ -415,7 +415,7 @@ def farmur_retrain(model: nn.Module, train: GroupDataset, *, vulnerable: Sequenc
 
 def _fit(model, train, objective: str, epochs: int, hp: dict, seed: int, dev, warmup_epochs: float = 0.0) -> float:
     """``fralkit.train.fit`` with the study's hyperparameters; returns seconds."""
-    from .train import fit
+    from ..train import fit
 
     kw = dict(epochs=epochs, batch_size=hp["batch_size"], lr=hp["lr"], momentum=hp["momentum"],
               weight_decay=hp["weight_decay"], schedule=hp["schedule"], grad_clip=hp["grad_clip"] or None,
@@ -436,7 +436,7 @@ def _sync(dev) -> None:
 
 
 def _make(backbone: str, train: GroupDataset, dev):
-    from .models import make_model
+    from ..models import make_model
 
     return make_model(backbone, train.num_classes, in_channels=train.channels, image_size=train.image_size).to(dev)
 
@@ -608,7 +608,7 @@ def _row_label(rec: dict) -> str:
 def _summary(records: list[dict]):
     import pandas as pd
 
-    from .experiments import summarize
+    from ..experiments import summarize
 
     rows = []
     for rec in records:
@@ -626,7 +626,7 @@ def table1(records: list[dict], *, with_paper: bool = False):
     FARMUR, ``mean ± std`` over seeds; ``with_paper`` adds the paper's values below each row."""
     import pandas as pd
 
-    from .experiments import format_mean_std
+    from ..experiments import format_mean_std
 
     summ = _summary(records)
     parts = {"Accuracy (%)": format_mean_std(summ, ["accuracy"], digits=2),

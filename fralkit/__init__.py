@@ -6,8 +6,8 @@ Modules, lowest first: ``data`` -> ``models`` -> ``attacks`` / ``train`` -> ``me
 ``experiments`` -> ``plots`` -> ``reproduce``.
 """
 from .utils import resolve_device, run_info, set_seed
-from . import data
+from . import data, profiles
 from .data import DATASETS, load_dataset
 
 __version__ = "0.1.0"
-__all__ = ["data", "load_dataset", "DATASETS", "set_seed", "resolve_device", "run_info", "__version__"]
+__all__ = ["data", "profiles", "load_dataset", "DATASETS", "set_seed", "resolve_device", "run_info", "__version__"]

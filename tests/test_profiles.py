@@ -1,26 +1,49 @@
+"""Profiles: the parameters cell is the quick profile; the others list only what differs; ``apply`` resolves them."""
 import pytest
 
-from fralkit.profiles import PROFILE_NAMES, PROFILES, notebook_parameters
-from fralkit.reproduce import NOTEBOOKS
+from fralkit.profiles import NOTEBOOKS, PROFILE_NAMES, PROFILES, apply, base_parameters, notebook_parameters
 
 
-def test_every_notebook_has_every_profile():
+def test_every_notebook_has_every_profile_and_only_known_keys():
     assert sorted(PROFILES) == sorted(NOTEBOOKS)
     for key, profiles in PROFILES.items():
-        assert set(profiles) == set(PROFILE_NAMES), key
+        base = base_parameters(key)
+        assert set(profiles) == {"smoke", "gpu", "paper"}, key
+        for name, diff in profiles.items():
+            unknown = set(diff) - set(base)
+            assert not unknown, f"{key}/{name}: {sorted(unknown)} are not parameters of the notebook"
 
 
-def test_parameters_are_flat_literals():
+def test_profiles_list_only_differences():
+    for key, profiles in PROFILES.items():
+        base = base_parameters(key)
+        for name, diff in profiles.items():
+            same = [k for k, v in diff.items() if base[k] == v]
+            assert not same, f"{key}/{name} restates quick values {same}"
+
+
+def test_quick_is_the_parameters_cell():
     for key in PROFILES:
-        for profile in PROFILE_NAMES:
-            params = notebook_parameters(key, profile)
-            assert params["profile"] == profile
-            for name, value in params.items():
-                assert value is None or isinstance(value, (str, int, float, bool)), (key, profile, name)
+        params = notebook_parameters(key, "quick")
+        assert params == {**base_parameters(key), "profile": "quick"}
 
 
-def test_unknown_profile_or_notebook():
-    with pytest.raises(ValueError, match="unknown profile"):
+def test_apply_sets_the_profile_values_and_keeps_overrides():
+    base = base_parameters("03")
+    ns = dict(base, profile="smoke")
+    out = apply("03", ns)
+    assert ns["n"] == PROFILES["03"]["smoke"]["n"] and out["n"] == ns["n"]
+    assert ns["batch_size"] == base["batch_size"]  # smoke does not change it
+    ns = dict(base, profile="smoke", n=123)  # e.g. papermill -p profile smoke -p n 123
+    assert apply("03", ns)["n"] == 123
+    assert apply("03", dict(base))["n"] == base["n"]  # quick
+
+
+def test_unknown_profile_or_notebook_is_refused():
+    with pytest.raises(ValueError, match="unknown profile 'fast'"):
         notebook_parameters("01", "fast")
-    with pytest.raises(ValueError, match="unknown notebook"):
+    with pytest.raises(ValueError, match="unknown notebook '07'"):
         notebook_parameters("07", "smoke")
+    with pytest.raises(ValueError, match="unknown profile"):
+        apply("01", {**base_parameters("01"), "profile": "huge"})
+    assert set(PROFILE_NAMES) == {"smoke", "quick", "gpu", "paper"}

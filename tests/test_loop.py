@@ -189,6 +189,7 @@ def test_missing_lists_unstored_runs_and_provenance_names_each_record(tmp_path):
     """A study split over calls: ``missing`` is what is still to run; the records table says where each came from."""
     from dataclasses import asdict
 
+    from fralkit import studies as fk_studies
     from fralkit.studies import jin as jin_study
     from fralkit.experiments import ResultStore
 
@@ -198,8 +199,8 @@ def test_missing_lists_unstored_runs_and_provenance_names_each_record(tmp_path):
     assert [(c.strategy, c.seed) for c in configs] == [("rand", 1), ("jin", 1), ("rand", 2), ("jin", 2)]
     store.save(configs[1].record_config(), {"x": 1}, device="cpu", git_commit="abc123")
     store.save(configs[2].record_config(), {"x": 2}, device="cpu", git_commit="def456")
-    assert [(c.strategy, c.seed) for c in jin_study.missing(store, configs)] == [("rand", 1), ("jin", 2)]
-    recs = jin_study.collect(store, configs)
+    assert [(c.strategy, c.seed) for c in fk_studies.missing(jin_study, configs, store)] == [("rand", 1), ("jin", 2)]
+    recs = fk_studies.collect(jin_study, configs, store)
     table = jin_study.provenance(recs)
     assert list(table.index) == ["rand", "jin"]  # table order (RAND before JIN), not storage order
     assert list(table["seed"]) == [2, 1] and list(table["git_commit"]) == ["def456", "abc123"]

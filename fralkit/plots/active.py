@@ -7,8 +7,15 @@ from typing import Sequence
 
 import numpy as np
 
+from ..active.strategies import STRATEGY_LABELS
+
 __all__ = ["plot_worst_vs_round", "plot_worst_group_classes", "plot_selection_cost", "strategy_palette",
-           "round_explorer"]
+           "strategy_label", "round_explorer"]
+
+
+def strategy_label(name: str) -> str:
+    """The paper's name of a strategy (``"g-rand"`` -> ``"G-RAND"``); the initial model is ``"Init. AT"``."""
+    return "Init. AT" if name == "init-at" else STRATEGY_LABELS.get(name, name)
 
 
 def strategy_palette(strategies: Sequence[str]) -> dict:
@@ -35,8 +42,6 @@ def plot_worst_vs_round(rounds, *, strategies: Sequence[str] | None = None, titl
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
-
-    from ..studies.jin import strategy_label
 
     frame = rounds if strategies is None else rounds[rounds["strategy"].isin(strategies)]
     names = list(dict.fromkeys(strategies or frame["strategy"]))
@@ -71,8 +76,6 @@ def plot_worst_group_classes(shares, *, title: str | None = None):
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
-
-    from ..studies.jin import strategy_label
 
     wide = shares.pivot_table(index="strategy", columns="class", values="share", sort=False)
     wide = wide[list(dict.fromkeys(shares["class"]))]

@@ -1,4 +1,4 @@
-"""Figures of notebook 02 (natural vs PGD-AT vs TRADES vs FairAT), drawn from result records only.
+"""Figures of notebook 02 (natural vs PGD-AT vs TRADES vs FairAT), drawn from the tidy frames of ``fralkit.studies.adversarial`` (built from result records).
 
 ``plot_classwise`` (FairAT's class-wise robust accuracy per method), ``plot_group_accuracy`` (JIN's groups:
 clean and robust per group), ``plot_training_curves`` (loss, accuracy, validation clean / robust accuracy per
@@ -21,23 +21,21 @@ def _one_legend(axes, title: str | None = None) -> None:
             ax.get_legend().remove()
     axes[-1].legend(title=title, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
-def _records_of(records: Sequence[dict], dataset: str | None) -> list[dict]:
-    recs = [r for r in records if dataset is None or r["config"]["dataset"] == dataset]
-    if not recs:
-        have = sorted({r["config"]["dataset"] for r in records})
-        raise ValueError(f"no records for dataset {dataset!r}; have {have}")
-    return recs
+def _of(frame, dataset: str):
+    """The rows of one data set of a tidy frame (``fralkit.studies.adversarial.*_frame``)."""
+    df = frame[frame["dataset"] == dataset]
+    if df.empty:
+        raise ValueError(f"no rows for dataset {dataset!r}; have {sorted(set(frame['dataset']))}")
+    return df
 
 
-def plot_classwise(records: Sequence[dict], dataset: str, *, group: str = "all", kinds: Sequence[str] = ("clean", "robust")):
+def plot_classwise(frame, dataset: str, *, group: str = "all", kinds: Sequence[str] = ("clean", "robust")):
     """Class-wise accuracy per method (bars: mean ± std over seeds), one panel per kind; ``group`` restricts
     to one group's examples (``"all"``: every group). The robust panel is FairAT's class-wise robustness."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..studies.adversarial import classwise_frame
-
-    df = classwise_frame(_records_of(records, dataset))
+    df = _of(frame, dataset)
     df = df[df["group"] == group]
     if df.empty:
         raise ValueError(f"no class-wise values for group {group!r}")
@@ -57,17 +55,14 @@ def plot_classwise(records: Sequence[dict], dataset: str, *, group: str = "all",
     return fig
 
 
-def plot_group_accuracy(records: Sequence[dict], dataset: str):
+def plot_group_accuracy(frame, dataset: str):
     """Clean and robust performance of each group per method (JIN Eq. 1's per-group terms), mean ± std."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..studies.adversarial import group_frame
-
-    recs = _records_of(records, dataset)
-    df = group_frame(recs)
+    df = _of(frame, dataset)
     df = df.assign(value=df["value"] * 100)
-    metric = "macro-F1" if recs[0]["config"].get("metric") == "f1" else "accuracy"
+    metric = "macro-F1" if df["metric"].iloc[0] == "f1" else "accuracy"
     fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.2), sharey=True)
     for ax, kind in zip(axes, ("clean", "robust")):
         sns.barplot(data=df[df["kind"] == kind], x="method", y="value", hue="group", errorbar="sd", ax=ax,
@@ -82,15 +77,13 @@ def plot_group_accuracy(records: Sequence[dict], dataset: str):
     return fig
 
 
-def plot_training_curves(records: Sequence[dict], dataset: str):
+def plot_training_curves(frame, dataset: str):
     """Per-epoch training loss, training accuracy and validation clean / robust accuracy per method
     (mean over seeds, band: ± std)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from ..studies.adversarial import history_frame
-
-    df = history_frame(_records_of(records, dataset))
+    df = _of(frame, dataset)
     curves = [c for c in ("train loss", "train accuracy", "val clean accuracy", "val robust accuracy")
               if c in set(df["curve"])]
     fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3.0), squeeze=False)
@@ -105,7 +98,7 @@ def plot_training_curves(records: Sequence[dict], dataset: str):
     return fig
 
 
-def class_explorer(records: Sequence[dict]):
+def class_explorer(frame):
     """An ipywidgets corner: choose data set, method and group; shows that group's per-class clean and robust
     accuracy (mean over seeds) as bars and a table. Returns the widget (``None`` without ipywidgets)."""
     try:
@@ -114,9 +107,7 @@ def class_explorer(records: Sequence[dict]):
         return None
     import matplotlib.pyplot as plt
 
-    from ..studies.adversarial import classwise_frame
-
-    df = classwise_frame(records)
+    df = frame
     if df.empty:
         return None
     datasets = sorted(df["dataset"].unique())

@@ -1,1 +1,109 @@
-"""The studies behind the notebooks, one module each (adversarial, jin, farmur, bald_grad, calibration)."""
+"""The studies behind the notebooks, one module each, on one protocol; ``STUDIES`` is the registry ``reproduce`` reads.
+
+Every study module defines:
+
+| name | what it does |
+|---|---|
+| ``NOTEBOOK`` | the notebook that tells the study (``"02"``) |
+| ``grid(**params) -> configs`` | the run configs of a notebook's parameters (``fk.profiles.apply``'s dict) |
+| ``keys(config) -> [dict]`` | the result-store configs (record keys) one config produces |
+| ``run(config, *, store, device, cache) -> [record]`` | compute one config and save its records |
+| ``parts(configs) -> [[config]]`` | groups of configs that can run as independent processes |
+| ``tables(records, save=True) -> {name: DataFrame}`` | every table, rendered from records only |
+| ``FIGURES`` / ``figures(records, *names) -> [Path]`` | every figure, drawn from records and saved |
+| ``claims(records) -> str`` | the paper's claims against this run: agrees / disagrees / inconclusive |
+
+A notebook then reads the same in every study::
+
+    configs = study.grid(**params)
+    records = fk.studies.run(study, configs, store=store, device=dev)
+    study.tables(records); study.figures(records, "groups"); print(study.claims(records))
+
+A new study is one module with these names plus one line in ``STUDIES``.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Sequence
+
+from ..experiments import ResultStore
+from ..utils import progress, resolve_device
+from . import adversarial, bald_grad, calibration, farmur, jin
+
+__all__ = ["STUDIES", "PROTOCOL", "get", "run", "collect", "missing", "parts"]
+
+STUDIES: dict[str, ModuleType] = {
+    "calibration": calibration,
+    "adversarial": adversarial,
+    "jin": jin,
+    "farmur": farmur,
+    "bald_grad": bald_grad,
+}
+
+PROTOCOL = ("NOTEBOOK", "FIGURES", "grid", "keys", "run", "parts", "tables", "figures", "claims")
+
+
+def get(study: str | ModuleType) -> ModuleType:
+    """The study module of a ``STUDIES`` name (or the module itself)."""
+    if isinstance(study, ModuleType):
+        return study
+    if study not in STUDIES:
+        raise ValueError(f"unknown study {study!r}; valid: {sorted(STUDIES)}")
+    return STUDIES[study]
+
+
+def missing(study: str | ModuleType, configs: Sequence, store: ResultStore) -> list:
+    """The configs of which at least one record is not in ``store`` yet (what ``run`` would compute)."""
+    mod = get(study)
+    return [c for c in configs if not all(store.has(k) for k in mod.keys(c))]
+
+
+def collect(study: str | ModuleType, configs: Sequence, store: ResultStore) -> list[dict]:
+    """Exactly the stored records of ``configs``, in order (missing ones left out): tables are drawn from files."""
+    mod = get(study)
+    return [store.load(k) for c in configs for k in mod.keys(c) if store.has(k)]
+
+
+def run(study: str | ModuleType, configs: Sequence, *, store: ResultStore | None = None, device="auto",
+        compute: bool = True, show_progress: bool = True, **options) -> list[dict]:
+    """Every record of ``configs``: stored ones are loaded, the others computed by ``study.run`` and saved.
+
+    Args:
+        study: a ``STUDIES`` name or a study module.
+        configs: from ``study.grid``.
+        store: the result store (default ``ResultStore()``: ``$FRALKIT_RESULTS`` or ``results/``).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        compute: ``False`` only loads what is stored (draw tables from another machine's records) and prints what is
+            missing.
+        show_progress: a progress bar over the configs.
+        **options: speed settings of the study's ``run`` that do not change results (not part of the record keys).
+    """
+    mod = get(study)
+    store = store if store is not None else ResultStore()
+    dev = resolve_device(device)
+    todo = missing(mod, configs, store)
+    if not compute:
+        if todo:
+            print(f"compute=False: {len(todo)} of {len(configs)} runs missing, left out: "
+                  + "; ".join(_describe(c) for c in todo))
+        return collect(mod, configs, store)
+    cache: dict = {}  # what consecutive configs share (a data set, a pretrained trunk)
+    records = []
+    pending = {id(c) for c in todo}
+    for cfg in progress(configs, desc=f"{mod.__name__.rsplit('.', 1)[-1]} runs", total=len(configs),
+                        disable=None if show_progress else True):
+        if id(cfg) in pending:
+            records += mod.run(cfg, store=store, device=dev, cache=cache, **options)
+        else:
+            records += [store.load(k) for k in mod.keys(cfg)]
+    return records
+
+
+def parts(study: str | ModuleType, configs: Sequence) -> list[list]:
+    """``study.parts(configs)``: groups of configs that may run in separate processes sharing one store."""
+    return get(study).parts(configs)
+
+
+def _describe(config) -> str:
+    d = config if isinstance(config, dict) else vars(config)
+    return " ".join(str(d[k]) for k in ("dataset", "row", "method", "strategy", "seed") if k in d)

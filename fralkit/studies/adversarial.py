@@ -33,10 +33,12 @@ from ..experiments import ResultStore, flatten_records, format_mean_std, save_ta
 from ..metrics.groups import group_report
 from ..models import make_model
 from ..train import fit
-from ..utils import resolve_device, set_seed
+from ..plots import adversarial as plots_adv
+from ..plots import savefig
+from ..utils import in_papermill, resolve_device, set_seed
 
 __all__ = ["ADV_METHODS", "METHOD_LABELS", "STUDY", "AdvConfig", "adv_configs", "load_adv_data", "run_adv",
-           "run_adversarial_study", "run_configs", "collect", "datasets_of", "method_label", "table_groups", "classwise_frame", "history_frame",
+           "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "datasets_of", "method_label", "table_groups", "classwise_frame", "history_frame",
            "group_frame", "render_tables", "describe_claims"]
 
 STUDY = "adv_training"
@@ -194,48 +196,9 @@ def run_adv(cfg: AdvConfig, *, store: ResultStore | None = None, device: str | t
                       n_train=len(train), n_test=len(test))
 
 
-def run_configs(configs: Sequence[AdvConfig], *, store: ResultStore | None = None,
-                device: str | torch.device = "auto", show_progress: bool = True,
-                fit_options: dict | None = None) -> list[dict]:
-    """Run every config (done runs are loaded from the store, not retrained); the data of each dataset is
-    generated once. Returns one record per config, in order."""
-    store = store if store is not None else ResultStore()
-    records, cache = [], {}
-    for i, cfg in enumerate(configs, start=1):
-        rc = cfg.record_config()
-        if store.has(rc):
-            records.append(store.load(rc))
-            continue
-        if cfg.data_key() not in cache:
-            cache.clear()  # one data set in memory at a time
-            cache[cfg.data_key()] = load_adv_data(cfg)
-        rec = run_adv(cfg, store=store, device=device, splits=cache[cfg.data_key()], show_progress=show_progress,
-                      fit_options=fit_options)
-        records.append(rec)
-        m = rec["metrics"]
-        if show_progress:  # one line per run: readable in a notebook and in a papermill log
-            print(f"[{i}/{len(configs)}] {cfg.dataset} {method_label(cfg.method)} seed {cfg.seed}: "
-                  f"{rec['timings']['fit_s']:.1f} s, Std Avg {100 * m['std_avg']:.1f} %, Rob Avg {100 * m['rob_avg']:.1f} %, "
-                  f"Rob worst class {100 * m['worst_class_rob']:.1f} %", flush=True)
-    return records
-
-
-def run_adversarial_study(datasets: str | Sequence[str] = "synbols-utk", methods: str | Sequence[str] = "all",
-                          seeds: int | Sequence[int] = 3, *, store: ResultStore | None = None,
-                          device: str | torch.device = "auto", show_progress: bool = True, **settings) -> list[dict]:
-    """The grid of ``adv_configs(datasets, methods, seeds, **settings)`` through ``run_configs``."""
-    return run_configs(adv_configs(datasets, methods, seeds, **settings), store=store, device=device,
-                       show_progress=show_progress)
-
-
 def datasets_of(records: Sequence[dict]) -> list[str]:
     """The data sets of ``records``, in order of first appearance."""
     return list(dict.fromkeys(r["config"]["dataset"] for r in records))
-
-
-def collect(store: ResultStore, configs: Sequence[AdvConfig]) -> list[dict]:
-    """Exactly the stored records of ``configs`` (missing ones skipped): tables are rendered from files."""
-    return [store.load(c.record_config()) for c in configs if store.has(c.record_config())]
 
 
 def _ordered(records: Sequence[dict]) -> list[dict]:
@@ -296,7 +259,8 @@ def group_frame(records: Sequence[dict]):
         for gi, gname in enumerate(rec.get("groups") or []):
             for kind, key in (("clean", "std"), ("robust", "rob")):
                 rows.append({"dataset": c["dataset"], "method": method_label(c["method"]), "seed": c["seed"],
-                             "group": gname, "kind": kind, "value": m.get(f"{key}_group_{gi}", np.nan)})
+                             "group": gname, "kind": kind, "value": m.get(f"{key}_group_{gi}", np.nan),
+                             "metric": c.get("metric", "acc")})
     return pd.DataFrame(rows)
 
 
@@ -316,10 +280,11 @@ def history_frame(records: Sequence[dict]):
     return pd.DataFrame(rows)
 
 
-def render_tables(records: Sequence[dict], *, prefix: str = "02") -> dict:
+def render_tables(records: Sequence[dict], *, prefix: str = "02", save: bool = True) -> dict:
     """Write the group table (per dataset and all together) through ``save_table``; return the tables."""
     out = {"groups": table_groups(records)}
-    save_table(out["groups"], f"{prefix}_groups")
+    if save:
+        save_table(out["groups"], f"{prefix}_groups")
     cls = classwise_frame(records)
     if not cls.empty:
         cls = cls[cls["group"] == "all"]
@@ -327,7 +292,8 @@ def render_tables(records: Sequence[dict], *, prefix: str = "02") -> dict:
                 .unstack("class"))
         classes = list(dict.fromkeys(cls["class"]))  # the data sets' own class order
         out["classes"] = wide[classes]
-        save_table(out["classes"], f"{prefix}_classwise")
+        if save:
+            save_table(out["classes"], f"{prefix}_classwise")
     return out
 
 
@@ -410,3 +376,81 @@ def _base_of(records: Sequence[dict], dataset: str) -> str:
         if c["dataset"] == dataset and c["method"] == "fairat":
             return c.get("fairat_base", "trades")
     return "trades"
+
+
+# ----------------------------------------------------------------------------------------------- the study protocol
+NOTEBOOK = "02"
+_NOTEBOOK_ONLY = ("profile", "device", "cuda_graph", "eps_255", "alpha_255", "datasets", "methods", "seeds")
+
+
+def grid(*, datasets: str | Sequence[str] = "synbols-utk", methods: str | Sequence[str] = "all",
+         seeds: int | Sequence[int] = 3, eps_255: float | None = None, alpha_255: float | None = None,
+         **params) -> list[AdvConfig]:
+    """Notebook 02's runs: every dataset x seed x method; ``eps_255`` / ``alpha_255`` in grey levels of 255."""
+    settings = {k: v for k, v in params.items() if k not in _NOTEBOOK_ONLY}
+    if eps_255 is not None:
+        settings["eps"] = eps_255 / 255
+    if alpha_255 is not None:
+        settings["alpha"] = alpha_255 / 255
+    return adv_configs(datasets, methods, seeds, **settings)
+
+
+def keys(config: AdvConfig) -> list[dict]:
+    return [config.record_config()]
+
+
+def run(config: AdvConfig, *, store: ResultStore, device, cache: dict, show_progress: bool = True,
+        **fit_options) -> list[dict]:
+    """Train and evaluate one config (``run_adv``); the data of consecutive configs of one data set is shared.
+    ``fit_options`` (``cuda_graph``, ``compile``, ``fold_bn``) change speed only."""
+    if config.data_key() not in cache:
+        cache.clear()  # one data set in memory at a time
+        cache[config.data_key()] = load_adv_data(config)
+    rec = run_adv(config, store=store, device=device, splits=cache[config.data_key()], show_progress=show_progress,
+                  fit_options=fit_options)
+    m = rec["metrics"]
+    if show_progress:  # one line per run: readable in a notebook and in a papermill log
+        print(f"{config.dataset} {method_label(config.method)} seed {config.seed}: {rec['timings']['fit_s']:.1f} s, "
+              f"Std Avg {100 * m['std_avg']:.1f} %, Rob Avg {100 * m['rob_avg']:.1f} %, "
+              f"Rob worst class {100 * m['worst_class_rob']:.1f} %", flush=True)
+    return [rec]
+
+
+def parts(configs: Sequence[AdvConfig]) -> list[list[AdvConfig]]:
+    """One part per (data set, seed)."""
+    out: dict[tuple, list] = {}
+    for c in configs:
+        out.setdefault((c.dataset, c.seed), []).append(c)
+    return list(out.values())
+
+
+def tables(records: Sequence[dict], *, save: bool = True) -> dict:
+    """The group table (``groups``) and the class-wise accuracy table (``classes``), saved as ``02_*``."""
+    return render_tables(records, save=save)
+
+
+FIGURES = {
+    "classwise": lambda records, ds: plots_adv.plot_classwise(classwise_frame(records), ds),
+    "groups": lambda records, ds: plots_adv.plot_group_accuracy(group_frame(records), ds),
+    "curves": lambda records, ds: plots_adv.plot_training_curves(history_frame(records), ds),
+}
+
+
+def figures(records: Sequence[dict], *names: str) -> list[Path]:
+    """Draw and save ``02_<name>_<dataset>`` for each of ``names`` (default all of ``FIGURES``) and data set."""
+    paths = []
+    for name in names or FIGURES:
+        if name not in FIGURES:
+            raise ValueError(f"unknown figure {name!r}; valid: {sorted(FIGURES)}")
+        for ds in datasets_of(records):
+            paths += savefig(FIGURES[name](records, ds), f"{NOTEBOOK}_{name}_{ds}", close=in_papermill())
+    return paths
+
+
+def claims(records: Sequence[dict]) -> str:
+    return describe_claims(records)
+
+
+def explorer(records: Sequence[dict]):
+    """The class explorer widget (notebook 02's interactive corner)."""
+    return plots_adv.class_explorer(classwise_frame(records))

@@ -15,11 +15,14 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..experiments import ResultStore, format_mean_std, save_table, summarize
-from ..utils import progress, resolve_device
+from ..plots import active as plots_active
+from ..plots import savefig
+from ..plots.active import strategy_label
+from ..utils import in_papermill
 from ..active.loop import FRALConfig, load_fral_data, run_fral
-from ..active.strategies import STRATEGIES, STRATEGY_LABELS
+from ..active.strategies import STRATEGIES
 
-__all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "seed_list", "study_configs", "run_study", "collect", "missing", "provenance", "mixed_initial_models", "by_dataset", "final_frame",
+__all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "seed_list", "study_configs", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "provenance", "mixed_initial_models", "by_dataset", "final_frame",
            "rounds_frame", "class_share_frame", "table_main", "table_classes", "table_cost", "table_ablation", "table_g_ent", "render_tables",
            "describe_claims", "strategy_label"]
 
@@ -29,10 +32,6 @@ TABLE1_STRATEGIES = ("rand", "ent", "cset", "badge", "bald", "g-rand", "minmax",
 GROUP_RANDOM = ("g-rand", "minmax", "opt")
 INIT = "init-at"
 _MAIN = ("std_worst", "std_disp", "std_avg", "rob_worst", "rob_disp", "rob_avg")
-
-
-def strategy_label(name: str) -> str:
-    return "Init. AT" if name == INIT else STRATEGY_LABELS.get(name, name)
 
 
 def split_names(names: str | Sequence[str], *, valid: Iterable[str] | None = None, what: str = "name") -> list[str]:
@@ -59,34 +58,6 @@ def study_configs(datasets: str | Sequence[str], strategies: str | Sequence[str]
     return [FRALConfig(dataset=d, strategy=s, seed=seed, **settings)
             for d in split_names(datasets, what="dataset") for seed in seed_list(seeds)
             for s in split_names(strategies, valid=STRATEGIES, what="strategy")]
-
-
-def run_study(configs: Sequence[FRALConfig], *, store: ResultStore | None = None, device: str = "auto",
-              verbose: bool = False) -> list[dict]:
-    """Run every config (done ones are loaded, cut ones resumed); data is loaded once per (dataset, seed)."""
-    store = store if store is not None else ResultStore()
-    dev = resolve_device(device)
-    records, splits_cache = [], {}
-    for cfg in progress(configs, desc="FRAL runs", total=len(configs)):
-        if store.has(cfg.record_config()):
-            records.append(store.load(cfg.record_config()))
-            continue
-        key = tuple(sorted(cfg.data_key().items(), key=lambda kv: kv[0]))
-        if key not in splits_cache:
-            splits_cache.clear()  # one data set in memory at a time
-            splits_cache[key] = load_fral_data(cfg)
-        records.append(run_fral(cfg, store=store, device=dev, splits=splits_cache[key], verbose=verbose))
-    return records
-
-
-def collect(store: ResultStore, configs: Sequence[FRALConfig]) -> list[dict]:
-    """Exactly the stored records of ``configs`` (missing ones skipped), for tables rendered from files."""
-    return [store.load(c.record_config()) for c in configs if store.has(c.record_config())]
-
-
-def missing(store: ResultStore, configs: Sequence[FRALConfig]) -> list[FRALConfig]:
-    """The configs with no record in ``store`` yet (what ``run_study`` would still compute)."""
-    return [c for c in configs if not store.has(c.record_config())]
 
 
 def provenance(records: Sequence[dict]):
@@ -439,3 +410,73 @@ def describe_claims(records: Sequence[dict], *, target_share: float = 10.0) -> s
                          f"adversarial training (paper: 16 %; target here: at most {target_share:.0f} %: "
                          f"{'met' if share <= target_share else 'NOT met'}).")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- the study protocol
+NOTEBOOK = "03"
+
+
+def grid(*, dataset: str | Sequence[str] = "synbols-utk", strategies: str | Sequence[str] = "all",
+         seeds: int | Sequence[int] = 3, epochs: int = 30, n: int = 0, size: int = 0, fairal_labels: int = 0,
+         profile: str | None = None, device: str | None = None, run: bool | None = None,
+         **settings) -> list[FRALConfig]:
+    """Notebook 03's runs: every data set x seed x strategy. ``epochs`` is the initial TRADES model's
+    (``FRALConfig.init_epochs``); 0 means "the loader's default" for ``n`` and ``size`` and "all" for
+    ``fairal_labels`` (notebook parameters are flat literals); other ``settings`` are ``FRALConfig`` fields."""
+    return study_configs(dataset, strategies, seeds, init_epochs=epochs, n=n or None, size=size or None,
+                         fairal_labels=fairal_labels or None, **settings)
+
+
+def keys(config: FRALConfig) -> list[dict]:
+    return [config.record_config()]
+
+
+def run(config: FRALConfig, *, store: ResultStore, device, cache: dict, verbose: bool = True) -> list[dict]:
+    """One FRAL run (``run_fral``: resumed if it was cut); the data of consecutive runs of one (dataset, seed) is
+    shared."""
+    key = tuple(sorted(config.data_key().items(), key=lambda kv: kv[0]))
+    if key not in cache:
+        cache.clear()  # one data set in memory at a time
+        cache[key] = load_fral_data(config)
+    return [run_fral(config, store=store, device=device, splits=cache[key], verbose=verbose)]
+
+
+def parts(configs: Sequence[FRALConfig]) -> list[list[FRALConfig]]:
+    """One part per (data set, seed): its strategies share the initial model, so they stay together."""
+    out: dict[tuple, list] = {}
+    for c in configs:
+        out.setdefault((c.dataset, c.seed), []).append(c)
+    return list(out.values())
+
+
+def tables(records: Sequence[dict], *, save: bool = True) -> dict:
+    """``{dataset: {table name: DataFrame}}``: Tables 1-7 and the records table of every data set."""
+    return {name: render_tables(recs, name, save=save) for name, recs in by_dataset(records).items()}
+
+
+FIGURES = {
+    "worst_vs_round": lambda recs, name: plots_active.plot_worst_vs_round(rounds_frame(recs)),
+    "worst_group_classes": lambda recs, name: plots_active.plot_worst_group_classes(
+        class_share_frame(recs), title=f"{name}: labelled classes of the worst group"),
+    "cost": lambda recs, name: plots_active.plot_selection_cost(table_cost(recs), title=f"{name}: selection cost"),
+}
+
+
+def figures(records: Sequence[dict], *names: str) -> list:
+    """Draw and save ``03_<name>_<dataset>`` for each of ``names`` (default all of ``FIGURES``) and data set."""
+    paths = []
+    for fig_name in names or FIGURES:
+        if fig_name not in FIGURES:
+            raise ValueError(f"unknown figure {fig_name!r}; valid: {sorted(FIGURES)}")
+        for name, recs in by_dataset(records).items():
+            paths += savefig(FIGURES[fig_name](recs, name), f"{NOTEBOOK}_{fig_name}_{name}", close=in_papermill())
+    return paths
+
+
+def claims(records: Sequence[dict]) -> str:
+    return describe_claims(records)
+
+
+def explorer(records: Sequence[dict]):
+    """The round explorer widget (notebook 03's interactive corner)."""
+    return plots_active.round_explorer(rounds_frame(records))

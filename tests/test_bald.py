@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from fralkit.active.bald import (BALD, Entropy, bald_scores, expected_entropy, get_heuristic, mc_probs,
                                  predictive_entropy, select_bald, select_top)
-from fralkit.studies import bald_grad as bald_study as bs
+from fralkit.studies import bald_grad as bs
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -205,7 +205,7 @@ def test_parse_method_covers_table1_and_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown method 'bald\\+gard1'"):
         bs.parse_method("bald+gard1")
     with pytest.raises(ValueError, match=r"unknown protocol option\(s\) \['epoch'\]"):
-        bs.run_bald_study("synbols-minority", "uniform", 1, epoch=3)
+        bs.grid(datasets="synbols-minority", methods="uniform", seeds=1, epoch=3)
     with pytest.raises(ValueError, match="init must be 'scratch' or 'pretrained'"):
         bs.BaldProtocol(init="imagenet")
 
@@ -280,8 +280,11 @@ def test_study_stores_one_record_per_run_and_skips_done_runs(tmp_path, monkeypat
     from fralkit.experiments import ResultStore
 
     store = ResultStore(tmp_path)
-    kw = dict(n=120, size=16, device="cpu", store=store, **{k: v for k, v in vars(_tiny_protocol()).items()})
-    records = bs.run_bald_study("synbols-minority", "uniform,bald+grad0.5", [0], **kw)
+    from fralkit import studies
+
+    configs = bs.grid(datasets="synbols-minority", methods="uniform,bald+grad0.5", seeds=[0], n=120, size=16,
+                      **vars(_tiny_protocol()))
+    records = studies.run(bs, configs, store=store, device="cpu")
     assert [r["config"]["method"] for r in records] == ["uniform", "bald+grad0.5"]
     assert records[0]["metrics"]["labelled"] == [20, 30, 36]
     assert len(store.records(bs.STUDY)) == 2
@@ -290,7 +293,7 @@ def test_study_stores_one_record_per_run_and_skips_done_runs(tmp_path, monkeypat
         raise AssertionError("a stored run was recomputed")
 
     monkeypatch.setattr(bs, "run_method", boom)
-    again = bs.run_bald_study("synbols-minority", "uniform,bald+grad0.5", [0], **kw)
+    again = studies.run(bs, configs, store=store, device="cpu")
     assert [r["key"] for r in again] == [r["key"] for r in records]
     frame = bs.steps_frame(again)
     assert len(frame) == 6 and set(frame["method"]) == {"uniform", "bald+grad0.5"}

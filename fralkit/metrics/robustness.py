@@ -19,12 +19,12 @@ Functions take NumPy arrays or torch tensors and return NumPy arrays / floats (f
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 __all__ = ["tau_grid", "i_p", "auc_i_p", "auc_step", "rob_p", "i_f", "rob_f", "v_f", "vulnerable_split",
-           "robustness_report"]
+           "robustness_report", "curves_from_record"]
 
 
 def _np(a, name: str, dtype=None) -> np.ndarray:
@@ -206,3 +206,16 @@ def robustness_report(d, correct, groups, *, num_groups: int | None = None, grou
         "acc_p": (np.bincount(g[correct], minlength=k) / sizes).tolist(),
         "sizes": sizes.tolist(), "group_names": names, "ddof": ddof,
     }
+
+
+def curves_from_record(record: dict, tau: Iterable[float]) -> tuple[np.ndarray, np.ndarray]:
+    """``(I_P [G, T], I_f [T])`` on the grid ``tau`` from a record's saved distances (Defs. 1 and 3)."""
+    dist = record.get("distances")
+    if not dist:
+        raise ValueError(f"record {record.get('key')} has no saved distances")
+    d = np.array([np.nan if v is None else v for v in dist["d"]], dtype=np.float64)
+    correct = np.asarray(dist["correct"], dtype=bool)
+    g = np.asarray(dist["partition"], dtype=np.int64)
+    k = len((record.get("groups") or record.get("group_names")) or []) or int(g.max()) + 1
+    tau = np.asarray(list(tau), dtype=np.float64)
+    return i_p(d, correct, tau, groups=g, num_groups=k), i_f(d, correct, tau, g, num_groups=k)

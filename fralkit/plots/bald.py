@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..studies.bald_grad import TABLE1_METHODS, method_label, parse_method, steps_from_record
+from ..active.methods import TABLE1_METHODS, method_label, parse_method
 
 __all__ = ["method_style", "plot_uncertainty_gap", "plot_learning_curves", "plot_rare_share", "plot_query_grid",
            "query_browser"]
@@ -190,3 +190,10 @@ def query_browser(records: Sequence[dict], train_sets: dict, *, max_per_group: i
         widget.observe(draw, names="value")
     draw()
     return w.VBox([w.HBox([ds_dd, m_dd, s_dd]), step, out])
+
+
+def steps_from_record(record: dict) -> list[dict]:
+    """The per-step dicts of a stored record (the inverse of how the study's ``run`` stores them)."""
+    metrics = record["metrics"]
+    n_steps = len(next(iter(metrics.values()))) if metrics else 0
+    return [{"step": i, **{k: v[i] for k, v in metrics.items()}} for i in range(n_steps)]

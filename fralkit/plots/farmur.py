@@ -7,7 +7,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..studies.farmur import METHOD_TITLES, METHODS, _row_label, curves_from_record
+from ..metrics.robustness import curves_from_record
+
+METHODS = ("natural", "trades", "farmur")
+METHOD_TITLES = {"natural": "Natural", "trades": "Adversarial", "farmur": "FARMUR"}
 
 __all__ = ["plot_i_p_grid", "plot_rob_p", "tau_explorer", "select_records"]
 
@@ -22,8 +25,8 @@ def select_records(records: Sequence[dict], seed: int | None = None) -> dict[str
     for rec in records:
         if not rec.get("distances"):
             continue
-        label = _row_label(rec)
-        want = seed if seed is not None else min(r["config"]["seed"] for r in records if _row_label(r) == label)
+        label = rec["row_label"]
+        want = seed if seed is not None else min(r["config"]["seed"] for r in records if r["row_label"] == label)
         if rec["config"]["seed"] == want:
             out.setdefault(label, {})[rec["config"]["method"]] = rec
     if not out:

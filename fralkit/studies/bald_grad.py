@@ -29,7 +29,7 @@ Evaluation per step (``fralkit.metrics.fairness``): accuracy, per-group accuracy
 ``delta_A``, NLL, equalized odds, equal opportunity, demographic parity (deterministic prediction, dropout
 off), and the mean BALD score per group on the test split with its gap (paper Fig. 1).
 
-Results: ``run_method`` returns one plain record (dict) per labelling step; ``run_bald_study`` saves one
+Results: ``run_method`` returns one plain record (dict) per labelling step; the study's ``run`` saves one
 ``ResultStore`` record per (dataset, method, seed) whose metrics are per-step lists, and skips runs that are
 already stored. Tables and figures are rendered from those records (``steps_frame``, ``table1``).
 """
@@ -47,9 +47,13 @@ import torch.nn.functional as F
 
 from ..data import DataSplits, GroupDataset, load_dataset
 from ..data.synbols import GroupStyle, SynbolsConfig, make_synbols
-from ..experiments import ResultStore, format_mean_std, summarize
+from ..experiments import ResultStore, format_mean_std, save_table, summarize
 from ..metrics.fairness import fairness_report
-from ..utils import cache_dir, config_hash, progress, resolve_device, set_seed
+from ..active.methods import HEURISTIC_NAMES, TABLE1_METHODS, MethodSpec, method_label, parse_method
+from ..plots import bald as plots_bald
+from ..plots.bald import steps_from_record
+from ..plots import savefig
+from ..utils import cache_dir, config_hash, in_papermill, progress, resolve_device, set_seed
 from ..active.bald import bald_scores, mc_probs, select_top
 
 __all__ = [
@@ -69,7 +73,7 @@ __all__ = [
     "make_start_model",
     "evaluate_step",
     "run_method",
-    "run_bald_study",
+    "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "BaldRun",
     "load_train_sets",
     "steps_from_record",
     "step_queries",
@@ -81,12 +85,6 @@ __all__ = [
 ]
 
 STUDY = "bald_grad"
-HEURISTIC_NAMES = ("uniform", "balanced", "bald")
-
-# Every row of the paper's Table 1, in its order: "<heuristic>[+grad<lambda>]" or "repair".
-TABLE1_METHODS = ("uniform", "uniform+grad0.5", "uniform+grad1", "bald", "bald+grad0.5", "bald+grad1",
-                  "balanced", "balanced+grad0.5", "repair")
-
 # Table 1 of the paper at 10 % labelled: (predictive parity %, std, accuracy %, std); 100k Synbols, VGG-16 ImageNet.
 PAPER_TABLE1: dict[tuple[str, str], tuple[float, float, float, float]] = {
     ("synbols-sensitive", "uniform"): (10.73, 2.70, 87.23, 1.77),
@@ -169,51 +167,6 @@ class BaldProtocol:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.max_frac <= 1.0:
             raise ValueError(f"max_frac must lie in (0, 1], got {self.max_frac}")
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A Table 1 row: the query heuristic and the training (``lambd`` = 0: standard; > 0: GRAD), or REPAIR."""
-
-    name: str
-    heuristic: str | None
-    lambd: float = 0.0
-    repair: bool = False
-
-    @property
-    def grad(self) -> bool:
-        return self.lambd > 0
-
-
-def parse_method(name: str) -> MethodSpec:
-    """``"bald+grad0.5"`` -> ``MethodSpec(heuristic="bald", lambd=0.5)``; ``"repair"``; heuristics: ``HEURISTIC_NAMES``."""
-    key = str(getattr(name, "value", name)).strip().lower().replace(" ", "")
-    if key == "repair":
-        return MethodSpec(key, None, 0.0, True)
-    head, _, grad = key.partition("+")
-    valid = f"'<heuristic>' or '<heuristic>+grad<lambda>' with heuristic in {list(HEURISTIC_NAMES)}, or 'repair' (Table 1: {list(TABLE1_METHODS)})"
-    if head not in HEURISTIC_NAMES:
-        raise ValueError(f"unknown method {name!r}; valid: {valid}")
-    lambd = 0.0
-    if grad:
-        try:
-            if not grad.startswith("grad"):
-                raise ValueError
-            lambd = float(grad[4:])
-        except ValueError:
-            raise ValueError(f"unknown method {name!r}; valid: {valid}") from None
-        if not lambd > 0:
-            raise ValueError(f"method {name!r}: the GRAD weight lambda must be > 0")
-    return MethodSpec(key, head, lambd, False)
-
-
-def method_label(name: str) -> str:
-    """Human label in the paper's words: ``"bald+grad0.5"`` -> ``"BALD + GRAD λ=0.5"``."""
-    spec = parse_method(name)
-    if spec.repair:
-        return "REPAIR (full labels)"
-    base = {"uniform": "Uniform", "balanced": "Balanced uniform (oracle)", "bald": "BALD"}[spec.heuristic]
-    return f"{base} + GRAD λ={spec.lambd:g}" if spec.grad else base
 
 
 # ----------------------------------------------------------------------------------------------- selection
@@ -544,78 +497,12 @@ def _record_config(dataset: str, method: str, seed: int, protocol: BaldProtocol,
             **data_options, **asdict(protocol)}
 
 
-def run_bald_study(datasets: Sequence[str] | str = ("synbols-sensitive", "synbols-minority"),
-                   methods: Sequence[str] | str = TABLE1_METHODS, seeds: Sequence[int] | int = 3, *,
-                   n: int | None = None, size: int | None = None, data_seed: int = 0,
-                   protocol: BaldProtocol | None = None, device: str | torch.device = "auto",
-                   store: ResultStore | None = None, force: bool = False, cpu_threads: int = 0,
-                   **protocol_kw) -> list[dict]:
-    """Every (dataset, method, seed) run of Table 1, one ``ResultStore`` record each; stored runs are skipped.
-
-    Args:
-        datasets: data-set names (a list or a comma-separated string), e.g. the two Synbols presets.
-        methods: Table 1 rows (a list, a comma-separated string, or ``"all"``; default all of them).
-        seeds: a list of seeds, or a count (``3`` -> 0, 1, 2).
-        n: training-set size passed to the preset (its test set, class x group balanced, gets n/5).
-        size: image side in pixels passed to the preset (64 in the paper).
-        data_seed: the seed of the data itself; every run seed sees the same images, as in the paper.
-        protocol: ``BaldProtocol``; keyword arguments (``epochs=...``) override its fields.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        store: the result store (default ``ResultStore()``, i.e. ``$FRALKIT_RESULTS``).
-        force: re-run even when a record exists.
-        cpu_threads: torch intra-op threads while the study runs on CPU (restored after); 0 leaves the current
-            setting. One thread suits the tiny CPU profiles on a shared machine, where two threads per process
-            oversubscribe the cores.
-
-    Returns:
-        The records (config, per-step metric lists, timings, provenance), in (dataset, method, seed) order.
-    """
-    names = [s.strip() for s in datasets.split(",") if s.strip()] if isinstance(datasets, str) else list(datasets)
-    if isinstance(methods, str):
-        meths = list(TABLE1_METHODS) if methods.strip().lower() == "all" else [s.strip() for s in methods.split(",") if s.strip()]
-    else:
-        meths = list(methods)
-    for m in meths:
-        parse_method(m)
-    seed_list = list(range(seeds)) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
+def _checked(protocol_kw: dict) -> dict:
     valid = [f.name for f in fields(BaldProtocol)]
     unknown = sorted(set(protocol_kw) - set(valid))
     if unknown:
-        raise ValueError(f"run_bald_study: unknown protocol option(s) {unknown}; valid: {valid}")
-    protocol = replace(protocol or BaldProtocol(), **protocol_kw)
-    store = store or ResultStore()
-    dev = resolve_device(device)
-    data_options = {"n": n, "size": size, "data_seed": int(data_seed)}
-    threads_before = torch.get_num_threads()
-    if cpu_threads > 0 and dev.type == "cpu":
-        torch.set_num_threads(int(cpu_threads))
-    try:
-        return _run_jobs(names, meths, seed_list, protocol, store, dev, data_options, force)
-    finally:
-        torch.set_num_threads(threads_before)
-
-
-def _run_jobs(names, meths, seed_list, protocol: BaldProtocol, store: ResultStore, dev: torch.device,
-              data_options: dict, force: bool) -> list[dict]:
-    n, size, data_seed = data_options["n"], data_options["size"], data_options["data_seed"]
-    records = []
-    jobs = [(d, m, s) for d in names for m in meths for s in seed_list]
-    splits_cache: dict[str, DataSplits] = {}
-    for dataset, method, seed in progress(jobs, desc="BALD + GRAD runs"):
-        config = _record_config(dataset, method, seed, protocol, data_options)
-        if store.has(config) and not force:
-            records.append(store.load(config))
-            continue
-        if dataset not in splits_cache:
-            opts = {k: v for k, v in (("n", n), ("size", size)) if v is not None}
-            splits_cache[dataset] = load_dataset(dataset, seed=data_seed, **opts)
-        steps = run_method(splits_cache[dataset], method, seed=seed, protocol=protocol, device=dev)
-        metrics = {key: [s[key] for s in steps] for key in steps[0] if key != "step"}
-        timings = {f"{k}_total": float(sum(s[k] for s in steps)) for k in ("train_s", "score_s", "eval_s")}
-        records.append(store.save(config, metrics, timings=timings, device=dev, n_steps=len(steps),
-                                  group_names=list(splits_cache[dataset].train.groups),
-                                  class_names=list(splits_cache[dataset].train.classes)))
-    return records
+        raise ValueError(f"unknown protocol option(s) {unknown}; valid: {valid}")
+    return protocol_kw
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -629,13 +516,6 @@ def load_train_sets(records: Sequence[dict]) -> dict[str, GroupDataset]:
         opts = {k: cfg[k] for k in ("n", "size") if cfg.get(k) is not None}
         out[cfg["dataset"]] = load_dataset(cfg["dataset"], seed=cfg.get("data_seed", 0), **opts).train
     return out
-
-
-def steps_from_record(record: dict) -> list[dict]:
-    """The per-step dicts of a stored record (the inverse of how ``run_bald_study`` stores them)."""
-    metrics = record["metrics"]
-    n_steps = len(next(iter(metrics.values()))) if metrics else 0
-    return [{"step": i, **{k: v[i] for k, v in metrics.items()}} for i in range(n_steps)]
 
 
 def step_queries(records: Sequence[dict], *, dataset: str, method: str, seed: int = 0, step: int = 0) -> list[int]:
@@ -793,3 +673,130 @@ def describe_findings(records: Sequence[dict]) -> str:
             lines.append(f"  Caution: the active-learning models are near chance here (mean accuracy {al_acc:.1f} %), so "
                          "these numbers cannot confirm or refute the paper; more labels, epochs or the gpu profile are needed.")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- the study protocol
+NOTEBOOK = "05"
+
+
+@dataclass(frozen=True)
+class BaldRun:
+    """One (data set, method, seed) run of Table 1 with its protocol and data options."""
+
+    dataset: str
+    method: str
+    seed: int
+    protocol: BaldProtocol
+    n: int | None = None
+    size: int | None = None
+    data_seed: int = 0
+    cpu_threads: int = 0  # torch threads on CPU while it runs (0: leave as is); no effect on results
+
+
+def grid(*, datasets: Sequence[str] | str = ("synbols-sensitive", "synbols-minority"),
+         methods: Sequence[str] | str = TABLE1_METHODS, seeds: Sequence[int] | int = 3, n: int | None = None,
+         size: int | None = None, data_seed: int = 0, cpu_threads: int = 0, profile: str | None = None,
+         device: str | None = None, **protocol_kw) -> list[BaldRun]:
+    """Notebook 05's runs: every data set x method x seed; ``protocol_kw`` are ``BaldProtocol`` fields.
+
+    Args:
+        datasets: data-set names (a list or a comma-separated string), e.g. the two Synbols presets.
+        methods: Table 1 rows (a list, a comma-separated string, or ``"all"``).
+        seeds: a list of seeds, or a count (``3`` -> 0, 1, 2).
+        n, size: training-set size and image side passed to the preset (its test set gets n/5).
+        data_seed: the seed of the data itself; every run seed sees the same images, as in the paper.
+        cpu_threads: torch intra-op threads while a run is on the CPU (0 leaves the current setting). One thread
+            suits the tiny CPU profiles on a shared machine, where two threads per process oversubscribe the cores.
+    """
+    names = [s.strip() for s in datasets.split(",") if s.strip()] if isinstance(datasets, str) else list(datasets)
+    if isinstance(methods, str):
+        meths = list(TABLE1_METHODS) if methods.strip().lower() == "all" else [s.strip() for s in methods.split(",") if s.strip()]
+    else:
+        meths = list(methods)
+    for m in meths:
+        parse_method(m)
+    seed_list = list(range(seeds)) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
+    protocol = replace(BaldProtocol(), **_checked(protocol_kw))
+    return [BaldRun(d, m, s, protocol, n, size, int(data_seed), int(cpu_threads))
+            for d in names for m in meths for s in seed_list]
+
+
+def keys(run_: BaldRun) -> list[dict]:
+    return [_record_config(run_.dataset, run_.method, run_.seed, run_.protocol,
+                           {"n": run_.n, "size": run_.size, "data_seed": run_.data_seed})]
+
+
+def run(run_: BaldRun, *, store: ResultStore, device, cache: dict) -> list[dict]:
+    """One run of the active loop (``run_method``), saved as one record with per-step metric lists."""
+    if run_.dataset not in cache:
+        opts = {k: v for k, v in (("n", run_.n), ("size", run_.size)) if v is not None}
+        cache[run_.dataset] = load_dataset(run_.dataset, seed=run_.data_seed, **opts)
+    splits = cache[run_.dataset]
+    dev = resolve_device(device)
+    threads_before = torch.get_num_threads()
+    if run_.cpu_threads > 0 and dev.type == "cpu":
+        torch.set_num_threads(run_.cpu_threads)
+    try:
+        steps = run_method(splits, run_.method, seed=run_.seed, protocol=run_.protocol, device=dev)
+    finally:
+        torch.set_num_threads(threads_before)
+    metrics = {key: [s[key] for s in steps] for key in steps[0] if key != "step"}
+    timings = {f"{k}_total": float(sum(s[k] for s in steps)) for k in ("train_s", "score_s", "eval_s")}
+    return [store.save(keys(run_)[0], metrics, timings=timings, device=dev, n_steps=len(steps),
+                       group_names=list(splits.train.groups), class_names=list(splits.train.classes))]
+
+
+def parts(configs: Sequence[BaldRun]) -> list[list[BaldRun]]:
+    """One part per data set (its runs share the data and the pretrained trunk cache)."""
+    out: dict[str, list] = {}
+    for c in configs:
+        out.setdefault(c.dataset, []).append(c)
+    return list(out.values())
+
+
+def tables(records: Sequence[dict], *, save: bool = True) -> dict:
+    """Table 1 (``table1``) and the other metrics (``more``), saved as ``05_table1*``; the paper's (``paper``)."""
+    out = {"table1": table1(records),
+           "more": table1(records, metrics=("nll", "eq_odds", "eq_opp", "bald_gap"), digits=3),
+           "paper": paper_table1()}
+    if save:
+        save_table(out["table1"], f"{NOTEBOOK}_table1")
+        save_table(out["more"], f"{NOTEBOOK}_table1_more_metrics")
+    return out
+
+
+def _query_grids(records: Sequence[dict]) -> list:
+    train_sets = load_train_sets(records)
+    return [(f"queries_{dataset}", plots_bald.plot_query_grid(
+        train_sets[dataset], step_queries(records, dataset=dataset, method="bald", seed=0, step=0),
+        title=f"{dataset}: BALD queries, step 0, seed 0")) for dataset in train_sets]
+
+
+FIGURES = {
+    "fig1_uncertainty_gap": lambda records: [("fig1_uncertainty_gap",
+                                              plots_bald.plot_uncertainty_gap(steps_frame(records)))],
+    "curves": lambda records: [(f"curves_{d}", plots_bald.plot_learning_curves(frame, d))
+                               for frame in [steps_frame(records)] for d in frame["dataset"].unique()],
+    "rare_share": lambda records: [("rare_share", plots_bald.plot_rare_share(steps_frame(records)))],
+    "queries": _query_grids,
+}
+
+
+def figures(records: Sequence[dict], *names: str) -> list:
+    """Draw and save ``05_<figure>`` for each of ``names`` (default all of ``FIGURES``)."""
+    paths = []
+    for name in names or FIGURES:
+        if name not in FIGURES:
+            raise ValueError(f"unknown figure {name!r}; valid: {sorted(FIGURES)}")
+        for stem, fig in FIGURES[name](records):
+            paths += savefig(fig, f"{NOTEBOOK}_{stem}", close=in_papermill())
+    return paths
+
+
+def claims(records: Sequence[dict]) -> str:
+    return describe_findings(records)
+
+
+def explorer(records: Sequence[dict]):
+    """The query browser (notebook 05's interactive corner)."""
+    return plots_bald.query_browser(records, load_train_sets(records))

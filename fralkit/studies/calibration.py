@@ -15,13 +15,13 @@ from __future__ import annotations
 import time
 
 from ..data import PRESETS, fral_split, load_dataset
-from ..experiments import ResultStore
+from ..experiments import ResultStore, save_table
 from ..metrics import group_report
 from ..models import make_model
 from ..train import fit
 from ..utils import resolve_device, set_seed
 
-__all__ = ["DISADVANTAGED", "calibrate_preset", "calibrate_presets", "calibration_table", "describe_calibration",
+__all__ = ["DISADVANTAGED", "calibrate_preset", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "calibration_table", "describe_calibration",
            "CALIBRATION_TARGETS"]
 
 # The group each FRAL preset is designed to disadvantage (index into its group names).
@@ -33,7 +33,7 @@ def calibrate_preset(name: str, *, n: int = 15_000, backbone: str = "mobilenetv2
                      trades_epochs: int = 30, init_frac: float = 0.2, seed: int = 0, device: str = "auto",
                      batch_size: int = 256, lr: float = 0.1, eps: float = 4 / 255, alpha: float = 2 / 255, steps: int = 5,
                      beta: float = 6.0, warmup_epochs: float = 0.0, grad_clip: float | None = None,
-                     store: ResultStore | None = None, force: bool = False) -> dict:
+                     store: ResultStore | None = None, force: bool = False, keys_only: bool = False) -> dict:
     """Measure one preset (see module docstring); returns the result record (cached in ``store``).
 
     ``warmup_epochs`` and ``grad_clip`` apply to the TRADES run (``fralkit.train.fit``): TRADES from scratch
@@ -48,6 +48,8 @@ def calibrate_preset(name: str, *, n: int = 15_000, backbone: str = "mobilenetv2
               "lr": lr, "eps": eps, "alpha": alpha, "steps": steps, "beta": beta}
     if warmup_epochs or grad_clip is not None:  # keyed only when set, so earlier records stay valid
         config.update(warmup_epochs=float(warmup_epochs), grad_clip=grad_clip)
+    if keys_only:  # the record key, nothing computed (``keys``)
+        return config
     if store.has(config) and not force:
         return store.load(config)
     splits = load_dataset(name, seed=seed, n=n)
@@ -87,13 +89,6 @@ def calibrate_preset(name: str, *, n: int = 15_000, backbone: str = "mobilenetv2
     metrics["disadvantaged_both"] = bool(metrics["clean_gap"] >= CALIBRATION_TARGETS["gap_min"]
                                          and metrics["robust_gap"] >= CALIBRATION_TARGETS["gap_min"])
     return store.save(config, metrics, timings=timings, device=dev)
-
-
-def calibrate_presets(names, **kw) -> list[dict]:
-    """``calibrate_preset`` for each name (a list, or a comma-separated string)."""
-    if isinstance(names, str):
-        names = [s.strip() for s in names.split(",") if s.strip()]
-    return [calibrate_preset(name, **kw) for name in names]
 
 
 def calibration_table(records: list[dict]):
@@ -136,3 +131,57 @@ def describe_calibration(records: list[dict]) -> str:
             f"{100 * m['clean_gap']:.1f} clean and {100 * m['robust_gap']:.1f} robust points -> "
             f"{'disadvantaged in both, as in JIN Table 1' if m['disadvantaged_both'] else 'target (>= 3 points in both) NOT met'}.")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- the study protocol
+NOTEBOOK = "01"
+
+
+def grid(*, datasets: str = "synbols-utk", calibrate: bool = True, calib_n: int = 15_000,
+         calib_backbone: str = "mobilenetv2", calib_std_epochs: int = 12, calib_trades_epochs: int = 30,
+         calib_lr: float = 0.1, calib_warmup_epochs: float = 0.0, calib_grad_clip: float = 0.0, seeds: int = 1,
+         **_notebook) -> list[dict]:
+    """Notebook 01's calibration runs: every FRAL preset among ``datasets`` x seed (none when ``calibrate`` is
+    off); other notebook parameters (the browser's ``n``, ``seed``, ``data_root``, ...) do not enter."""
+    names = [s.strip() for s in datasets.split(",") if s.strip()] if isinstance(datasets, str) else list(datasets)
+    fral = [name for name in names if name in DISADVANTAGED]
+    return [dict(name=name, n=calib_n, backbone=calib_backbone, std_epochs=calib_std_epochs,
+                 trades_epochs=calib_trades_epochs, lr=calib_lr, warmup_epochs=calib_warmup_epochs,
+                 grad_clip=calib_grad_clip or None, seed=s)
+            for name in (fral if calibrate else []) for s in range(seeds)]
+
+
+def keys(config: dict) -> list[dict]:
+    return [calibrate_preset(**config, keys_only=True)]
+
+
+def run(config: dict, *, store: ResultStore, device, cache: dict) -> list[dict]:
+    return [calibrate_preset(**config, store=store, device=device)]
+
+
+def parts(configs):
+    return [[c] for c in configs]
+
+
+def tables(records, *, save: bool = True) -> dict:
+    """The calibration table (``calibration``), saved as ``01_calibration``; empty without records."""
+    if not records:
+        return {}
+    out = {"calibration": calibration_table(records)}
+    if save:
+        save_table(out["calibration"], f"{NOTEBOOK}_calibration")
+    return out
+
+
+FIGURES: dict = {}  # notebook 01's figures show the data sets themselves (``fralkit.plots``), not records
+
+
+def figures(records, *names: str) -> list:
+    bad = [n for n in names if n not in FIGURES]
+    if bad:
+        raise ValueError(f"unknown figure(s) {bad}; the calibration study draws none")
+    return []
+
+
+def claims(records) -> str:
+    return describe_calibration(records) if records else "calibration skipped (calibrate=False)"

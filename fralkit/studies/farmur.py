@@ -52,9 +52,12 @@ import torch.nn.functional as F
 from ..attacks.deepfool import deepfool
 from ..data import DataSplits, GroupDataset, GroupStyle, SynbolsConfig, load_dataset, make_synbols, stratified_split
 from ..data.core import iterate_batches, to_float
-from ..experiments import ResultStore
-from ..metrics.robustness import i_f, i_p, robustness_report, vulnerable_split
-from ..utils import atomic_torch_save, config_hash, progress, resolve_device, set_seed
+from ..experiments import ResultStore, save_table
+from ..metrics.robustness import curves_from_record, i_f, i_p, robustness_report, vulnerable_split
+from ..plots import farmur as plots_farmur
+from ..plots import savefig
+from ..plots.farmur import METHOD_TITLES, METHODS
+from ..utils import atomic_torch_save, config_hash, in_papermill, progress, resolve_device, set_seed
 
 __all__ = [
     "FarmurRow", "ROWS", "METHODS", "PAPER_TABLE1", "PAPER_TEXT_RATIOS", "STUDY",
@@ -65,8 +68,6 @@ __all__ = [
 ]
 
 STUDY = "farmur"
-METHODS = ("natural", "trades", "farmur")
-METHOD_TITLES = {"natural": "Natural", "trades": "Adversarial", "farmur": "FARMUR"}
 
 
 @dataclass(frozen=True)
@@ -441,6 +442,18 @@ def _make(backbone: str, train: GroupDataset, dev):
     return make_model(backbone, train.num_classes, in_channels=train.channels, image_size=train.image_size).to(dev)
 
 
+def _base_config(row, spec, backbone, dataset, seed, n, n_test, size, data_root, natural_epochs, at_epochs,
+                 farmur_epochs, hp, warmup_epochs, pairing, eval_n, split_n, df_max_iter, df_overshoot, df_candidates,
+                 df_clamp) -> dict:
+    """The result-store config shared by a row's three records (each adds its ``method``)."""
+    return {"study": STUDY, "dataset": dataset, "row": row, "backbone": backbone, "partition": spec.partition,
+            "seed": seed, "n": n, "n_test": n_test, "size": size, "real": data_root is not None,
+            "natural_epochs": natural_epochs, "at_epochs": at_epochs, "farmur_epochs": farmur_epochs, **hp,
+            "warmup_epochs": warmup_epochs,
+            "pairing": pairing, "eval_n": eval_n, "split_n": split_n, "df_max_iter": df_max_iter,
+            "df_overshoot": df_overshoot, "df_candidates": df_candidates, "df_clamp": df_clamp}
+
+
 def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data_root=None, n: int | None = None,
                    n_test: int | None = None, size: int | None = None, natural_epochs: int = 120, at_epochs: int = 120,
                    farmur_epochs: int = 20, batch_size: int = 64, lr: float = 0.1, momentum: float = 0.9,
@@ -450,7 +463,7 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
                    df_overshoot: float = 0.02, df_candidates: int | None = None, df_clamp: bool = False,
                    df_batch: int = 1024, methods: Sequence[str] = METHODS, device: str | torch.device = "auto",
                    store: ResultStore | None = None, force: bool = False,
-                   log: Callable[[str], None] | None = print) -> list[dict]:
+                   log: Callable[[str], None] | None = print, keys_only: bool = False) -> list[dict]:
     """Natural, TRADES and FARMUR models for one Table 1 row and seed; one result record per method.
 
     Defaults are the paper's protocol (§6.1): 120 epochs, batch 64, lr 0.1, eps 0.031, step 0.007, FARMUR =
@@ -469,6 +482,7 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
         methods: which of ``METHODS`` to run.
         store: where records go (default ``ResultStore()``); ``force`` re-runs done runs.
         log: one line per stage (None: silent).
+        keys_only: return the records' configs (their store keys) without computing anything.
     """
     bad = [m for m in methods if m not in METHODS]
     if bad:
@@ -486,13 +500,12 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
     dataset = spec.real if data_root is not None else spec.synthetic
     hp = dict(batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule, eps=eps,
               alpha=alpha, steps=steps, beta=beta, grad_clip=grad_clip)
-    base = {"study": STUDY, "dataset": dataset, "row": row, "backbone": backbone, "partition": spec.partition,
-            "seed": seed, "n": n, "n_test": n_test, "size": size, "real": data_root is not None,
-            "natural_epochs": natural_epochs, "at_epochs": at_epochs, "farmur_epochs": farmur_epochs, **hp,
-            "warmup_epochs": warmup_epochs,
-            "pairing": pairing, "eval_n": eval_n, "split_n": split_n, "df_max_iter": df_max_iter,
-            "df_overshoot": df_overshoot, "df_candidates": df_candidates, "df_clamp": df_clamp}
+    base = _base_config(row, spec, backbone, dataset, seed, n, n_test, size, data_root, natural_epochs, at_epochs,
+                        farmur_epochs, hp, warmup_epochs, pairing, eval_n, split_n, df_max_iter, df_overshoot,
+                        df_candidates, df_clamp)
     configs = {m: {**base, "method": m} for m in methods}
+    if keys_only:  # the record keys of this row, nothing computed (``keys``)
+        return [configs[m] for m in methods]
     todo = [m for m in methods if force or not store.has(configs[m])]
     if not todo:
         say(f"[farmur] {row} seed {seed}: all {len(methods)} methods already in {store.root}")
@@ -565,17 +578,6 @@ def _subsample_idx(ds: GroupDataset, n: int | None, seed: int) -> torch.Tensor:
     return keep
 
 
-def run_farmur_study(rows: str | Sequence[str], *, seeds: int | Sequence[int] = 1, **kw) -> list[dict]:
-    """``run_farmur_row`` for every row (``"row[:backbone], ..."``) and seed (a count or a list); all records."""
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-    records = []
-    for row, backbone in parse_rows(rows):
-        for s in seed_list:
-            records += run_farmur_row(row, seed=s, backbone=backbone or kw.get("backbone"),
-                                      **{k: v for k, v in kw.items() if k != "backbone"})
-    return records
-
-
 def farmur_records(store: ResultStore | None = None, **match) -> list[dict]:
     """The study's records in ``store`` (default ``ResultStore()``), filtered by config fields."""
     return (store or ResultStore()).records(STUDY, **match)
@@ -584,19 +586,6 @@ def farmur_records(store: ResultStore | None = None, **match) -> list[dict]:
 # ----------------------------------------------------------------------------------------------------------
 # Results: curves, Table 1, ratios, claims
 # ----------------------------------------------------------------------------------------------------------
-
-def curves_from_record(record: dict, tau: Iterable[float]) -> tuple[np.ndarray, np.ndarray]:
-    """``(I_P [G, T], I_f [T])`` on the grid ``tau`` from a record's saved distances (Defs. 1 and 3)."""
-    dist = record.get("distances")
-    if not dist:
-        raise ValueError(f"record {record.get('key')} has no saved distances")
-    d = np.array([np.nan if v is None else v for v in dist["d"]], dtype=np.float64)
-    correct = np.asarray(dist["correct"], dtype=bool)
-    g = np.asarray(dist["partition"], dtype=np.int64)
-    k = len(record.get("group_names") or []) or int(g.max()) + 1
-    tau = np.asarray(list(tau), dtype=np.float64)
-    return i_p(d, correct, tau, groups=g, num_groups=k), i_f(d, correct, tau, g, num_groups=k)
-
 
 def _row_label(rec: dict) -> str:
     c = rec["config"]
@@ -747,3 +736,71 @@ def describe_farmur(records: list[dict]) -> str:
         lines.append("Caveat: some rows were measured on fewer than 500 test points (a smoke/quick profile); "
                      "V_f differences of this size are within noise there.")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- the study protocol
+NOTEBOOK = "04"
+_NOTEBOOK_ONLY = ("profile", "device", "rows", "seeds")
+
+
+def grid(*, rows: str | Sequence[str] = "lenet5-mnist", seeds: int | Sequence[int] = 1, **params) -> list[dict]:
+    """Notebook 04's runs: one config per Table 1 row (``"row[:backbone]"``) and seed; each gives three records
+    (natural, TRADES, FARMUR). The other ``params`` are ``run_farmur_row``'s keyword arguments."""
+    settings = {k: v for k, v in params.items() if k not in _NOTEBOOK_ONLY}
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    configs = [{"row": row, "seed": s, "backbone": backbone, **settings}
+               for row, backbone in parse_rows(rows) for s in seed_list]
+    for cfg in configs[:1]:
+        run_farmur_row(**cfg, keys_only=True)  # unknown settings fail here, before any work
+    return configs
+
+
+def keys(config: dict) -> list[dict]:
+    return run_farmur_row(**config, keys_only=True)
+
+
+def run(config: dict, *, store: ResultStore, device, cache: dict) -> list[dict]:
+    """The three models of one row and seed (``run_farmur_row``; methods already stored are loaded)."""
+    return run_farmur_row(**config, store=store, device=device)
+
+
+def parts(configs: Sequence[dict]) -> list[list[dict]]:
+    """One part per (row, seed)."""
+    return [[c] for c in configs]
+
+
+def tables(records: Sequence[dict], *, save: bool = True) -> dict:
+    """Table 1 beside the paper's (``table1``) and the paper's ratios (``ratios``), saved as ``04_*``."""
+    out = {"table1": table1(records, with_paper=True), "ratios": paper_ratios(records)}
+    if save:
+        for name, table in out.items():
+            save_table(table, f"{NOTEBOOK}_{name}")
+    return out
+
+
+FIGURES = {"rob_p": lambda records: plots_farmur.plot_rob_p(labelled(records)),
+           "fig2_i_p": lambda records: plots_farmur.plot_i_p_grid(labelled(records))}
+
+
+def labelled(records: Sequence[dict]) -> list[dict]:
+    """The records with their Table 1 row label (``"LeNet-5 / synbols-mnist"``) as ``row_label``, for the plots."""
+    return [{**r, "row_label": _row_label(r)} for r in records]
+
+
+def figures(records: Sequence[dict], *names: str) -> list:
+    """Draw and save ``04_<name>`` for each of ``names`` (default all of ``FIGURES``)."""
+    paths = []
+    for name in names or FIGURES:
+        if name not in FIGURES:
+            raise ValueError(f"unknown figure {name!r}; valid: {sorted(FIGURES)}")
+        paths += savefig(FIGURES[name](records), f"{NOTEBOOK}_{name}", close=in_papermill())
+    return paths
+
+
+def claims(records: Sequence[dict]) -> str:
+    return describe_farmur(records)
+
+
+def explorer(records: Sequence[dict]):
+    """The tau slider (notebook 04's interactive corner)."""
+    return plots_farmur.tau_explorer(labelled(records))

@@ -27,7 +27,8 @@ ALIASES: dict[str, str] = {}
 
 
 def _volatile(path: str) -> bool:
-    return any(p in VOLATILE or any(w in p for w in ("time", "seconds", "wall", "fingerprint"))
+    return any(p in VOLATILE or p.endswith("_s") or p.endswith("_s_total")
+               or any(w in p for w in ("time", "seconds", "wall", "fingerprint", "per_s"))
                for p in path.split("/"))
 
 
@@ -71,6 +72,7 @@ def write(target: Path) -> None:
         tmp = Path(tmp)
         os.environ["FRALKIT_CACHE"] = str(tmp / "cache")
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        os.environ["OMP_NUM_THREADS"] = "1"  # float sums depend on the thread count: compare like with like
         from fralkit.reproduce import reproduce
 
         reproduce("smoke", out=tmp / "figures", executed=tmp / "executed", results=tmp / "results")

@@ -1,0 +1,63 @@
+"""The study protocol: every registered study has the same names; a new study is one module plus one registry line."""
+import types
+
+import pytest
+
+from fralkit import studies
+from fralkit.experiments import ResultStore
+from fralkit.profiles import notebook_parameters
+
+
+@pytest.mark.parametrize("name", sorted(studies.STUDIES))
+def test_every_study_has_the_protocol(name):
+    mod = studies.STUDIES[name]
+    missing = [attr for attr in studies.PROTOCOL if not hasattr(mod, attr)]
+    assert not missing, f"study {name} lacks {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(studies.STUDIES))
+def test_grid_takes_its_notebooks_smoke_parameters(name):
+    mod = studies.STUDIES[name]
+    configs = mod.grid(**notebook_parameters(mod.NOTEBOOK, "smoke"))
+    assert configs, f"{name}: the smoke profile gives no runs"
+    assert all(isinstance(k, dict) and "study" in k for c in configs for k in mod.keys(c))
+    assert sum(len(p) for p in mod.parts(configs)) == len(configs)
+
+
+def test_unknown_study_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown study 'nope'; valid: \\['adversarial'"):
+        studies.get("nope")
+
+
+def _toy_study():
+    """A study in a dozen lines: squares of numbers, one record per number."""
+    toy = types.ModuleType("toy")
+    toy.NOTEBOOK, toy.FIGURES = "00", {}
+    toy.grid = lambda *, numbers=(1, 2, 3), **_: [{"x": x} for x in numbers]
+    toy.keys = lambda c: [{"study": "toy", "dataset": "none", "method": "square", "seed": 0, "x": c["x"]}]
+    calls = []
+
+    def run(c, *, store, device, cache):
+        calls.append(c["x"])
+        return [store.save(toy.keys(c)[0], {"square": c["x"] ** 2}, device="cpu")]
+
+    toy.run, toy.calls = run, calls
+    toy.parts = lambda configs: [[c] for c in configs]
+    toy.tables = lambda records, save=True: {}
+    toy.figures = lambda records, *names: []
+    toy.claims = lambda records: "squares are non-negative: agrees"
+    return toy
+
+
+def test_a_new_study_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
+    toy = _toy_study()
+    monkeypatch.setitem(studies.STUDIES, "toy", toy)
+    store = ResultStore(tmp_path)
+    configs = toy.grid(numbers=(2, 3))
+    records = studies.run("toy", configs, store=store, device="cpu", show_progress=False)
+    assert [r["metrics"]["square"] for r in records] == [4, 9] and toy.calls == [2, 3]
+    again = studies.run("toy", toy.grid(numbers=(3, 4)), store=store, device="cpu", show_progress=False)
+    assert [r["metrics"]["square"] for r in again] == [9, 16] and toy.calls == [2, 3, 4]  # 3 loaded, not rerun
+    assert [c["x"] for c in studies.missing("toy", toy.grid(numbers=(4, 5)), store)] == [5]
+    only_stored = studies.run("toy", toy.grid(numbers=(4, 5)), store=store, device="cpu", compute=False)
+    assert [r["metrics"]["square"] for r in only_stored] == [16] and toy.calls == [2, 3, 4]

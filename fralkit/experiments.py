@@ -1,8 +1,11 @@
 """Result store: one flat JSON per run, keyed by the hash of its full config; every table comes from these files.
 
-A record holds ``config`` (everything that determines the run: study, dataset, method, seed, sizes, ...),
-``metrics`` (numbers, or lists of per-round numbers), ``timings``, and provenance (device, versions, git
-commit). ``ResultStore.has(config)`` lets a study skip what is done; writes are atomic, so a run cut at any
+Every study writes one record schema (``RECORD_FIELDS``): ``config`` (everything that determines the run: study,
+dataset, method, seed, sizes, ...), ``key`` (its hash), ``metrics`` (numbers, or lists of per-round numbers),
+``series`` (per-epoch or per-step histories), ``classes`` and ``groups`` (names), ``timings`` (seconds) and
+``provenance`` (device, versions, git commit, time); a study may add its own fields (FARMUR's ``distances``, FRAL's
+``init_fingerprint``). Records written by earlier versions (provenance at the top level, ``group_names`` /
+``class_names``, ``history``) are read into the same schema by ``normalize_record``. ``ResultStore.has(config)`` lets a study skip what is done; writes are atomic, so a run cut at any
 point leaves only complete records. Tables are rendered with ``summarize`` (mean and std over seeds) and
 ``save_table`` (CSV + Markdown in ``figures/``), never from live objects.
 """
@@ -18,7 +21,35 @@ import numpy as np
 
 from .utils import atomic_write_json, atomic_write_text, config_hash, figures_dir, repo_root, run_info
 
-__all__ = ["ResultStore", "default_results_dir", "summarize", "format_mean_std", "save_table", "flatten_records"]
+__all__ = ["ResultStore", "RECORD_FIELDS", "PROVENANCE_FIELDS", "normalize_record", "default_results_dir", "summarize",
+           "format_mean_std", "save_table", "flatten_records"]
+
+SCHEMA = 2
+RECORD_FIELDS = ("schema", "config", "key", "metrics", "series", "classes", "groups", "timings", "provenance")
+PROVENANCE_FIELDS = ("device", "torch", "torchvision", "numpy", "python", "git_commit", "saved_at")
+_RENAMED = {"group_names": "groups", "class_names": "classes"}
+
+
+def normalize_record(record: dict) -> dict:
+    """A record in the one schema of ``RECORD_FIELDS`` (records of earlier versions are converted; the config and
+    key are untouched, so the record's identity does not change)."""
+    if record.get("schema") == SCHEMA:
+        return record
+    out = {k: v for k, v in record.items() if k not in PROVENANCE_FIELDS and k not in _RENAMED and k != "history"}
+    out["provenance"] = {**{k: record[k] for k in PROVENANCE_FIELDS if k in record}, **record.get("provenance", {})}
+    for old, new in _RENAMED.items():
+        if old in record and new not in out:
+            out[new] = list(record[old])
+    series = dict(record.get("series") or {})
+    if "history" in record:
+        series["history"] = record["history"]
+    out["series"] = series
+    out.setdefault("classes", None)
+    out.setdefault("groups", None)
+    out.setdefault("metrics", {})
+    out.setdefault("timings", {})
+    out["schema"] = SCHEMA
+    return out
 
 
 def default_results_dir() -> Path:
@@ -58,12 +89,16 @@ class ResultStore:
         path = self.path(config)
         if not path.exists():
             raise FileNotFoundError(f"no result for this config at {path}")
-        return json.loads(path.read_text())
+        return normalize_record(json.loads(path.read_text()))
 
-    def save(self, config: dict, metrics: dict, *, timings: dict | None = None, device: str = "auto", **extra) -> dict:
-        """Write one record atomically and return it."""
-        record = {"config": config, "key": self.key(config), "metrics": metrics, "timings": timings or {},
-                  "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **run_info(device), **extra}
+    def save(self, config: dict, metrics: dict, *, timings: dict | None = None, device: str = "auto",
+             series: dict | None = None, **extra) -> dict:
+        """Write one record atomically (schema ``RECORD_FIELDS``) and return it; ``extra`` holds ``classes``,
+        ``groups`` and the study's own fields."""
+        record = normalize_record({
+            "config": config, "key": self.key(config), "metrics": metrics, "series": series or {},
+            "timings": timings or {}, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **run_info(device), **extra})
         atomic_write_json(self.path(config), record)
         return record
 
@@ -78,7 +113,7 @@ class ResultStore:
                 continue
             cfg = rec.get("config", {})
             if all(cfg.get(k) == v for k, v in match.items()):
-                out.append(rec)
+                out.append(normalize_record(rec))
         return out
 
 

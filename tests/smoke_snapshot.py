@@ -22,8 +22,15 @@ from pathlib import Path
 # Leaves that describe a run's cost or provenance, not its result.
 VOLATILE = ("timings", "saved_at", "device", "torch", "torchvision", "numpy", "python", "git_commit",
             "seconds", "time", "wall", "fingerprint", "path", "finished_at", "versions", "provenance")
-# old leaf path -> new leaf path, for fields the record schema renamed (filled in by the change that renames).
-ALIASES: dict[str, str] = {}
+# old leaf path prefix -> new one, for fields the record schema moved (schema 2: histories under ``series``).
+ALIASES: dict[str, str] = {"history/": "series/history/"}
+
+
+def _alias(path: str) -> str:
+    for old, new in ALIASES.items():
+        if path.startswith(old):
+            return new + path[len(old):]
+    return path
 
 
 def _volatile(path: str) -> bool:
@@ -55,9 +62,9 @@ def snapshot_store(results: Path) -> dict:
     out = {}
     for path in sorted(results.rglob("*.json")):
         rec = json.loads(path.read_text())
-        if "config" not in rec:
+        if "config" not in rec or "schema" in rec and not isinstance(rec.get("metrics"), dict):
             continue
-        leaves = {ALIASES.get(p, p): v for p, v in _leaves(rec) if not _volatile(p)}
+        leaves = {_alias(p): v for p, v in _leaves(rec) if not _volatile(p)}
         leaves["key"] = rec.get("key")
         name = record_name(rec)
         if name in out:
@@ -101,7 +108,7 @@ def compare(before: Path, after: Path, tol: float) -> int:
     problems += [f"record {n} only in {after.name}" for n in sorted(set(b) - set(a))]
     values = 0
     for name in sorted(set(a) & set(b)):
-        la = {ALIASES.get(p, p): v for p, v in a[name].items()}
+        la = {_alias(p): v for p, v in a[name].items()}
         lb = b[name]
         for p in sorted(set(la) - set(lb)):
             problems.append(f"{name}: {p} missing after")

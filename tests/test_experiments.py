@@ -18,7 +18,7 @@ def test_store_roundtrip_skip_and_key(tmp_path):
     assert store.has(c)
     rec = store.load(c)
     assert rec["metrics"]["acc"] == [0.5, 0.7] and rec["key"] == config_hash(c)
-    assert "torch" in rec and "git_commit" in rec and "device" in rec
+    assert {"torch", "git_commit", "device", "saved_at"} <= set(rec["provenance"])
     # a different hyper-parameter is a different run
     assert not store.has(cfg("jin", 0, lr=0.2))
     with pytest.raises(ValueError, match="needs 'seed'"):
@@ -71,3 +71,27 @@ def test_seed_and_device_errors():
         set_seed(-1)
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda")
+
+
+def test_every_record_has_one_schema_and_old_records_load_into_it(tmp_path):
+    """Records of earlier versions (provenance at the top, group_names / class_names, history) load in the one schema
+    with the same key; new records are written in it."""
+    import json
+
+    from fralkit.experiments import RECORD_FIELDS, ResultStore, normalize_record
+
+    store = ResultStore(tmp_path)
+    cfg = {"study": "s", "dataset": "d", "method": "m", "seed": 0}
+    new = store.save(cfg, {"acc": 0.5}, device="cpu", series={"history": {"loss": [1.0, 0.5]}}, groups=["a", "b"],
+                     classes=["x"])
+    assert set(RECORD_FIELDS) <= set(new) and new["groups"] == ["a", "b"] and new["series"]["history"]["loss"] == [1.0, 0.5]
+    assert "device" not in new and new["provenance"]["device"].startswith("cpu")
+    old = {"config": cfg, "key": store.key(cfg), "metrics": {"acc": 0.5}, "timings": {}, "device": "cpu (x)",
+           "git_commit": "abc", "saved_at": "2026-11-25T00:00:00Z", "group_names": ["a", "b"], "class_names": ["x"],
+           "history": {"loss": [1.0]}, "distances": {"d": [0.1]}}
+    store.path(cfg).write_text(json.dumps(old))
+    rec = store.load(cfg)
+    assert rec["key"] == old["key"] and rec["config"] == cfg and rec["groups"] == ["a", "b"] and rec["classes"] == ["x"]
+    assert rec["provenance"] == {"device": "cpu (x)", "git_commit": "abc", "saved_at": "2026-11-25T00:00:00Z"}
+    assert rec["series"] == {"history": {"loss": [1.0]}} and rec["distances"] == {"d": [0.1]}
+    assert store.records("s") == [rec] and normalize_record(rec) is rec

@@ -100,7 +100,7 @@ def test_run_labels_budget_per_round_and_shares_the_initial_model(splits, tiny_m
     assert len(list((tmp_path / "jin" / "_cache").rglob("*.pt"))) == 1
     assert not list((tmp_path / "jin" / "_state").rglob("*.pt")), "state files are removed once the record exists"
     # a done run is loaded, not repeated
-    assert run_fral(_config(strategy="rand"), store=store, splits=splits, device="cpu")["saved_at"] == rec2["saved_at"]
+    assert run_fral(_config(strategy="rand"), store=store, splits=splits, device="cpu")["provenance"]["saved_at"] == rec2["provenance"]["saved_at"]
 
 
 def test_weights_fingerprint_tells_models_apart():
@@ -213,4 +213,4 @@ def test_run_on_cuda(strategy, splits, tiny_model, tmp_path):
     rec = run_fral(_config(strategy=strategy), store=ResultStore(tmp_path), splits=splits, device="cuda")
     sel = rec["metrics"]["selected"]
     assert [len(s) for s in sel] == [6, 6] and len({i for s in sel for i in s}) == 12
-    assert "NVIDIA" in rec["device"] or "cuda" in rec["device"].lower()
+    assert "NVIDIA" in rec["provenance"]["device"] or "cuda" in rec["provenance"]["device"].lower()

@@ -18,7 +18,7 @@ def test_study_records_tables_and_claims(tmp_path, monkeypatch):
     for key in ("std_worst", "std_disp", "std_avg", "rob_worst", "rob_disp", "rob_avg", "worst_class_rob",
                 "avg_class_rob", "rob_acc_g1_c3", "rob_f1_g0_c0"):
         assert key in m
-    assert len(records[0]["history"]["val_rob_acc"]) == 1 and records[0]["classes"] == ["a", "b", "c", "d"]
+    assert len(records[0]["series"]["history"]["val_rob_acc"]) == 1 and records[0]["classes"] == ["a", "b", "c", "d"]
     assert "hard_frac" in records[3]["config"] and "hard_frac" not in records[2]["config"]
 
     import fralkit.studies.adversarial as mod

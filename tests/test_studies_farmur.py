@@ -108,7 +108,7 @@ def _record(row, method, seed, acc, rob, v, d=None):
     return {"config": {"study": "farmur", "row": row, "dataset": "synbols-x", "backbone": farmur.ROWS[row].backbone,
                        "method": method, "seed": seed},
             "metrics": {"accuracy": acc, "rob_f": rob, "v_f": v, "rob_p": [rob, rob], "vulnerable": [0], "n_eval": 4},
-            "distances": {"d": d, "correct": [1, 1, 0, 1], "partition": [0, 1, 0, 1]}, "group_names": ["a", "b"]}
+            "distances": {"d": d, "correct": [1, 1, 0, 1], "partition": [0, 1, 0, 1]}, "groups": ["a", "b"]}
 
 
 def test_table1_and_ratios_from_records():

@@ -216,6 +216,6 @@ def curves_from_record(record: dict, tau: Iterable[float]) -> tuple[np.ndarray, 
     d = np.array([np.nan if v is None else v for v in dist["d"]], dtype=np.float64)
     correct = np.asarray(dist["correct"], dtype=bool)
     g = np.asarray(dist["partition"], dtype=np.int64)
-    k = len((record.get("groups") or record.get("group_names")) or []) or int(g.max()) + 1
+    k = len(record.get("groups") or []) or int(g.max()) + 1
     tau = np.asarray(list(tau), dtype=np.float64)
     return i_p(d, correct, tau, groups=g, num_groups=k), i_f(d, correct, tau, g, num_groups=k)

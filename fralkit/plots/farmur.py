@@ -102,7 +102,7 @@ def plot_rob_p(records: Sequence[dict], *, seed: int | None = None, methods: Seq
             if rec is None:
                 continue
             m = rec["metrics"]
-            names = rec.get("group_names") or [str(k) for k in range(len(m["rob_p"]))]
+            names = rec.get("groups") or [str(k) for k in range(len(m["rob_p"]))]
             xs = np.arange(len(m["rob_p"])) + (j - (len(methods) - 1) / 2) * width
             bars = ax.bar(xs, m["rob_p"], width=width, color=colors[j % len(colors)], label=METHOD_TITLES[method])
             for k in m["vulnerable"]:
@@ -143,7 +143,7 @@ def tau_explorer(records: Sequence[dict], *, seed: int | None = None):
             fig, axes = plt.subplots(1, len(recs), figsize=(3.4 * len(recs), 2.8), squeeze=False, sharey=True)
             for ax, (method, rec) in zip(axes[0], recs.items()):
                 curves, mean = curves_from_record(rec, [tau_sl.value])
-                names = rec.get("group_names") or [str(k) for k in range(len(curves))]
+                names = rec.get("groups") or [str(k) for k in range(len(curves))]
                 vul = set(rec["metrics"]["vulnerable"])
                 cols = [VULNERABLE_COLOR if k in vul else SUBPARTITION_COLOR for k in range(len(curves))]
                 ax.bar(range(len(curves)), curves[:, 0], color=cols)

@@ -157,8 +157,8 @@ def run_adv(cfg: AdvConfig, *, store: ResultStore | None = None, device: str | t
             fit_options: dict | None = None) -> dict:
     """Train one model with ``cfg.method`` and evaluate it; returns (and stores) its result record.
 
-    The record's ``metrics`` are ``group_report``'s flat scalars on the test split plus ``train_s``; its extra
-    fields hold the per-epoch ``history`` (training loss / accuracy, validation clean / robust accuracy on
+    The record's ``metrics`` are ``group_report``'s flat scalars on the test split plus ``train_s``; its
+    ``series["history"]`` holds the per-epoch history (training loss / accuracy, validation clean / robust accuracy on
     ``curve_n`` images), the ``classes`` and ``groups`` names. ``fit_options`` are speed settings passed to
     ``fit`` that do not change the computation (``cuda_graph``, ``compile``, ``fold_bn``): not part of the record key.
     """
@@ -192,7 +192,7 @@ def run_adv(cfg: AdvConfig, *, store: ResultStore | None = None, device: str | t
     metrics["train_s"] = result.seconds
     metrics["train_images_per_s"] = result.images_per_s
     return store.save(rc, metrics, timings={"fit_s": result.seconds, "eval_s": eval_s}, device=dev,
-                      history=result.history, classes=list(train.classes), groups=list(train.groups),
+                      series={"history": result.history}, classes=list(train.classes), groups=list(train.groups),
                       n_train=len(train), n_test=len(test))
 
 
@@ -274,7 +274,7 @@ def history_frame(records: Sequence[dict]):
     for rec in _ordered(records):
         c = rec["config"]
         for key, label in names.items():
-            for epoch, v in enumerate(rec.get("history", {}).get(key, []), start=1):
+            for epoch, v in enumerate(rec.get("series", {}).get("history", {}).get(key, []), start=1):
                 rows.append({"dataset": c["dataset"], "method": method_label(c["method"]), "seed": c["seed"],
                              "epoch": epoch, "curve": label, "value": v})
     return pd.DataFrame(rows)

@@ -743,7 +743,7 @@ def run(run_: BaldRun, *, store: ResultStore, device, cache: dict) -> list[dict]
     metrics = {key: [s[key] for s in steps] for key in steps[0] if key != "step"}
     timings = {f"{k}_total": float(sum(s[k] for s in steps)) for k in ("train_s", "score_s", "eval_s")}
     return [store.save(keys(run_)[0], metrics, timings=timings, device=dev, n_steps=len(steps),
-                       group_names=list(splits.train.groups), class_names=list(splits.train.classes))]
+                       groups=list(splits.train.groups), classes=list(splits.train.classes))]
 
 
 def parts(configs: Sequence[BaldRun]) -> list[list[BaldRun]]:

@@ -114,7 +114,7 @@ def calibration_table(records: list[dict]):
         row["robust gap"] = 100 * m["robust_gap"]
         row["learnable (>=85%)"] = "yes" if m["learnable"] else "no"
         row["disadvantaged in both (>=3 pts)"] = "yes" if m["disadvantaged_both"] else "no"
-        row["device"] = rec.get("device", "?")
+        row["device"] = rec.get("provenance", {}).get("device", "?")
         rows.append(row)
     return pd.DataFrame(rows).set_index("dataset").round(1)
 

@@ -524,7 +524,7 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
         timings["deepfool_s"] = metrics["deepfool_s"]
         metrics.update(extra_metrics or {})
         store.save(configs[method], metrics, timings=timings, device=dev, distances=dist,
-                   group_names=list(test.groups), class_names=list(test.classes), model_title=spec.model_title,
+                   groups=list(test.groups), classes=list(test.classes), model_title=spec.model_title,
                    dataset_title=spec.dataset_title)
         say(f"[farmur]   {method:8s} acc {100 * metrics['accuracy']:.1f} %  Rob(f) {metrics['rob_f']:.4f}  "
             f"V_f {metrics['v_f']:.3g}  vulnerable {[test.groups[v] for v in metrics['vulnerable']]}  "
@@ -712,7 +712,7 @@ def describe_farmur(records: list[dict]) -> str:
                          f"{'lowered, as claimed' if lowered else 'NOT lowered, unlike the claim'}), Rob(f) "
                          f"{at[1]:.3f} -> {fm[1]:.3f} ({100 * r['rob_lost']:.1f} % lost), accuracy "
                          f"{at[0]:.1f} -> {fm[0]:.1f} %.")
-        classes = len(next(rec for rec in records if _row_label(rec) == label).get("class_names") or []) or 2
+        classes = len(next(rec for rec in records if _row_label(rec) == label).get("classes") or []) or 2
         weak = [METHOD_TITLES[m] for m, v in ours.items() if v[0] < 150.0 / classes]
         if weak:
             parts.append(f"Caveat: accuracy of {', '.join(weak)} is below 1.5x chance ({100 / classes:.0f} %): "

@@ -65,8 +65,9 @@ def provenance(records: Sequence[dict]):
     table drawn from a store filled by several machines or calls says which runs it holds."""
     import pandas as pd
 
-    rows = [{"strategy": r["config"]["method"], "seed": int(r["config"]["seed"]), "device": r.get("device", "?"),
-             "git_commit": str(r.get("git_commit", "?"))[:12], "saved_at": r.get("saved_at", "?"),
+    rows = [{"strategy": r["config"]["method"], "seed": int(r["config"]["seed"]), "device": r.get("provenance", {}).get("device", "?"),
+             "git_commit": str(r.get("provenance", {}).get("git_commit", "?"))[:12],
+             "saved_at": r.get("provenance", {}).get("saved_at", "?"),
              "initial model": r.get("init_fingerprint") or "?"} for r in records]
     order = {s: i for i, s in enumerate(_order(row["strategy"] for row in rows))}
     rows.sort(key=lambda row: (order[row["strategy"]], row["seed"]))

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import DataSplits, GroupDataset, fral_split, load_dataset
+from ..data import DataSplits, GroupDataset, dataset_facts, fral_split, load_dataset
 from ..experiments import ResultStore
 from ..metrics import group_report
 from ..models import make_model
@@ -39,7 +39,6 @@ __all__ = ["FRALConfig", "run_fral", "initial_model", "evaluate_groups", "load_f
            "weights_fingerprint", "STUDY", "FRALInterrupted"]
 
 STUDY = "jin"
-_F1_DATASETS = ("synbols-ham", "ham10000")
 
 # Options of one strategy only: they enter that strategy's record key, not the others'.
 _STRATEGY_OPTIONS = {
@@ -85,8 +84,10 @@ class FRALConfig(StrategyOptions):
             every training run (0: none). TRADES from scratch at lr 0.1 on a few hundred images can diverge
             without them.
         eps, alpha, steps, beta: threat model PGD-5, L-inf 4/255, step 2/255; TRADES beta.
-        metric: ``"acc"`` or ``"f1"`` (macro-F1 per group, HAM10000 in the paper); ``"auto"`` picks F1 for HAM.
-        oversample: random oversampling of rare classes when training (HAM10000 in the paper); None = auto.
+        metric: ``"acc"`` or ``"f1"`` (macro-F1 per group, HAM10000 in the paper); ``"auto"``: the data set's
+            registry entry (``fralkit.data.DATASETS``; F1 for the HAM-like sets).
+        oversample: random oversampling of rare classes when training (HAM10000 in the paper); None = the data
+            set's registry entry.
         std_epochs, std_finetune_epochs, std_lr: JIN's standard model M_S: trained from scratch on D_L in
             round 1, then warm-started from the previous round and trained ``std_finetune_epochs`` epochs.
         jin_attack_loss, minmax_p, opt_c, fairal_*, bald_*: strategy options (``StrategyOptions``).
@@ -147,11 +148,11 @@ class FRALConfig(StrategyOptions):
     def metric_name(self) -> str:
         if self.metric != "auto":
             return self.metric
-        return "f1" if self.dataset in _F1_DATASETS else "acc"
+        return dataset_facts(self.dataset, strict=False).metric
 
     @property
     def use_oversampling(self) -> bool:
-        return self.dataset in _F1_DATASETS if self.oversample is None else bool(self.oversample)
+        return dataset_facts(self.dataset, strict=False).oversample if self.oversample is None else bool(self.oversample)
 
     def data_key(self) -> dict:
         return {"dataset": self.dataset, "n": self.n, "n_val": self.n_val, "n_test": self.n_test, "size": self.size,
@@ -186,7 +187,7 @@ def load_fral_data(config: FRALConfig) -> DataSplits:
     root = config.data_root
     if root is not None and (Path(root).expanduser() / config.dataset).is_dir():
         root = str(Path(root).expanduser() / config.dataset)  # a parent folder holding utkface/, cinic10/, ham10000/
-    if config.dataset.startswith("synbols"):
+    if dataset_facts(config.dataset).synthetic:
         opts.update({k: int(getattr(config, k)) for k in ("n", "n_val", "n_test") if getattr(config, k) is not None})
     if config.size is not None:
         opts["size"] = int(config.size)

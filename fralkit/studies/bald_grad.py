@@ -45,7 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import DataSplits, GroupDataset, load_dataset
+from ..data import DataSplits, GroupDataset, dataset_facts, load_dataset
 from ..data.synbols import GroupStyle, SynbolsConfig, make_synbols
 from ..experiments import ResultStore, format_mean_std, summarize
 from ..metrics.fairness import fairness_report
@@ -682,7 +682,7 @@ def final_frame(records: Sequence[dict]):
 
 
 def _column(dataset: str, metric: str) -> str:
-    return f"{_DATASET_SHORT.get(dataset, dataset)}: {_METRIC_NAMES.get(metric, metric)}"
+    return f"{dataset_facts(dataset, strict=False).title.lower()}: {_METRIC_NAMES.get(metric, metric)}"
 
 
 def table1(records: Sequence[dict], *, metrics: Sequence[str] = ("parity", "accuracy"), digits: int = 2):
@@ -707,7 +707,6 @@ def table1(records: Sequence[dict], *, metrics: Sequence[str] = ("parity", "accu
     return out
 
 
-_DATASET_SHORT = {"synbols-sensitive": "sensitive attribute", "synbols-minority": "minority group"}
 _METRIC_NAMES = {"parity": "predictive parity δ_A (%)", "accuracy": "accuracy (%)", "nll": "NLL",
                  "eq_odds": "equalized odds (%)", "eq_opp": "equal opportunity (%)", "bald_gap": "BALD gap"}
 

@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..data import DATASETS
 from ..experiments import ResultStore, format_mean_std, save_table, summarize
 from ..utils import progress, resolve_device
 from ..active.loop import FRALConfig, load_fral_data, run_fral
@@ -23,7 +24,8 @@ __all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "seed_list", "stu
            "rounds_frame", "class_share_frame", "table_main", "table_classes", "table_cost", "table_ablation", "table_g_ent", "render_tables",
            "describe_claims", "strategy_label"]
 
-JIN_DATASETS = ("synbols-utk", "synbols-cinic", "synbols-ham")
+# The built-in stand-ins for JIN's three data sets, read from the registry.
+JIN_DATASETS = tuple(name for name, info in DATASETS.items() if info.synthetic and "JIN" in info.papers)
 # Rows of JIN Tables 1, 2 and 7 (BALD added: it links notebook 05).
 TABLE1_STRATEGIES = ("rand", "ent", "cset", "badge", "bald", "g-rand", "minmax", "opt", "fairal", "jin")
 GROUP_RANDOM = ("g-rand", "minmax", "opt")

@@ -18,7 +18,7 @@ from ..data import DATASETS
 from ..experiments import ResultStore, format_mean_std, save_table, summarize
 from ..utils import progress, resolve_device
 from ..active.loop import FRALConfig, load_fral_data, run_fral
-from ..active.strategies import STRATEGIES, STRATEGY_LABELS
+from ..active.strategies import BALD_GRAD_ONLY, STRATEGIES, STRATEGY_LABELS
 
 __all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "seed_list", "study_configs", "run_study", "collect", "missing", "provenance", "mixed_initial_models", "by_dataset", "final_frame",
            "rounds_frame", "class_share_frame", "table_main", "table_classes", "table_cost", "table_ablation", "table_g_ent", "render_tables",
@@ -60,7 +60,7 @@ def study_configs(datasets: str | Sequence[str], strategies: str | Sequence[str]
     """The grid of run configs: every dataset x seed x strategy, with shared ``settings`` (``FRALConfig`` fields)."""
     return [FRALConfig(dataset=d, strategy=s, seed=seed, **settings)
             for d in split_names(datasets, what="dataset") for seed in seed_list(seeds)
-            for s in split_names(strategies, valid=STRATEGIES, what="strategy")]
+            for s in split_names(strategies, valid=[name for name in STRATEGIES if name not in BALD_GRAD_ONLY], what="strategy")]
 
 
 def run_study(configs: Sequence[FRALConfig], *, store: ResultStore | None = None, device: str = "auto",

@@ -140,6 +140,19 @@ def test_trunk_dropout_falls_back_to_full_passes():
 
 
 # ----------------------------------------------------------------------------------------------- selection
+def test_paper_004_bald_uses_the_models_own_dropout_on_a_seeded_subset(tiny_groups):
+    """``bald`` with ``bald_dropout=None``: paper 004's BALD (full MC-dropout passes, masks from ``mc_seed``) on a
+    random subset of the pool drawn with the query generator, as the BALD + GRAD loop scored it."""
+    torch.manual_seed(0)
+    model = HeadDropout()
+    pool = torch.arange(8, 48)
+    ctx = SelectionContext(model=model, train=tiny_groups, pool=pool, labelled=torch.arange(8), bald_dropout=None,
+                           bald_samples=5, bald_subset=20, query_seed=7, mc_seed=3, batch_size=16)
+    cand = pool[torch.randperm(40, generator=torch.Generator().manual_seed(7))[:20]].sort().values
+    want = cand[select_top(bald_scores(mc_probs(model, tiny_groups, T=5, idx=cand, batch_size=16, seed=3)), 6)]
+    assert select("bald", ctx, 6).tolist() == want.tolist()
+
+
 def test_balanced_uniform_queries_are_balanced_across_groups():
     pool = torch.arange(100, 400)
     groups = (torch.arange(300) % 10 == 0).long()           # group 1 is 10 % of the pool

@@ -54,7 +54,7 @@ from ..metrics.fairness import fairness_report
 from ..utils import cache_dir, config_hash, progress, resolve_device, set_seed
 from ..active.bald import bald_scores, mc_probs
 from ..active.loop import initial_state, run_active_loop
-from ..active.strategies import STRATEGY_LABELS, SelectionContext, select
+from ..active.strategies import SelectionContext, select
 
 __all__ = [
     "STUDY",
@@ -215,7 +215,7 @@ def method_label(name: str) -> str:
     spec = parse_method(name)
     if spec.repair:
         return "REPAIR (full labels)"
-    base = STRATEGY_LABELS[spec.heuristic]
+    base = {"uniform": "Uniform", "balanced": "Balanced uniform (oracle)", "bald": "BALD"}[spec.heuristic]
     return f"{base} + GRAD λ={spec.lambd:g}" if spec.grad else base
 
 

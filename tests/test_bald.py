@@ -1,4 +1,5 @@
-"""BALD by MC dropout, the balanced oracle, REPAIR and the BALD + GRAD active loop (paper 004), on tiny CPU inputs."""
+"""BALD by MC dropout, paper 004's heuristics in the strategy registry, REPAIR and the BALD + GRAD active loop
+(paper 004), on tiny CPU inputs."""
 import math
 
 import pytest
@@ -6,8 +7,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from fralkit.active.bald import (BALD, Entropy, bald_scores, expected_entropy, get_heuristic, mc_probs,
-                                 predictive_entropy, select_bald, select_top)
+from fralkit.active.bald import bald_scores, expected_entropy, mc_probs, predictive_entropy, select_top
+from fralkit.active.strategies import STRATEGIES, SelectionContext, entropy, interleave_groups, select, select_bald
+from fralkit.data import GroupDataset
 from fralkit.studies import bald_grad as bs
 
 
@@ -47,15 +49,15 @@ def test_bald_is_zero_when_all_samples_agree_and_bounded_by_log_c():
     assert (scores >= 0).all() and (scores <= math.log(5) + 1e-6).all()
 
 
-def test_heuristics_registry_and_selection():
+def test_scores_and_the_strategy_registry():
     probs = torch.tensor([[[0.5, 0.5], [0.5, 0.5]], [[1.0, 0.0], [0.0, 1.0]], [[0.9, 0.7], [0.1, 0.3]]])
-    assert BALD().select(probs, 2).tolist() == [1, 2]
-    assert select_bald(probs, 5).tolist() == [1, 2, 0]          # k is capped at N
-    assert Entropy()(probs).argmax() in (0, 1)                     # equal mean predictions (0.5, 0.5)
-    assert Entropy()(probs[:, :, 0]).shape == (3,)                  # also takes deterministic [N, C]
-    assert isinstance(get_heuristic("BALD"), BALD)
-    with pytest.raises(ValueError, match=r"unknown heuristic 'batchbald'; valid: \['bald', 'entropy'\]"):
-        get_heuristic("batchbald")
+    assert select_top(bald_scores(probs), 2).tolist() == [1, 2]
+    assert select_top(bald_scores(probs), 5).tolist() == [1, 2, 0]   # k is capped at N
+    assert predictive_entropy(probs).argmax() in (0, 1)             # equal mean predictions (0.5, 0.5)
+    assert entropy(probs[:, :, 0]).shape == (3,)                     # deterministic [N, C]
+    assert STRATEGIES["bald"] is select_bald and {"uniform", "balanced", "bald"} <= set(STRATEGIES)
+    with pytest.raises(ValueError, match=r"unknown strategy 'batchbald'; valid: \[.*'bald'.*\]"):
+        select("batchbald", None, 2)
     assert select_top(torch.tensor([0.1, 0.3, 0.3, 0.0]), 2).tolist() == [1, 2]  # ties: lower index first
 
 
@@ -138,19 +140,32 @@ def test_trunk_dropout_falls_back_to_full_passes():
 
 
 # ----------------------------------------------------------------------------------------------- selection
+def test_paper_004_bald_uses_the_models_own_dropout_on_a_seeded_subset(tiny_groups):
+    """``bald`` with ``bald_dropout=None``: paper 004's BALD (full MC-dropout passes, masks from ``mc_seed``) on a
+    random subset of the pool drawn with the query generator, as the BALD + GRAD loop scored it."""
+    torch.manual_seed(0)
+    model = HeadDropout()
+    pool = torch.arange(8, 48)
+    ctx = SelectionContext(model=model, train=tiny_groups, pool=pool, labelled=torch.arange(8), bald_dropout=None,
+                           bald_samples=5, bald_subset=20, query_seed=7, mc_seed=3, batch_size=16)
+    cand = pool[torch.randperm(40, generator=torch.Generator().manual_seed(7))[:20]].sort().values
+    want = cand[select_top(bald_scores(mc_probs(model, tiny_groups, T=5, idx=cand, batch_size=16, seed=3)), 6)]
+    assert select("bald", ctx, 6).tolist() == want.tolist()
+
+
 def test_balanced_uniform_queries_are_balanced_across_groups():
     pool = torch.arange(100, 400)
     groups = (torch.arange(300) % 10 == 0).long()           # group 1 is 10 % of the pool
-    picked = bs.select_balanced(pool, groups, 50, generator=torch.Generator().manual_seed(0))
+    picked = interleave_groups(pool, groups, 50, generator=torch.Generator().manual_seed(0))
     g_of = dict(zip(pool.tolist(), groups.tolist()))
     counts = torch.bincount(torch.tensor([g_of[int(i)] for i in picked]), minlength=2)
     assert counts.tolist() == [25, 25] and len(set(picked.tolist())) == 50
     # a group that runs out leaves its turns to the others
-    picked = bs.select_balanced(pool, groups, 80, generator=torch.Generator().manual_seed(0))
+    picked = interleave_groups(pool, groups, 80, generator=torch.Generator().manual_seed(0))
     counts = torch.bincount(torch.tensor([g_of[int(i)] for i in picked]), minlength=2)
     assert counts.tolist() == [50, 30]
     # same seed, same queries
-    again = bs.select_balanced(pool, groups, 80, generator=torch.Generator().manual_seed(0))
+    again = interleave_groups(pool, groups, 80, generator=torch.Generator().manual_seed(0))
     assert torch.equal(picked, again)
 
 
@@ -158,14 +173,18 @@ def test_balanced_ranking_by_scores_interleaves_the_best_of_each_group():
     pool = torch.tensor([10, 11, 12, 13, 14, 15])
     groups = torch.tensor([0, 0, 0, 0, 1, 1])
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.1, 0.2])
-    assert bs.select_balanced(pool, groups, 4, scores=scores).tolist() == [10, 15, 11, 14]
+    assert interleave_groups(pool, groups, 4, scores=scores).tolist() == [10, 15, 11, 14]
 
 
 def test_uniform_and_initial_pool_are_seeded_partitions():
     lab, pool = bs.initial_labelled(100, 20, seed=3)
     assert len(lab) == 20 and len(pool) == 80 and not set(lab.tolist()) & set(pool.tolist())
     assert torch.equal(lab, bs.initial_labelled(100, 20, seed=3)[0])
-    pick = bs.select_uniform(pool, 10, generator=torch.Generator().manual_seed(0))
+    n = 100
+    train = GroupDataset(torch.zeros(n, 3, 2, 2, dtype=torch.uint8), torch.arange(n) % 2, torch.zeros(n, dtype=torch.int64),
+                         ["a", "b"], ["all"])
+    ctx = SelectionContext(model=HeadDropout(2), train=train, pool=pool, labelled=lab, query_seed=0)
+    pick = select("uniform", ctx, 10)
     assert len(set(pick.tolist())) == 10 and set(pick.tolist()) <= set(pool.tolist())
     with pytest.raises(ValueError, match="0 < init_labels < n_train"):
         bs.initial_labelled(10, 10, seed=0)

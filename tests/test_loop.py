@@ -1,4 +1,5 @@
-"""The FRAL loop (JIN Algorithm 1): budgets, the shared initial model, result records, and exact resumption."""
+"""The active loop (fine-tune and reset policies, budgets checked up front) and the FRAL run on it (JIN Algorithm 1):
+the shared initial model, result records, exact resumption, and a new strategy in one function."""
 import json
 
 import pytest
@@ -6,8 +7,10 @@ import torch
 import torch.nn as nn
 
 import fralkit.active.loop as loop
-from fralkit.active.loop import FRALConfig, FRALInterrupted, evaluate_groups, fral_budget, run_fral
-from fralkit.data import DataSplits, GroupDataset
+from fralkit.active.loop import (POLICIES, FRALConfig, FRALInterrupted, check_budgets, evaluate_groups, fral_budget,
+                                 initial_state, run_active_loop, run_fral)
+from fralkit.active.strategies import STRATEGIES
+from fralkit.data import DataSplits, GroupDataset, fral_split
 from fralkit.experiments import ResultStore
 
 
@@ -152,6 +155,98 @@ def test_resume_after_a_kill_gives_identical_indices_and_metrics(strategy, split
     assert len(saved) == 1 and torch.load(saved[0], weights_only=True)["round"] == 1
     resumed = run_fral(cfg, store=store_b, splits=splits, device="cpu")
     assert resumed["metrics"]["selected"] == full["metrics"]["selected"]
+    assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(full["metrics"], sort_keys=True)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_the_policy_decides_what_each_round_trains_from(policy):
+    """'reset' loads the starting weights before every training (paper 004); 'finetune' keeps training (FRAL)."""
+    model = TinyConv()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+
+    def train(k, state):
+        seen.append(float(model.head.bias[0].detach()))
+        with torch.no_grad():
+            model.head.bias += 1.0
+
+    budgets = [5, 5, 3]
+    records = run_active_loop(model, initial_state(torch.arange(10), torch.arange(10, 48)), policy=policy, start=start,
+                              budgets=budgets, select=lambda k, state: state["pool"][:budgets[k - 1]], train=train,
+                              evaluate=lambda k, state: {"n": len(state["labelled"])})
+    b0 = float(start["head.bias"][0])
+    assert seen == pytest.approx([b0] * 4 if policy == "reset" else [b0 + k for k in range(4)], abs=1e-6)
+    assert [r["round"] for r in records] == [0, 1, 2, 3] and [r["labelled_n"] for r in records] == [10, 15, 20, 23]
+    assert [r["n"] for r in records] == [10, 15, 20, 23]
+    assert [r["selected"].tolist() for r in records[1:]] == [list(range(10, 15)), list(range(15, 20)), [20, 21, 22]]
+    assert all(r["train_s"] >= 0 and r["eval_s"] >= 0 for r in records) and "select_s" in records[1]
+    with pytest.raises(ValueError, match=r"unknown policy 'warm'; valid: \['finetune', 'reset'\]"):
+        run_active_loop(model, initial_state(torch.arange(2), torch.arange(2, 4)), policy="warm", budgets=[1],
+                        select=None, train=None, evaluate=None)
+
+
+def test_budgets_are_checked_against_every_rounds_pool_before_any_work():
+    check_budgets([6, 6, 6], 18)
+    with pytest.raises(ValueError, match=r"budget B=6 of round 3 is larger than that round's pool: 2 unlabelled "
+                                         r"samples \(14 before round 1\)"):
+        check_budgets([6, 6, 6], 14)
+    with pytest.raises(ValueError, match="budget of round 2 must be a positive integer"):
+        check_budgets([6, 0], 14)
+
+    def never(*a):
+        raise AssertionError("the loop worked before checking its budgets")
+
+    with pytest.raises(ValueError, match="round 2 is larger than that round's pool: 3 unlabelled"):
+        run_active_loop(TinyConv(), initial_state(torch.arange(5), torch.arange(5, 10)), policy="reset",
+                        start=TinyConv().state_dict(), budgets=[2, 4], select=never, train=never, evaluate=never)
+
+
+def test_a_budget_larger_than_a_rounds_pool_fails_before_the_initial_model(splits, tiny_model, tmp_path, monkeypatch):
+    """Issue 18: 60 images, 15 initial labels, B = 18: round 3 would find 9 unlabelled samples."""
+    def never(*a, **kw):
+        raise AssertionError("trained before the budget check")
+
+    monkeypatch.setattr(loop, "_fit", never)
+    store = ResultStore(tmp_path)
+    with pytest.raises(ValueError, match=r"budget B=18 of round 3 is larger than that round's pool: 9 unlabelled "
+                                         r"samples \(45 before round 1\)"):
+        run_fral(_config(strategy="rand", rounds=3, budget_frac=0.3), store=store, splits=splits, device="cpu")
+    assert not list(tmp_path.rglob("*.pt")) and not store.records("jin")
+
+
+def test_a_new_strategy_is_one_function_and_one_registry_line(splits, tiny_model, tmp_path, monkeypatch):
+    def select_lowest(ctx, budget):
+        """Toy strategy: the lowest pool indices."""
+        return ctx.pool.sort().values[:budget]
+
+    monkeypatch.setitem(STRATEGIES, "lowest", select_lowest)
+    rec = run_fral(_config(strategy="lowest"), store=ResultStore(tmp_path), splits=splits, device="cpu")
+    _, pool = fral_split(splits.train, init_frac=0.25, seed=0)
+    assert rec["metrics"]["selected"] == [pool[:6].tolist(), pool[6:12].tolist()]
+    assert rec["config"]["method"] == "lowest" and len(rec["metrics"]["std_worst"]) == 3
+
+
+def test_a_state_file_of_the_earlier_layout_resumes(splits, tiny_model, tmp_path):
+    """State files written before the per-round records (lists of tests, vals, selected, timings) still resume."""
+    cfg = _config(strategy="rand", rounds=2)
+    full = run_fral(cfg, store=ResultStore(tmp_path / "a"), splits=splits, device="cpu")
+
+    def kill(k, state):
+        raise FRALInterrupted("simulated kill")
+
+    store_b = ResultStore(tmp_path / "b")
+    with pytest.raises(FRALInterrupted):
+        run_fral(cfg, store=store_b, splits=splits, device="cpu", callback=kill)
+    path = next((tmp_path / "b" / "jin" / "_state").rglob("*.pt"))
+    state = torch.load(path, weights_only=True)
+    recs = state.pop("records")
+    state.update(selected=[r["selected"] for r in recs[1:]], tests=[r["test"] for r in recs],
+                 vals=[r["val"] for r in recs],
+                 timings={"select_s": [r["select_s"] for r in recs[1:]], "finetune_s": [r["train_s"] for r in recs[1:]],
+                          "eval_s": [r["eval_s"] for r in recs[1:]], "std_model_s": [r["std_model_s"] for r in recs[1:]],
+                          "extra": [r["extra"] for r in recs[1:]]})
+    torch.save(state, path)
+    resumed = run_fral(cfg, store=store_b, splits=splits, device="cpu")
     assert json.dumps(resumed["metrics"], sort_keys=True) == json.dumps(full["metrics"], sort_keys=True)
 
 

@@ -11,14 +11,13 @@ the same ``seed`` they give the same probabilities up to float rounding. ``bench
 measures the speed-up in one run: at T = 20, 14x for ``vgg_mc`` (32 px) and 20x for ``small_cnn`` on a shared
 2-core CPU, with identical scores.
 
-Heuristics are named by their paper acronym and override one method, ``compute_score(probs)``; ``HEURISTICS``
-is the registry. ``bald_scores(probs)`` and ``select_bald(probs, k)`` are plain functions for other strategy
-registries (``fralkit.active.strategies`` scores its ``bald`` strategy with ``bald_scores``).
+Scores see only probabilities (baal's ``compute_score(probs)``): ``bald_scores``, ``predictive_entropy`` and
+``expected_entropy`` are plain functions of ``[N, C, T]`` MC samples. The acquisition strategies that use them
+(``bald`` of both studies) live in ``fralkit.active.strategies.STRATEGIES``.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -33,12 +32,6 @@ __all__ = [
     "bald_scores",
     "mc_probs",
     "select_top",
-    "select_bald",
-    "AbstractHeuristic",
-    "BALD",
-    "Entropy",
-    "HEURISTICS",
-    "get_heuristic",
 ]
 
 
@@ -166,59 +159,3 @@ def select_top(scores: torch.Tensor, k: int) -> torch.Tensor:
         raise ValueError(f"scores must be [N], got shape {tuple(scores.shape)}")
     order = torch.sort(scores, descending=True, stable=True).indices
     return order[: min(int(k), len(order))]
-
-
-def select_bald(probs: torch.Tensor, k: int) -> torch.Tensor:
-    """The ``k`` rows of ``probs [N, C, T]`` (MC samples) with the highest BALD score, highest first."""
-    return select_top(bald_scores(probs), k)
-
-
-class AbstractHeuristic:
-    """An acquisition heuristic: ``compute_score(probs) -> [N]`` (higher = query first); ``select`` takes the top k."""
-
-    name = "abstract"
-
-    def compute_score(self, probs: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def __call__(self, probs: torch.Tensor) -> torch.Tensor:
-        return self.compute_score(probs)
-
-    def select(self, probs: torch.Tensor, k: int) -> torch.Tensor:
-        """Row indices of the ``k`` highest-scoring examples, highest first."""
-        return select_top(self.compute_score(probs), k)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
-
-
-class BALD(AbstractHeuristic):
-    """BALD mutual information on MC samples ``[N, C, T]`` (Houlsby et al. 2011; Eq. 1 of the BALD + GRAD paper)."""
-
-    name = "bald"
-
-    def compute_score(self, probs: torch.Tensor) -> torch.Tensor:
-        return bald_scores(probs)
-
-
-class Entropy(AbstractHeuristic):
-    """Predictive entropy ``H[mean_t p_t]`` (total uncertainty); takes ``[N, C, T]`` or deterministic ``[N, C]``."""
-
-    name = "entropy"
-
-    def compute_score(self, probs: torch.Tensor) -> torch.Tensor:
-        probs = torch.as_tensor(probs)
-        if probs.ndim == 2:
-            probs = probs[..., None]
-        return predictive_entropy(probs)
-
-
-HEURISTICS: dict[str, Callable[[], AbstractHeuristic]] = {"bald": BALD, "entropy": Entropy}
-
-
-def get_heuristic(name: str) -> AbstractHeuristic:
-    """An instance of the heuristic registered as ``name`` (case-insensitive)."""
-    key = str(getattr(name, "value", name)).lower()
-    if key not in HEURISTICS:
-        raise ValueError(f"unknown heuristic {name!r}; valid: {sorted(HEURISTICS)}")
-    return HEURISTICS[key]()

@@ -1,4 +1,13 @@
-"""The FRAL loop (Algorithm 1 of the JIN paper) as a resumable state machine.
+"""One resumable active loop for both studies, and the FRAL run on it (Algorithm 1 of the JIN paper).
+
+``run_active_loop`` is the loop: round 0 trains and evaluates on the initial labels (or comes from the caller),
+then every round k = 1..K selects ``budgets[k - 1]`` pool samples, adds them to the labelled set, trains and
+evaluates, and returns one plain record (dict) per round. Its ``policy`` says what the model starts each round's
+training from: ``"finetune"`` keeps the model of the previous round (FRAL: M_R is adversarially fine-tuned on the
+growing D_L), ``"reset"`` loads the same starting weights before every training (paper 004, §4). Every budget is
+checked against the pool that round will have before any work (``check_budgets``). The study supplies three
+functions (select, train, evaluate) and, to make the loop resumable, a hook that saves the state after each
+round. ``fralkit.studies.bald_grad.run_method`` runs paper 004's loop on it; ``run_fral`` runs FRAL's:
 
 1. Init: a robust model M_R by TRADES on D_L (``init_frac`` = 20 % of D, §4.1). It depends only on
    (dataset, backbone, seed, D_L, training settings), so it is trained once, cached in the result folder and
@@ -21,13 +30,14 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import DataSplits, GroupDataset, fral_split, load_dataset
+from ..data import DataSplits, GroupDataset, dataset_facts, fral_split, load_dataset
 from ..experiments import ResultStore
 from ..metrics import group_report
 from ..models import make_model
@@ -35,11 +45,10 @@ from ..train import fit
 from ..utils import atomic_torch_save, config_hash, resolve_device, set_seed
 from .strategies import STRATEGIES, SelectionContext, StrategyOptions, _sync, select
 
-__all__ = ["FRALConfig", "run_fral", "initial_model", "evaluate_groups", "load_fral_data", "fral_budget",
-           "weights_fingerprint", "STUDY", "FRALInterrupted"]
+__all__ = ["POLICIES", "run_active_loop", "initial_state", "check_budgets", "FRALConfig", "run_fral", "initial_model",
+           "evaluate_groups", "load_fral_data", "fral_budget", "weights_fingerprint", "STUDY", "FRALInterrupted"]
 
 STUDY = "jin"
-_F1_DATASETS = ("synbols-ham", "ham10000")
 
 # Options of one strategy only: they enter that strategy's record key, not the others'.
 _STRATEGY_OPTIONS = {
@@ -55,6 +64,112 @@ _STRATEGY_OPTIONS = {
 _ALL_STRATEGY_OPTIONS = sorted({o for opts in _STRATEGY_OPTIONS.values() for o in opts})
 # Settings that change nothing in the results.
 _NOT_IN_KEY = ("eval_batch_size", "amp_scores", "cudnn_benchmark")
+
+
+# ----------------------------------------------------------------------------------------------- the active loop
+POLICIES = ("finetune", "reset")
+
+
+def check_budgets(budgets: Sequence[int], pool_size: int, *, first_round: int = 1) -> None:
+    """Every round's budget B against the pool that round will have (the pool shrinks by each earlier budget).
+
+    Raises:
+        ValueError: a budget that is not a positive integer, or larger than its round's pool (the message names
+            the round and the pool size), so a run fails before it trains anything.
+    """
+    left = int(pool_size)
+    for k, b in enumerate(budgets, start=first_round):
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
+            raise ValueError(f"budget of round {k} must be a positive integer number of samples, got {b!r}")
+        if b > left:
+            raise ValueError(f"budget B={int(b)} of round {k} is larger than that round's pool: {left} unlabelled "
+                             f"samples ({int(pool_size)} before round {first_round})")
+        left -= int(b)
+
+
+def initial_state(labelled: torch.Tensor, pool: torch.Tensor, first_record: dict | None = None, **extra) -> dict:
+    """The state ``run_active_loop`` starts from: round 0 with D_L = ``labelled`` and D_U = ``pool``.
+
+    ``first_record`` is round 0's record when the caller made it (FRAL's shared initial model); without it the
+    loop trains and evaluates round 0 itself. ``extra`` entries travel with the state (what a study saves with it).
+    """
+    records = [] if first_record is None else [{"round": 0, "labelled_n": len(labelled), **first_record}]
+    return {"round": 0, "labelled": labelled, "pool": pool, "records": records, **extra}
+
+
+def run_active_loop(model: nn.Module, state: dict, *, policy: str, budgets: Sequence[int],
+                    select: Callable[[int, dict], torch.Tensor | tuple[torch.Tensor, dict]],
+                    train: Callable[[int, dict], dict | None], evaluate: Callable[[int, dict], dict],
+                    start: dict | None = None, on_round: Callable[[dict], None] | None = None) -> list[dict]:
+    """Run (or resume) an active loop: JIN Algorithm 1 with ``policy="finetune"``, paper 004 §4 with ``"reset"``.
+
+    Round 0 (when ``state`` lacks it): train on the initial labels, evaluate. Round k = 1..len(budgets):
+    ``select(k, state)`` picks ``budgets[k - 1]`` pool indices (with the model of round k - 1); they move from
+    ``state["pool"]`` to the end of ``state["labelled"]``; the model is reset to ``start`` (``"reset"``) or kept
+    (``"finetune"``); ``train(k, state)`` trains it on ``state["labelled"]``; ``evaluate(k, state)`` measures it.
+    Every budget is checked against its round's pool before anything runs (``check_budgets``).
+
+    Args:
+        model: the model the three functions train and query.
+        state: ``initial_state(...)``, or the state a previous run's ``on_round`` saved (resume after its round).
+        policy: ``"finetune"`` or ``"reset"``.
+        budgets: B of each round 1..K.
+        select: ``fn(k, state) -> picked`` or ``(picked, fields)``: int64 pool indices, and extra fields of the
+            round's record.
+        train: ``fn(k, state) -> fields | None``.
+        evaluate: ``fn(k, state) -> fields``.
+        start: the weights ``"reset"`` loads before every training (its round 0 included).
+        on_round: ``fn(state)`` after every round the loop ran (save the state there to make the run resumable).
+
+    Returns:
+        one plain record per round, round 0 first: ``round``, ``labelled_n`` (|D_L| it trained on), ``selected``
+        (rounds >= 1: the picked indices, CPU int64), ``select_s`` / ``train_s`` / ``eval_s`` seconds, and the
+        fields the three functions returned. They are ``state["records"]``.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; valid: {list(POLICIES)}")
+    if policy == "reset" and start is None:
+        raise ValueError("policy 'reset' needs start, the weights every round's training starts from")
+    done = int(state["round"])
+    check_budgets(list(budgets)[done:], len(state["pool"]), first_round=done + 1)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+
+    def train_and_evaluate(k: int) -> dict:
+        if policy == "reset":
+            model.load_state_dict(start)
+        _sync(device)
+        t0 = time.perf_counter()
+        record = dict(train(k, state) or {})
+        _sync(device)
+        record["train_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        record.update(evaluate(k, state))
+        _sync(device)
+        record["eval_s"] = time.perf_counter() - t0
+        return record
+
+    if not state["records"]:
+        state["records"].append({"round": 0, "labelled_n": len(state["labelled"]), **train_and_evaluate(0)})
+        if on_round is not None:
+            on_round(state)
+    for k in range(int(state["round"]) + 1, len(budgets) + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        out = select(k, state)
+        picked, fields_ = out if isinstance(out, tuple) else (out, {})
+        _sync(device)
+        select_s = time.perf_counter() - t0
+        picked = torch.as_tensor(picked, dtype=torch.int64).cpu()
+        state["labelled"] = torch.cat([state["labelled"], picked])
+        state["pool"] = state["pool"][~torch.isin(state["pool"], picked)]
+        record = {"round": k, "labelled_n": len(state["labelled"]), "selected": picked, "select_s": select_s,
+                  **fields_, **train_and_evaluate(k)}
+        state["records"].append(record)
+        state["round"] = k
+        if on_round is not None:
+            on_round(state)
+    return state["records"]
 
 
 class FRALInterrupted(RuntimeError):
@@ -85,8 +200,10 @@ class FRALConfig(StrategyOptions):
             every training run (0: none). TRADES from scratch at lr 0.1 on a few hundred images can diverge
             without them.
         eps, alpha, steps, beta: threat model PGD-5, L-inf 4/255, step 2/255; TRADES beta.
-        metric: ``"acc"`` or ``"f1"`` (macro-F1 per group, HAM10000 in the paper); ``"auto"`` picks F1 for HAM.
-        oversample: random oversampling of rare classes when training (HAM10000 in the paper); None = auto.
+        metric: ``"acc"`` or ``"f1"`` (macro-F1 per group, HAM10000 in the paper); ``"auto"``: the data set's
+            registry entry (``fralkit.data.DATASETS``; F1 for the HAM-like sets).
+        oversample: random oversampling of rare classes when training (HAM10000 in the paper); None = the data
+            set's registry entry.
         std_epochs, std_finetune_epochs, std_lr: JIN's standard model M_S: trained from scratch on D_L in
             round 1, then warm-started from the previous round and trained ``std_finetune_epochs`` epochs.
         jin_attack_loss, minmax_p, opt_c, fairal_*, bald_*: strategy options (``StrategyOptions``).
@@ -147,11 +264,11 @@ class FRALConfig(StrategyOptions):
     def metric_name(self) -> str:
         if self.metric != "auto":
             return self.metric
-        return "f1" if self.dataset in _F1_DATASETS else "acc"
+        return dataset_facts(self.dataset, strict=False).metric
 
     @property
     def use_oversampling(self) -> bool:
-        return self.dataset in _F1_DATASETS if self.oversample is None else bool(self.oversample)
+        return dataset_facts(self.dataset, strict=False).oversample if self.oversample is None else bool(self.oversample)
 
     def data_key(self) -> dict:
         return {"dataset": self.dataset, "n": self.n, "n_val": self.n_val, "n_test": self.n_test, "size": self.size,
@@ -186,7 +303,7 @@ def load_fral_data(config: FRALConfig) -> DataSplits:
     root = config.data_root
     if root is not None and (Path(root).expanduser() / config.dataset).is_dir():
         root = str(Path(root).expanduser() / config.dataset)  # a parent folder holding utkface/, cinic10/, ham10000/
-    if config.dataset.startswith("synbols"):
+    if dataset_facts(config.dataset).synthetic:
         opts.update({k: int(getattr(config, k)) for k in ("n", "n_val", "n_test") if getattr(config, k) is not None})
     if config.size is not None:
         opts["size"] = int(config.size)
@@ -377,7 +494,8 @@ def _context(config: FRALConfig, model: nn.Module, train: GroupDataset, val: Gro
 def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: str | torch.device = "auto",
              splits: DataSplits | None = None, callback: Callable[[int, dict], None] | None = None,
              verbose: bool = False, keep_state: bool = False) -> dict:
-    """Run (or resume, or load) one FRAL run: Algorithm 1 of the JIN paper with ``config.strategy``.
+    """Run (or resume, or load) one FRAL run: Algorithm 1 of the JIN paper with ``config.strategy``, on
+    ``run_active_loop`` with the ``"finetune"`` policy.
 
     Args:
         config: the run.
@@ -392,6 +510,9 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
         the result record: ``config``, ``metrics`` (per-round lists, round 0 = the initial model; ``selected``
         indices per round; labelled counts per class x group), ``timings`` (``init_at_s``, ``select_s`` total and
         per round, ``finetune_s``, ``eval_s``, ``std_model_s``, FairAL's look-ahead count) and provenance.
+
+    Raises:
+        ValueError: the budget B of some round exceeds the pool that round would have (before any training).
     """
     store = store if store is not None else ResultStore()
     rec_cfg = config.record_config()
@@ -399,32 +520,29 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
         return store.load(rec_cfg)
     dev = resolve_device(device)
     splits = splits if splits is not None else load_fral_data(config)
+    budget = fral_budget(len(splits.train), config.budget_frac)
+    budgets = [budget] * config.rounds
+    check_budgets(budgets, len(fral_split(splits.train, init_frac=config.init_frac, seed=config.seed)[1]))
     train, val, test = splits.train.to(dev), splits.val.to(dev), splits.test.to(dev)
     init = initial_model(config, splits, store=store, device=dev, verbose=verbose)
-    budget = fral_budget(len(train), config.budget_frac)
     path = _state_path(store, config)
 
     model = _make_model(config, train).to(dev)
     optimizer = _new_optimizer(model, config)
     if path.exists():
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _upgrade_state(torch.load(path, map_location="cpu", weights_only=True))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if verbose:
             print(f"[{config.strategy} s{config.seed}] resuming after round {state['round']}", flush=True)
     else:
         model.load_state_dict(init["model"])
-        state = {"round": 0, "init_fingerprint": init["fingerprint"],
-                 "labelled": init["labelled"], "pool": init["pool"], "model": None, "optimizer": None,
-                 "std_model": None, "selected": [], "tests": [init["test"]], "vals": [init["val"]],
-                 "timings": {"select_s": [], "finetune_s": [], "eval_s": [], "std_model_s": [], "extra": []}}
+        state = initial_state(init["labelled"], init["pool"], {"val": init["val"], "test": init["test"]},
+                              init_fingerprint=init["fingerprint"], model=None, optimizer=None, std_model=None)
 
-    for k in range(int(state["round"]) + 1, config.rounds + 1):
-        labelled, pool = state["labelled"], state["pool"]
-        std_holder: dict = {}
-
-        def std_trainer(ctx: SelectionContext, _k=k) -> nn.Module:
-            seed_s = _stage_seed(config.seed, _k, 3)
+    def select_round(k: int, state: dict):
+        def std_trainer(ctx: SelectionContext) -> nn.Module:
+            seed_s = _stage_seed(config.seed, k, 3)
             set_seed(seed_s)
             m_s = _make_model(config, train).to(dev)
             epochs = config.std_epochs
@@ -434,69 +552,85 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
             _fit(m_s, train, ctx.labelled, objective="standard", epochs=epochs,
                  lr=config.std_lr, config=config, seed=seed_s, device=dev)
             m_s.eval()
-            std_holder["state"] = _cpu_state(m_s)
+            state["std_model"] = _cpu_state(m_s)
             return m_s
 
         set_seed(_stage_seed(config.seed, k, 4))
-        ctx = _context(config, model, train, val, labelled, pool, k, state["vals"][-1], std_trainer)
-        picked = select(config.strategy, ctx, min(budget, len(pool)))
-        select_s = ctx.timings.pop("select_s")
+        ctx = _context(config, model, train, val, state["labelled"], state["pool"], k, state["records"][-1]["val"],
+                       std_trainer)
+        picked = select(config.strategy, ctx, budgets[k - 1])
+        ctx.timings.pop("select_s")
         std_s = ctx.timings.pop("std_model_s", 0.0)
-        labelled = torch.cat([labelled, picked])
-        pool = pool[~torch.isin(pool, picked)]
+        return picked, {"std_model_s": float(std_s),
+                        "extra": {k2: v for k2, v in ctx.timings.items() if isinstance(v, (int, float))}}
 
-        seed_ft = _stage_seed(config.seed, k, 5)
+    def finetune_round(k: int, state: dict) -> None:
         model.train()
-        ft_s = _fit(model, train, labelled, objective="trades",
-                    epochs=config.finetune_epochs, lr=config.finetune_lr, config=config, seed=seed_ft, device=dev,
-                    optimizer=optimizer)
-        _sync(dev)
-        t0 = time.perf_counter()
-        rep_val = _evaluate(model, val, config, _stage_seed(config.seed, k, 6))
-        rep_test = _evaluate(model, test, config, _stage_seed(config.seed, k, 7))
-        eval_s = time.perf_counter() - t0
+        _fit(model, train, state["labelled"], objective="trades", epochs=config.finetune_epochs, lr=config.finetune_lr,
+             config=config, seed=_stage_seed(config.seed, k, 5), device=dev, optimizer=optimizer)
 
-        state.update(round=k, labelled=labelled, pool=pool, model=_cpu_state(model), optimizer=optimizer.state_dict(),
-                     std_model=std_holder.get("state", state["std_model"]))
-        state["selected"].append(picked)
-        state["tests"].append(rep_test)
-        state["vals"].append(rep_val)
-        for name, val_ in (("select_s", select_s), ("finetune_s", ft_s), ("eval_s", eval_s), ("std_model_s", std_s)):
-            state["timings"][name].append(float(val_))
-        state["timings"]["extra"].append({k2: v for k2, v in ctx.timings.items() if isinstance(v, (int, float))})
+    def evaluate_round(k: int, state: dict) -> dict:
+        return {"val": _evaluate(model, val, config, _stage_seed(config.seed, k, 6)),
+                "test": _evaluate(model, test, config, _stage_seed(config.seed, k, 7))}
+
+    def save_round(state: dict) -> None:
+        k, rec = state["round"], state["records"][-1]
+        state.update(model=_cpu_state(model), optimizer=optimizer.state_dict())
         atomic_torch_save(state, path)
         if verbose:
-            print(f"[{config.strategy} s{config.seed}] round {k}/{config.rounds}: z*={train.groups[ctx.worst_group]} "
-                  f"|D_L|={len(labelled)} test std worst {rep_test['std_worst']:.3f} rob worst {rep_test['rob_worst']:.3f} "
-                  f"(select {select_s:.2f} s, fine-tune {ft_s:.2f} s)", flush=True)
+            print(f"[{config.strategy} s{config.seed}] round {k}/{config.rounds}: "
+                  f"z*={train.groups[state['records'][-2]['val']['worst_group']]} |D_L|={rec['labelled_n']} "
+                  f"test std worst {rec['test']['std_worst']:.3f} rob worst {rec['test']['rob_worst']:.3f} "
+                  f"(select {rec['select_s']:.2f} s, fine-tune {rec['train_s']:.2f} s)", flush=True)
         if callback is not None:
             callback(k, state)
 
+    run_active_loop(model, state, policy="finetune", budgets=budgets, select=select_round, train=finetune_round,
+                    evaluate=evaluate_round, on_round=save_round)
     return _finish(config, store, state, init, train, dev, path, keep_state)
 
 
+def _upgrade_state(state: dict) -> dict:
+    """A state file written before the per-round records (lists of tests, vals, selected and timings) as records."""
+    if "records" in state:
+        return state
+    t = state.pop("timings")
+    tests, vals, selected = state.pop("tests"), state.pop("vals"), state.pop("selected")
+    n0 = len(state["labelled"]) - sum(len(p) for p in selected)
+    state["records"] = [{"round": 0, "labelled_n": n0, "val": vals[0], "test": tests[0]}]
+    for r, picked in enumerate(selected, start=1):
+        state["records"].append({"round": r, "labelled_n": n0 + sum(len(p) for p in selected[:r]), "selected": picked,
+                                 "select_s": t["select_s"][r - 1], "std_model_s": t["std_model_s"][r - 1],
+                                 "extra": t["extra"][r - 1], "val": vals[r], "test": tests[r],
+                                 "train_s": t["finetune_s"][r - 1], "eval_s": t["eval_s"][r - 1]})
+    return state
+
+
 def _finish(config, store, state, init, train, dev, path, keep_state) -> dict:
-    metrics = _round_metrics(state["tests"], state["vals"])
-    metrics["selected"] = [p.tolist() for p in state["selected"]]
-    metrics["worst_group_est"] = [v["worst_group"] for v in state["vals"][:-1]]
-    metrics["labelled_n"] = [len(init["labelled"]) + sum(len(p) for p in state["selected"][:r])
-                             for r in range(len(state["selected"]) + 1)]
+    records = state["records"]
+    rounds = records[1:]
+    vals = [r["val"] for r in records]
+    selected = [r["selected"] for r in rounds]
+    metrics = _round_metrics([r["test"] for r in records], vals)
+    metrics["selected"] = [p.tolist() for p in selected]
+    metrics["worst_group_est"] = [v["worst_group"] for v in vals[:-1]]
+    metrics["labelled_n"] = [len(init["labelled"]) + sum(len(p) for p in selected[:r]) for r in range(len(selected) + 1)]
     metrics["labelled_counts"] = []
     lab = init["labelled"]
     y, g = train.y.cpu(), train.g.cpu()
-    for r in range(len(state["selected"]) + 1):
+    for r in range(len(selected) + 1):
         if r:
-            lab = torch.cat([lab, state["selected"][r - 1]])
+            lab = torch.cat([lab, selected[r - 1]])
         flat = y[lab] * train.num_groups + g[lab]
         metrics["labelled_counts"].append(
             torch.bincount(flat, minlength=train.num_classes * train.num_groups).view(train.num_classes, train.num_groups).tolist())
-    t = state["timings"]
-    extra_keys = sorted({k for e in t["extra"] for k in e})
-    timings = {"init_at_s": float(init["seconds"]), "select_s": float(sum(t["select_s"])),
-               "finetune_s": float(sum(t["finetune_s"])), "eval_s": float(sum(t["eval_s"])),
-               "std_model_s": float(sum(t["std_model_s"])), "select_s_rounds": list(t["select_s"]),
-               "finetune_s_rounds": list(t["finetune_s"]),
-               **{f"{k}_rounds": [e.get(k) for e in t["extra"]] for k in extra_keys}}
+    per_round = {name: [float(r[key]) for r in rounds] for name, key in
+                 (("select_s", "select_s"), ("finetune_s", "train_s"), ("eval_s", "eval_s"), ("std_model_s", "std_model_s"))}
+    extras = [r["extra"] for r in rounds]
+    extra_keys = sorted({k for e in extras for k in e})
+    timings = {"init_at_s": float(init["seconds"]), **{name: float(sum(v)) for name, v in per_round.items()},
+               "select_s_rounds": per_round["select_s"], "finetune_s_rounds": per_round["finetune_s"],
+               **{f"{k}_rounds": [e.get(k) for e in extras] for k in extra_keys}}
     record = store.save(config.record_config(), metrics, timings=timings, device=dev,
                         groups=list(train.groups), classes=list(train.classes), budget=fral_budget(len(train), config.budget_frac),
                         init_fingerprint=state.get("init_fingerprint") or init["fingerprint"])

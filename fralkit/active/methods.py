@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 __all__ = ["HEURISTIC_NAMES", "TABLE1_METHODS", "MethodSpec", "parse_method", "method_label"]
 
+# The query heuristics of Table 1: keys of fralkit.active.STRATEGIES.
 HEURISTIC_NAMES = ("uniform", "balanced", "bald")
 
 # Every row of the paper's Table 1, in its order: "<heuristic>[+grad<lambda>]" or "repair".

@@ -1,8 +1,11 @@
-"""Acquisition strategies of the FRAL loop: JIN (Eq. 2-4 of the JIN paper), its ablations, and the baselines.
+"""Acquisition strategies of both active-learning studies: JIN (Eq. 2-4 of the JIN paper), its ablations and
+baselines (the FRAL loop, notebook 03), and the heuristics of the BALD + GRAD paper (004, notebook 05).
 
 Every strategy is a plain function ``fn(ctx, budget) -> LongTensor`` of ``budget`` distinct indices into
 ``ctx.train`` taken from the pool ``ctx.pool`` (D_U), listed in ``STRATEGIES`` and called through
-``select(name, ctx, budget)``, which checks the budget, times the call and checks the answer.
+``select(name, ctx, budget)``, which checks the budget, times the call and checks the answer. A new strategy
+is one such function and one line in ``STRATEGIES``. Scores that see only probabilities (``entropy``,
+``fralkit.active.bald.bald_scores``) are plain functions the strategies share.
 A strategy never reads the labels of the pool (``ctx.train.y[ctx.pool]``): only ``labelled`` and ``val``
 carry labels, as in Algorithm 1 of the JIN paper.
 
@@ -12,7 +15,9 @@ carry labels, as in Algorithm 1 of the JIN paper.
 | ``ent`` | ENT, Wang & Shang 2014 | highest predictive entropy of M_R |
 | ``cset`` | CSET, Sener & Savarese 2018 | k-center greedy on penultimate embeddings (labelled points are centres) |
 | ``badge`` | BADGE, Ash et al. 2020 | k-means++ seeding on last-layer gradient embeddings |
-| ``bald`` | BALD, Gal et al. 2017 | highest MC-dropout mutual information (not in JIN; links notebook 05) |
+| ``bald`` | BALD, Gal et al. 2017; paper 004 Eq. 1 | highest MC-dropout mutual information (last-layer dropout in FRAL; the model's own dropout in paper 004, see ``select_bald``) |
+| ``uniform`` | paper 004 "Uniform" | RAND under paper 004's name |
+| ``balanced`` | paper 004 "Balanced uniform" | the group oracle: a random ranking interleaved across groups |
 | ``g-rand`` | G-RAND (JIN §4.1) | uniformly from the worst group z* |
 | ``g-ent`` | G-ENT (JIN Table 6) | highest entropy within z* |
 | ``minmax`` | MinMax, Abernethy et al. 2022 | with prob. p from the pool, else uniformly from the highest-loss group |
@@ -41,14 +46,16 @@ import torch.nn.functional as F
 from ..attacks import pgd
 from ..data import GroupDataset, iterate_batches
 from ..train import fit, trades_loss
-from .bald import bald_scores
+from .bald import bald_scores, mc_probs, select_top
 
 __all__ = [
     "SelectionContext",
     "STRATEGIES",
     "STRATEGY_LABELS",
     "GROUP_AWARE",
+    "BALD_GRAD_ONLY",
     "select",
+    "interleave_groups",
     "entropy",
     "kl_divergence",
     "standardize",
@@ -85,7 +92,9 @@ class StrategyOptions:
         fairal_reattack: re-run PGD against every look-ahead model (exact, slow) instead of reusing the
             adversarial validation images of M_R.
         fairal_a: FairAL's trade-off a in  a * entropy + (1 - a) * expected fairness (both min-max normalised).
-        bald_samples, bald_dropout: MC-dropout samples T and the dropout rate on the last layer's input.
+        bald_samples: MC-dropout samples T of ``bald``.
+        bald_dropout: ``bald``'s dropout rate on the input of the last linear layer; None = the model's own
+            Dropout layers (paper 004, ``fralkit.active.bald.mc_probs``).
     """
 
     jin_attack_loss: str = "ce"
@@ -100,7 +109,7 @@ class StrategyOptions:
     fairal_reattack: bool = False
     fairal_a: float = 0.5
     bald_samples: int = 20
-    bald_dropout: float = 0.2
+    bald_dropout: float | None = 0.2
 
 
 @dataclass
@@ -126,6 +135,12 @@ class SelectionContext(StrategyOptions):
         val_group_loss: per-group validation loss ``[G]`` of M_R (mean of clean and PGD cross-entropy),
             the group statistic of MinMax and OPT; computed from ``val`` when None.
         jin_attack_loss, minmax_p, opt_c, fairal_*, bald_*: the strategies' options (``StrategyOptions``).
+        query_seed: seeds ``generator(salt)`` as ``query_seed + salt`` instead of (seed, round); the BALD + GRAD
+            loop gives ``seed * 100_003 + step``.
+        mc_seed: seeds the MC-dropout masks of ``bald`` with the model's own dropout (``bald_dropout=None``);
+            None: ``generator(2)``'s seed. The BALD + GRAD loop gives ``seed * 1_000 + step``.
+        bald_subset: ``bald`` scores a random subset of this many pool samples (drawn with ``generator()``,
+            sorted); None scores the whole pool. Paper 004's ``pool_subset``.
         timings: filled by the strategies (seconds, counts); ``select`` adds ``select_s``.
     """
 
@@ -149,6 +164,9 @@ class SelectionContext(StrategyOptions):
     std_lr: float = 0.05
     std_batch_size: int = 128
     val_group_loss: torch.Tensor | None = None
+    query_seed: int | None = None
+    mc_seed: int | None = None
+    bald_subset: int | None = None
     timings: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -168,7 +186,10 @@ class SelectionContext(StrategyOptions):
         return self.train.device
 
     def generator(self, salt: int = 0) -> torch.Generator:
-        """A CPU generator fixed by (seed, round, salt): same round, same choices, also after a resume."""
+        """A CPU generator fixed by (seed, round, salt), or by ``query_seed + salt``: same round, same choices, also
+        after a resume."""
+        if self.query_seed is not None:
+            return torch.Generator().manual_seed(int(self.query_seed) + int(salt))
         return torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(self.round) * 7_919 + int(salt))
 
     def group_pool(self, group: int | None = None) -> torch.Tensor:
@@ -501,8 +522,7 @@ def _val_group_loss(ctx: SelectionContext) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------- helpers
 def _top(scores: torch.Tensor, cand: torch.Tensor, budget: int) -> torch.Tensor:
     """The ``budget`` candidates of highest score (ties broken by the lower index, deterministic)."""
-    order = torch.sort(scores.float().cpu(), descending=True, stable=True).indices
-    return cand[order[:budget]]
+    return cand[select_top(scores.float().cpu(), budget)]
 
 
 def _random(cand: torch.Tensor, budget: int, gen: torch.Generator) -> torch.Tensor:
@@ -570,9 +590,61 @@ def _mc_probs_last_layer(ctx: SelectionContext, idx: torch.Tensor) -> torch.Tens
 
 
 def select_bald(ctx: SelectionContext, budget: int) -> torch.Tensor:
-    """BALD (Gal et al. 2017): the highest mutual information between prediction and weights under MC dropout
-    (``fralkit.active.bald.bald_scores``). Not in the JIN paper; it links the two active-learning papers."""
-    return _top(bald_scores(_mc_probs_last_layer(ctx, ctx.pool)), ctx.pool, budget)
+    """BALD (Gal et al. 2017; Eq. 1 of the BALD + GRAD paper): the highest mutual information between prediction
+    and weights under MC dropout (``fralkit.active.bald.bald_scores`` of ``[N, C, T]`` samples).
+
+    The two studies approximate p(w | D) differently, and both are kept exactly:
+
+    - ``bald_dropout`` a rate (FRAL's baseline, 0.2): dropout on the input of M_R's last linear layer, T =
+      ``bald_samples`` draws seeded by (seed, round), the trunk run once in eval mode. The FRAL backbones
+      (MobileNetV2, ResNet-18) have no dropout of their own. Not in the JIN paper; it links the two papers.
+    - ``bald_dropout=None`` (paper 004, §4): T passes with the model's own Dropout layers on (``mc_probs``,
+      masks seeded by ``mc_seed``), on a random ``bald_subset`` of the pool when one is set.
+    """
+    cand = ctx.pool
+    if ctx.bald_subset is not None and ctx.bald_subset < len(cand):
+        cand = cand[torch.randperm(len(cand), generator=ctx.generator())[:ctx.bald_subset]].sort().values
+    if ctx.bald_dropout is not None:
+        return _top(bald_scores(_mc_probs_last_layer(ctx, cand)), cand, budget)
+    seed = ctx.mc_seed if ctx.mc_seed is not None else ctx.generator(2).initial_seed()
+    probs = mc_probs(ctx.model, ctx.train, T=ctx.bald_samples, idx=cand, batch_size=ctx.batch_size, seed=seed,
+                     amp=ctx.amp and ctx.device.type == "cuda")
+    return _top(bald_scores(probs), cand, budget)
+
+
+def interleave_groups(pool: torch.Tensor, groups: torch.Tensor, k: int, *, generator: torch.Generator | None = None,
+                      scores: torch.Tensor | None = None) -> torch.Tensor:
+    """The balanced oracle's ranking (paper 004, "Balanced uniform"): rank the pool (randomly, or by ``scores``,
+    highest first) within each group and take the groups' ranked lists in turn, so the ``k`` queries are balanced
+    across groups (a group that runs out leaves its turns to the others).
+
+    Args:
+        pool: ``[P]`` candidate indices.
+        groups: ``[P]`` group id of each candidate (the oracle's knowledge).
+        k: number of queries.
+        generator: seeds the random ranking (when ``scores`` is None).
+        scores: optional ``[P]`` acquisition scores to rank by instead.
+    """
+    pool, groups = torch.as_tensor(pool).cpu(), torch.as_tensor(groups).cpu()
+    if pool.shape != groups.shape:
+        raise ValueError(f"pool and groups must have the same shape, got {tuple(pool.shape)} and {tuple(groups.shape)}")
+    if scores is None:
+        order = torch.randperm(len(pool), generator=generator)
+    else:
+        order = torch.sort(torch.as_tensor(scores).cpu(), descending=True, stable=True).indices
+    ranked = {int(a): order[groups[order] == a].tolist() for a in torch.unique(groups)}
+    picked: list[int] = []
+    while len(picked) < min(k, len(pool)):
+        for a in sorted(ranked):
+            if ranked[a] and len(picked) < k:
+                picked.append(ranked[a].pop(0))
+    return pool[torch.as_tensor(picked, dtype=torch.int64)]
+
+
+def select_balanced(ctx: SelectionContext, budget: int) -> torch.Tensor:
+    """Balanced uniform (paper 004, Table 1): the oracle that knows every pool sample's group and interleaves a
+    random ranking across groups (``interleave_groups``), so the queries are balanced across groups."""
+    return interleave_groups(ctx.pool, ctx.train.g.cpu()[ctx.pool], budget, generator=ctx.generator())
 
 
 def select_g_rand(ctx: SelectionContext, budget: int) -> torch.Tensor:
@@ -742,6 +814,8 @@ STRATEGIES: dict[str, Callable[[SelectionContext, int], torch.Tensor]] = {
     "cset": select_cset,
     "badge": select_badge,
     "bald": select_bald,
+    "uniform": select_rand,  # paper 004's name for RAND: the same draw
+    "balanced": select_balanced,
     "g-rand": select_g_rand,
     "g-ent": select_g_ent,
     "minmax": select_minmax,
@@ -752,12 +826,16 @@ STRATEGIES: dict[str, Callable[[SelectionContext, int], torch.Tensor]] = {
     "jin-r": select_jin_r,
 }
 
-STRATEGY_LABELS = {"rand": "RAND", "ent": "ENT", "cset": "CSET", "badge": "BADGE", "bald": "BALD", "g-rand": "G-RAND",
+STRATEGY_LABELS = {"rand": "RAND", "ent": "ENT", "cset": "CSET", "badge": "BADGE", "bald": "BALD", "uniform": "Uniform",
+                   "balanced": "Balanced uniform (oracle)", "g-rand": "G-RAND",
                    "g-ent": "G-ENT", "minmax": "MinMax", "opt": "OPT", "fairal": "FairAL", "jin": "JIN",
                    "jin-p": "JIN-P", "jin-r": "JIN-R"}
 
 # Strategies that draw only from the estimated worst group z* (Algorithm 1, line 6).
 GROUP_AWARE = frozenset({"g-rand", "g-ent", "jin", "jin-p", "jin-r"})
+# Heuristics only paper 004's study draws on: "uniform" is RAND under that paper's name, "balanced" its group
+# oracle. The FRAL study's "all" leaves them out, so its grid stays JIN's comparison.
+BALD_GRAD_ONLY = frozenset({"uniform", "balanced"})
 
 
 def select(name: str, ctx: SelectionContext, budget: int) -> torch.Tensor:

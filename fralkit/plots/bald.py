@@ -12,16 +12,20 @@ from typing import Sequence
 import numpy as np
 
 from ..active.methods import TABLE1_METHODS, method_label, parse_method
+from ..data import dataset_facts
 
 __all__ = ["method_style", "plot_uncertainty_gap", "plot_learning_curves", "plot_rare_share", "plot_query_grid",
            "query_browser"]
 
 _HEURISTIC_COLOR = {"uniform": 0, "bald": 1, "balanced": 2, None: 7}
 _LAMBDA_STYLE = {0.0: "-", 0.5: "--", 1.0: ":"}
-_DATASET_TITLE = {"synbols-minority": "Minority group", "synbols-sensitive": "Sensitive attribute"}
 _Y_LABEL = {"parity": "predictive parity δ_A (%)", "accuracy": "accuracy (%)", "nll": "NLL",
             "bald_gap": "|Δ mean BALD| between groups", "eq_odds": "equalized odds (%)", "eq_opp": "equal opportunity (%)"}
 _PERCENT = ("parity", "accuracy", "eq_odds", "eq_opp", "dem_parity")
+
+
+def _title(dataset: str) -> str:
+    return dataset_facts(dataset, strict=False).title
 
 
 def method_style(method: str) -> dict:
@@ -66,7 +70,7 @@ def plot_uncertainty_gap(frame, *, datasets: Sequence[str] | None = None):
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.6 * len(datasets), 3.4), squeeze=False)
     for k, (ax, dataset) in enumerate(zip(axes[0], datasets)):
         _draw_metric(ax, frame[frame["dataset"] == dataset], "bald_gap")
-        ax.set_title(f"({'abcdefgh'[k]}) {_DATASET_TITLE.get(dataset, dataset)}")
+        ax.set_title(f"({'abcdefgh'[k]}) {_title(dataset)}")
     axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.suptitle("Epistemic-uncertainty gap between groups", fontsize=10)
     fig.tight_layout()
@@ -84,7 +88,7 @@ def plot_learning_curves(frame, dataset: str, *, metrics: Sequence[str] = ("pari
     for ax, metric in zip(axes[0], metrics):
         _draw_metric(ax, sub, metric)
     axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-    fig.suptitle(f"Uniform labelling vs BALD: {_DATASET_TITLE.get(dataset, dataset)} ({dataset})", fontsize=10)
+    fig.suptitle(f"Uniform labelling vs BALD: {_title(dataset)} ({dataset})", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -103,13 +107,11 @@ def plot_rare_share(frame, *, datasets: Sequence[str] | None = None):
         sub["share"] = sub["labelled_rare"] / sub["labelled"]
         _draw_metric(ax, sub, "share")
         ax.set_ylabel("share of under-represented cells")
-        ax.set_title(f"{_DATASET_TITLE.get(dataset, dataset)}: {_RARE.get(dataset, 'rare class x group cells')}")
+        ax.set_title(f"{_title(dataset)}: {dataset_facts(dataset, strict=False).rare_cells or 'rare class x group cells'}")
     axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     return fig
 
-
-_RARE = {"synbols-minority": "red glyphs", "synbols-sensitive": "red a, blue d"}
 
 
 def plot_query_grid(train, idx, *, cols: int = 10, max_per_group: int = 30, title: str | None = None):

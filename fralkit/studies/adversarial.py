@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..data import PRESETS, DataSplits, load_dataset
+from ..data import DataSplits, dataset_facts, load_dataset
 from ..experiments import ResultStore, flatten_records, format_mean_std, save_table, summarize
 from ..metrics.groups import group_report
 from ..models import make_model
@@ -45,7 +45,6 @@ STUDY = "adv_training"
 # method -> the fit objective it trains with
 ADV_METHODS: dict[str, str] = {"natural": "standard", "pgd_at": "pgd_at", "trades": "trades", "fairat": "fairat"}
 METHOD_LABELS = {"natural": "Natural", "pgd_at": "PGD-AT", "trades": "TRADES", "fairat": "FairAT"}
-_IMBALANCED = ("synbols-ham", "ham10000")
 _MAIN = ("std_worst", "std_disp", "std_avg", "rob_worst", "rob_disp", "rob_avg", "worst_class_rob", "avg_class_rob")
 _MAIN_LABELS = {"std_worst": "Std Worst", "std_disp": "Std Disp", "std_avg": "Std Avg", "rob_worst": "Rob Worst",
                 "rob_disp": "Rob Disp", "rob_avg": "Rob Avg", "worst_class_rob": "Rob worst class",
@@ -107,11 +106,11 @@ class AdvConfig:
 
     @property
     def metric_name(self) -> str:
-        return ("f1" if self.dataset in _IMBALANCED else "acc") if self.metric == "auto" else self.metric
+        return dataset_facts(self.dataset, strict=False).metric if self.metric == "auto" else self.metric
 
     @property
     def use_oversampling(self) -> bool:
-        return self.dataset in _IMBALANCED if self.oversample == "auto" else self.oversample == "yes"
+        return dataset_facts(self.dataset, strict=False).oversample if self.oversample == "auto" else self.oversample == "yes"
 
     def record_config(self) -> dict:
         """The flat config that keys the result record (FairAT's options only for FairAT runs)."""
@@ -140,7 +139,7 @@ def adv_configs(datasets: str | Sequence[str] = "synbols-utk", methods: str | Se
 def load_adv_data(cfg: AdvConfig) -> DataSplits:
     """The splits of ``cfg.dataset``: Synbols presets generated with ``n`` training images; real data sets read
     from ``data_root`` (the download folder, or a parent holding ``<dataset>/``) and, with ``n > 0``, a seeded random subset of ``n`` training images."""
-    if cfg.dataset in PRESETS:
+    if dataset_facts(cfg.dataset).synthetic:
         return load_dataset(cfg.dataset, root=cfg.data_root, seed=cfg.data_seed, **({"n": cfg.n} if cfg.n else {}))
     root = cfg.data_root
     if root is not None and (Path(root).expanduser() / cfg.dataset).is_dir():

@@ -14,7 +14,9 @@ Protocol (paper §4 and its public code; ``BaldProtocol`` holds every number):
      queries are balanced across groups;
    - ``bald``: the highest BALD mutual information (Eq. 1) under T = 20 MC-dropout samples of the class head.
 
-   Steps continue until ``max_frac`` (10 %) of the training set is labelled.
+   Steps continue until ``max_frac`` (10 %) of the training set is labelled. The heuristics are entries of
+   ``fralkit.active.STRATEGIES`` (FRAL's registry); the loop is ``fralkit.active.run_active_loop`` with the
+   ``"reset"`` policy, the one FRAL runs with ``"finetune"``.
 3. ``repair``: the fully labelled resampling reference, REPAIR (Li & Vasconcelos 2019) with the group as the
    bias-inducing representation: per-example weights that make the class unpredictable from the group,
    then a resampled training set (each example kept with probability w_i), trained once.
@@ -45,7 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import DataSplits, GroupDataset, load_dataset
+from ..data import DataSplits, GroupDataset, dataset_facts, load_dataset
 from ..data.synbols import GroupStyle, SynbolsConfig, make_synbols
 from ..experiments import ResultStore, format_mean_std, save_table, summarize
 from ..metrics.fairness import fairness_report
@@ -54,7 +56,9 @@ from ..plots import bald as plots_bald
 from ..plots.bald import steps_from_record
 from ..plots import savefig
 from ..utils import cache_dir, config_hash, in_papermill, progress, resolve_device, set_seed
-from ..active.bald import bald_scores, mc_probs, select_top
+from ..active.bald import bald_scores, mc_probs
+from ..active.loop import initial_state, run_active_loop
+from ..active.strategies import SelectionContext, select
 
 __all__ = [
     "STUDY",
@@ -66,8 +70,6 @@ __all__ = [
     "parse_method",
     "method_label",
     "initial_labelled",
-    "select_uniform",
-    "select_balanced",
     "repair_weights",
     "repair_resample",
     "make_start_model",
@@ -176,41 +178,6 @@ def initial_labelled(n: int, k: int, seed: int) -> tuple[torch.Tensor, torch.Ten
         raise ValueError(f"the initial labelled pool must satisfy 0 < init_labels < n_train, got {k} of {n}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
     return perm[:k].sort().values, perm[k:].sort().values
-
-
-def select_uniform(pool: torch.Tensor, k: int, *, generator: torch.Generator) -> torch.Tensor:
-    """``k`` pool entries drawn i.i.d. without replacement (Uniform in Table 1)."""
-    pool = torch.as_tensor(pool).cpu()
-    return pool[torch.randperm(len(pool), generator=generator)[:k]]
-
-
-def select_balanced(pool: torch.Tensor, groups: torch.Tensor, k: int, *, generator: torch.Generator | None = None,
-                    scores: torch.Tensor | None = None) -> torch.Tensor:
-    """The balanced oracle: rank the pool (randomly, or by ``scores``, highest first) within each group and take
-    the groups' ranked lists in turn, so the ``k`` queries are balanced across groups (a group that runs out
-    leaves its turns to the others).
-
-    Args:
-        pool: ``[P]`` candidate indices.
-        groups: ``[P]`` group id of each candidate (the oracle's knowledge).
-        k: number of queries.
-        generator: seeds the random ranking (when ``scores`` is None).
-        scores: optional ``[P]`` acquisition scores to rank by instead.
-    """
-    pool, groups = torch.as_tensor(pool).cpu(), torch.as_tensor(groups).cpu()
-    if pool.shape != groups.shape:
-        raise ValueError(f"pool and groups must have the same shape, got {tuple(pool.shape)} and {tuple(groups.shape)}")
-    if scores is None:
-        order = torch.randperm(len(pool), generator=generator)
-    else:
-        order = torch.sort(torch.as_tensor(scores).cpu(), descending=True, stable=True).indices
-    ranked = {int(a): order[groups[order] == a].tolist() for a in torch.unique(groups)}
-    picked: list[int] = []
-    while len(picked) < min(k, len(pool)):
-        for a in sorted(ranked):
-            if ranked[a] and len(picked) < k:
-                picked.append(ranked[a].pop(0))
-    return pool[torch.as_tensor(picked, dtype=torch.int64)]
 
 
 # ----------------------------------------------------------------------------------------------- REPAIR
@@ -450,45 +417,36 @@ def run_method(splits: DataSplits, method: str, *, seed: int = 0, protocol: Bald
     labelled, pool = initial_labelled(n, protocol.init_labels, seed)
     target = max(protocol.init_labels, int(math.ceil(protocol.max_frac * n - 1e-9)))
     n_steps = 1 + max(0, math.ceil((target - len(labelled)) / protocol.query_size))
-    steps: list[dict] = []
-    bar = progress(range(n_steps), desc=f"{train.name} {method} s{seed}", disable=None if show_progress else True)
-    for step in bar:
-        model.load_state_dict(start)
-        t0 = time.perf_counter()
-        _fit(fit, model, train, labelled, objective, protocol, epochs=protocol.epochs, seed=seed * 1_000 + step,
-             device=dev, group_weight=spec.lambd)
-        _sync(dev)
-        train_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        metrics = evaluate_step(model, test, seed=seed * 1_000 + step, **eval_kw)
-        eval_s = time.perf_counter() - t0
-        record = {"step": step, "labelled": int(len(labelled)), **metrics, "queried": [],
-                  **_labelled_counts(train, labelled), "train_s": train_s, "score_s": 0.0, "eval_s": eval_s}
-        k = min(protocol.query_size, target - len(labelled), len(pool))
-        if k > 0:
-            t0 = time.perf_counter()
-            gen = torch.Generator().manual_seed(int(seed) * 100_003 + step)
-            if spec.heuristic == "uniform":
-                picked = select_uniform(pool, k, generator=gen)
-            elif spec.heuristic == "balanced":
-                picked = select_balanced(pool, train.g.cpu()[pool], k, generator=gen)
-            else:
-                cand = pool
-                if protocol.pool_subset is not None and protocol.pool_subset < len(pool):
-                    cand = pool[torch.randperm(len(pool), generator=gen)[:protocol.pool_subset]].sort().values
-                scores = bald_scores(mc_probs(model, train, T=protocol.mc_samples, idx=cand,
-                                              batch_size=protocol.eval_batch_size, seed=seed * 1_000 + step))
-                picked = cand[select_top(scores.cpu(), k)]
-            _sync(dev)
-            record["score_s"] = time.perf_counter() - t0
-            record["queried"] = [int(i) for i in picked]
-            labelled = torch.cat([labelled, picked.cpu()]).sort().values
-            keep = torch.ones(n, dtype=torch.bool)
-            keep[picked] = False
-            pool = pool[keep[pool]]
-        steps.append(record)
-        if k <= 0:
-            break
+    # Query after step s (s = round - 1); the last query is trimmed to reach the target exactly.
+    budgets = [min(protocol.query_size, target - len(labelled) - s * protocol.query_size) for s in range(n_steps - 1)]
+    bar = progress(total=n_steps, desc=f"{train.name} {method} s{seed}", disable=None if show_progress else True)
+
+    def query(k: int, state: dict) -> torch.Tensor:
+        step = k - 1  # the model trained at that step picks
+        ctx = SelectionContext(model=model, train=train, pool=state["pool"], labelled=state["labelled"], seed=seed,
+                               round=step, batch_size=protocol.eval_batch_size, bald_samples=protocol.mc_samples,
+                               bald_dropout=None, bald_subset=protocol.pool_subset,
+                               query_seed=int(seed) * 100_003 + step, mc_seed=seed * 1_000 + step)
+        return select(spec.heuristic, ctx, budgets[step])
+
+    def retrain(k: int, state: dict) -> None:
+        # The labelled set in index order, as the paper's code keeps it.
+        _fit(fit, model, train, state["labelled"].sort().values, objective, protocol, epochs=protocol.epochs,
+             seed=seed * 1_000 + k, device=dev, group_weight=spec.lambd)
+
+    def evaluate(k: int, state: dict) -> dict:
+        return {"metrics": evaluate_step(model, test, seed=seed * 1_000 + k, **eval_kw),
+                "counts": _labelled_counts(train, state["labelled"])}
+
+    rounds = run_active_loop(model, initial_state(labelled, pool), policy="reset", start=start, budgets=budgets,
+                             select=query, train=retrain, evaluate=evaluate, on_round=lambda state: bar.update(1))
+    bar.close()
+    steps = []
+    for r, after in zip(rounds, [*rounds[1:], None]):
+        steps.append({"step": r["round"], "labelled": int(r["labelled_n"]), **r["metrics"],
+                      "queried": [] if after is None else [int(i) for i in after["selected"]], **r["counts"],
+                      "train_s": r["train_s"], "score_s": 0.0 if after is None else after["select_s"],
+                      "eval_s": r["eval_s"]})
     return steps
 
 
@@ -562,7 +520,7 @@ def final_frame(records: Sequence[dict]):
 
 
 def _column(dataset: str, metric: str) -> str:
-    return f"{_DATASET_SHORT.get(dataset, dataset)}: {_METRIC_NAMES.get(metric, metric)}"
+    return f"{dataset_facts(dataset, strict=False).title.lower()}: {_METRIC_NAMES.get(metric, metric)}"
 
 
 def table1(records: Sequence[dict], *, metrics: Sequence[str] = ("parity", "accuracy"), digits: int = 2):
@@ -587,7 +545,6 @@ def table1(records: Sequence[dict], *, metrics: Sequence[str] = ("parity", "accu
     return out
 
 
-_DATASET_SHORT = {"synbols-sensitive": "sensitive attribute", "synbols-minority": "minority group"}
 _METRIC_NAMES = {"parity": "predictive parity δ_A (%)", "accuracy": "accuracy (%)", "nll": "NLL",
                  "eq_odds": "equalized odds (%)", "eq_opp": "equal opportunity (%)", "bald_gap": "BALD gap"}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from ..data import PRESETS, fral_split, load_dataset
+from ..data import DATASETS, PRESETS, fral_split, load_dataset
 from ..experiments import ResultStore, save_table
 from ..metrics import group_report
 from ..models import make_model
@@ -24,8 +24,8 @@ from ..utils import resolve_device, set_seed
 __all__ = ["DISADVANTAGED", "calibrate_preset", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "calibration_table", "describe_calibration",
            "CALIBRATION_TARGETS"]
 
-# The group each FRAL preset is designed to disadvantage (index into its group names).
-DISADVANTAGED = {"synbols-utk": 1, "synbols-cinic": 1, "synbols-ham": 1}
+# The group each FRAL preset is designed to disadvantage (index into its group names), read from the registry.
+DISADVANTAGED = {name: info.disadvantaged for name, info in DATASETS.items() if info.disadvantaged is not None}
 CALIBRATION_TARGETS = {"std_acc_min": 0.85, "gap_min": 0.03}
 
 

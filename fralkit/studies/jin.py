@@ -14,19 +14,21 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..data import DATASETS
 from ..experiments import ResultStore, format_mean_std, save_table, summarize
 from ..plots import active as plots_active
 from ..plots import savefig
 from ..plots.active import strategy_label
 from ..utils import in_papermill
 from ..active.loop import FRALConfig, load_fral_data, run_fral
-from ..active.strategies import STRATEGIES
+from ..active.strategies import BALD_GRAD_ONLY, STRATEGIES
 
 __all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "seed_list", "study_configs", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "provenance", "mixed_initial_models", "by_dataset", "final_frame",
            "rounds_frame", "class_share_frame", "table_main", "table_classes", "table_cost", "table_ablation", "table_g_ent", "render_tables",
            "describe_claims", "strategy_label"]
 
-JIN_DATASETS = ("synbols-utk", "synbols-cinic", "synbols-ham")
+# The built-in stand-ins for JIN's three data sets, read from the registry.
+JIN_DATASETS = tuple(name for name, info in DATASETS.items() if info.synthetic and "JIN" in info.papers)
 # Rows of JIN Tables 1, 2 and 7 (BALD added: it links notebook 05).
 TABLE1_STRATEGIES = ("rand", "ent", "cset", "badge", "bald", "g-rand", "minmax", "opt", "fairal", "jin")
 GROUP_RANDOM = ("g-rand", "minmax", "opt")
@@ -57,7 +59,7 @@ def study_configs(datasets: str | Sequence[str], strategies: str | Sequence[str]
     """The grid of run configs: every dataset x seed x strategy, with shared ``settings`` (``FRALConfig`` fields)."""
     return [FRALConfig(dataset=d, strategy=s, seed=seed, **settings)
             for d in split_names(datasets, what="dataset") for seed in seed_list(seeds)
-            for s in split_names(strategies, valid=STRATEGIES, what="strategy")]
+            for s in split_names(strategies, valid=[name for name in STRATEGIES if name not in BALD_GRAD_ONLY], what="strategy")]
 
 
 def provenance(records: Sequence[dict]):

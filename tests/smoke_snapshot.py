@@ -26,6 +26,10 @@ VOLATILE = ("timings", "saved_at", "device", "torch", "torchvision", "numpy", "p
 ALIASES: dict[str, str] = {"history/": "series/history/"}
 
 
+# leaves a newer record schema adds (schema 2: its version number)
+ADDED = ("schema",)
+
+
 def _alias(path: str) -> str:
     for old, new in ALIASES.items():
         if path.startswith(old):
@@ -112,7 +116,7 @@ def compare(before: Path, after: Path, tol: float) -> int:
         lb = b[name]
         for p in sorted(set(la) - set(lb)):
             problems.append(f"{name}: {p} missing after")
-        for p in sorted(set(lb) - set(la)):
+        for p in sorted(set(lb) - set(la) - set(ADDED)):
             problems.append(f"{name}: {p} new after")
         for p in sorted(set(la) & set(lb)):
             values += 1

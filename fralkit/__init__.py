@@ -5,7 +5,8 @@ JIN / FRAL (Wu et al.), FARMUR (Mousavi et al.), FairAT (Mou et al.) and BALD + 
 Modules, lowest first: ``data`` -> ``models`` -> ``attacks`` / ``train`` -> ``metrics`` -> ``active`` /
 ``experiments`` -> ``plots`` -> ``reproduce``.
 """
-from .utils import resolve_device, run_info, set_seed
+from .runtime import resolve_device, set_seed
+from .utils import run_info
 from . import data
 from .data import DATASETS, load_dataset
 

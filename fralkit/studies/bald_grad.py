@@ -49,7 +49,10 @@ from ..data import DataSplits, GroupDataset, load_dataset
 from ..data.synbols import GroupStyle, SynbolsConfig, make_synbols
 from ..experiments import ResultStore, format_mean_std, summarize
 from ..metrics.fairness import fairness_report
-from ..utils import cache_dir, config_hash, progress, resolve_device, set_seed
+from ..inference import clean_logits
+from ..runtime import offset_seed, query_seed, resolve_device, set_seed, step_seed, sync
+from ..train import Recipe
+from ..utils import cache_dir, config_hash, progress
 from ..active.bald import bald_scores, mc_probs, select_top
 
 __all__ = [
@@ -352,8 +355,8 @@ def _pretrained_trunk(train: GroupDataset, protocol: BaldProtocol, device: torch
     set_seed(0)
     model = make_model(protocol.backbone, len(chars), in_channels=train.channels, image_size=train.image_size,
                        **_model_kw(protocol)).to(device)
-    _fit(fit, model, data, None, "standard", protocol, epochs=protocol.pretrain_epochs, seed=0, device=device,
-         lr=protocol.pretrain_lr)
+    fit(model, data, seed=0, device=device, show_progress=False,
+        **_recipe(protocol, "standard", epochs=protocol.pretrain_epochs, lr=protocol.pretrain_lr).kwargs())
     trunk = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("head")}
     atomic_torch_save(trunk, path)
     return trunk
@@ -382,41 +385,21 @@ def make_start_model(train: GroupDataset, protocol: BaldProtocol, *, seed: int, 
     if lambd > 0:
         # Eq. 2 as in the paper's code: the reversal layer multiplies by -1 and lambda weights the group loss
         # (passed to fit as group_weight); the trunk then receives grad l_y - lambda grad l_a.
-        set_seed(seed + 7_919)
+        set_seed(offset_seed(seed, 7_919))
         model = GRADModel(base, train.num_groups, lambd=1.0, hidden=protocol.grad_hidden)
     model = model.to(dev)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return model, state
 
 
-def _fit(fit, model, train, idx, objective: str, protocol: BaldProtocol, *, epochs: int, seed: int, device,
-         lr: float | None = None, group_weight: float = 0.0) -> None:
-    """``fralkit.train.fit`` with the protocol's optimiser; GRAD gets its loss weight lambda and clipping."""
-    kw = dict(idx=idx, objective=objective, epochs=epochs, batch_size=protocol.batch_size,
-              lr=protocol.lr if lr is None else lr, optimizer=protocol.optimizer, momentum=protocol.momentum,
-              weight_decay=protocol.weight_decay, schedule=protocol.schedule, seed=seed, device=device,
-              show_progress=False)
-    if objective == "grad":
-        kw.update(group_weight=group_weight, grad_clip=protocol.grad_clip)
-    fit(model, train, **kw)
-
-
-@torch.no_grad()
-def _predict_probs(model: nn.Module, data: GroupDataset, *, batch_size: int) -> torch.Tensor:
-    """Deterministic class probabilities ``[N, C]`` (eval mode: dropout off); the model's mode is restored."""
-    dev = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
-    out = []
-    try:
-        with amp:
-            for start in range(0, len(data), batch_size):
-                x = data.float_images(torch.arange(start, min(start + batch_size, len(data)), device=data.device)).to(dev)
-                out.append(model(x).float().softmax(-1))
-    finally:
-        model.train(was)
-    return torch.cat(out) if out else torch.empty(0, data.num_classes, device=dev)
+def _recipe(protocol: BaldProtocol, objective: str, *, epochs: int, lr: float | None = None,
+            group_weight: float = 0.0) -> Recipe:
+    """The protocol's training recipe for ``fralkit.train.fit``; GRAD gets its loss weight lambda and clipping."""
+    grad = objective == "grad"
+    return Recipe(objective=objective, epochs=epochs, batch_size=protocol.batch_size,
+                  lr=protocol.lr if lr is None else lr, optimizer=protocol.optimizer, momentum=protocol.momentum,
+                  weight_decay=protocol.weight_decay, schedule=protocol.schedule,
+                  grad_clip=protocol.grad_clip if grad else None, options={"group_weight": group_weight} if grad else {})
 
 
 def evaluate_step(model: nn.Module, test: GroupDataset, *, mc_samples: int = 20, batch_size: int = 512,
@@ -426,7 +409,7 @@ def evaluate_step(model: nn.Module, test: GroupDataset, *, mc_samples: int = 20,
     Accuracy, NLL and the fairness gaps use the deterministic prediction (dropout off); the epistemic
     uncertainty is the BALD score under ``mc_samples`` MC-dropout samples (masks seeded by ``seed``).
     """
-    probs = _predict_probs(model, test, batch_size=batch_size)
+    probs = clean_logits(model, test, batch_size=batch_size, amp=True, channels_last=False).softmax(-1)
     scores = bald_scores(mc_probs(model, test, T=mc_samples, batch_size=batch_size, seed=seed))
     return fairness_report(probs.cpu(), test.y.cpu(), test.g.cpu(), num_groups=test.num_groups, scores=scores.cpu())
 
@@ -443,11 +426,6 @@ def _labelled_counts(train: GroupDataset, idx: torch.Tensor) -> dict:
     rare = full < full.mean()
     return {"counts": table.tolist(), **{f"labelled_g{a}": int(table[:, a].sum()) for a in range(train.num_groups)},
             "labelled_rare": int(table[rare].sum())}
-
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def run_method(splits: DataSplits, method: str, *, seed: int = 0, protocol: BaldProtocol | None = None,
@@ -486,8 +464,9 @@ def run_method(splits: DataSplits, method: str, *, seed: int = 0, protocol: Bald
         idx = repair_resample(w, generator=torch.Generator().manual_seed(int(seed)))
         score_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        _fit(fit, model, train, idx, "standard", protocol, epochs=protocol.repair_epochs, seed=seed, device=dev)
-        _sync(dev)
+        fit(model, train, idx=idx, seed=seed, device=dev, show_progress=False,
+            **_recipe(protocol, "standard", epochs=protocol.repair_epochs).kwargs())
+        sync(dev)
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         metrics = evaluate_step(model, test, seed=seed, **eval_kw)
@@ -502,19 +481,19 @@ def run_method(splits: DataSplits, method: str, *, seed: int = 0, protocol: Bald
     for step in bar:
         model.load_state_dict(start)
         t0 = time.perf_counter()
-        _fit(fit, model, train, labelled, objective, protocol, epochs=protocol.epochs, seed=seed * 1_000 + step,
-             device=dev, group_weight=spec.lambd)
-        _sync(dev)
+        fit(model, train, idx=labelled, seed=step_seed(seed, step), device=dev, show_progress=False,
+            **_recipe(protocol, objective, epochs=protocol.epochs, group_weight=spec.lambd).kwargs())
+        sync(dev)
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        metrics = evaluate_step(model, test, seed=seed * 1_000 + step, **eval_kw)
+        metrics = evaluate_step(model, test, seed=step_seed(seed, step), **eval_kw)
         eval_s = time.perf_counter() - t0
         record = {"step": step, "labelled": int(len(labelled)), **metrics, "queried": [],
                   **_labelled_counts(train, labelled), "train_s": train_s, "score_s": 0.0, "eval_s": eval_s}
         k = min(protocol.query_size, target - len(labelled), len(pool))
         if k > 0:
             t0 = time.perf_counter()
-            gen = torch.Generator().manual_seed(int(seed) * 100_003 + step)
+            gen = torch.Generator().manual_seed(query_seed(seed, step))
             if spec.heuristic == "uniform":
                 picked = select_uniform(pool, k, generator=gen)
             elif spec.heuristic == "balanced":
@@ -524,9 +503,9 @@ def run_method(splits: DataSplits, method: str, *, seed: int = 0, protocol: Bald
                 if protocol.pool_subset is not None and protocol.pool_subset < len(pool):
                     cand = pool[torch.randperm(len(pool), generator=gen)[:protocol.pool_subset]].sort().values
                 scores = bald_scores(mc_probs(model, train, T=protocol.mc_samples, idx=cand,
-                                              batch_size=protocol.eval_batch_size, seed=seed * 1_000 + step))
+                                              batch_size=protocol.eval_batch_size, seed=step_seed(seed, step)))
                 picked = cand[select_top(scores.cpu(), k)]
-            _sync(dev)
+            sync(dev)
             record["score_s"] = time.perf_counter() - t0
             record["queried"] = [int(i) for i in picked]
             labelled = torch.cat([labelled, picked.cpu()]).sort().values

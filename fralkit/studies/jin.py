@@ -15,7 +15,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..experiments import ResultStore, format_mean_std, save_table, summarize
-from ..utils import progress, resolve_device
+from ..runtime import resolve_device
+from ..utils import progress
 from ..active.loop import FRALConfig, load_fral_data, run_fral
 from ..active.strategies import STRATEGIES, STRATEGY_LABELS
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from fralkit.active.bald import (BALD, Entropy, bald_scores, expected_entropy, get_heuristic, mc_probs,
                                  predictive_entropy, select_bald, select_top)
-from fralkit.studies import bald_grad as bald_study as bs
+from fralkit.studies import bald_grad as bs
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -175,7 +175,8 @@ def clean_logits(model: nn.Module, data: GroupDataset | torch.Tensor, idx=None, 
     return infer(model, data, idx, **kw).logits
 
 
-def attacked_logits(model: nn.Module, data: GroupDataset | torch.Tensor, idx=None, *, attack: dict, **kw) -> torch.Tensor:
+def attacked_logits(model: nn.Module, data: GroupDataset | torch.Tensor, idx=None, *, attack: dict,
+                    **kw) -> torch.Tensor:
     """Logits ``[N, C]`` on ``pgd(model, x, targets, **attack)`` (``infer`` with ``clean=False``)."""
     return infer(model, data, idx, clean=False, attack=attack, **kw).adv_logits
 

@@ -5,15 +5,15 @@ Every module takes its device, precision and seeds from here, so the CUDA path (
 and the CPU path (plain fp32) are decided in one place. The seed schedules are today's formulas, each with a
 name: a record made before they were named keeps its numbers.
 
-| schedule | formula | used for |
+| schedule | formula (``M = 2^31 - 1``) | seeds |
 |---|---|---|
-| ``epoch_seed(seed, epoch)`` | ``(seed * 1_000_003 + epoch * 7_919 + 12_345) mod (2^31 - 1)`` | ``fit``: batch order, augmentation, attack noise of one epoch |
-| ``stage_seed(seed, round, stage)`` | ``(seed * 1_000_003 + round * 7_919 + stage * 104_729) mod (2^31 - 1)`` | the FRAL loop: init, selection, fine-tuning, evaluation of a round |
-| ``round_seed(seed, round, salt)`` | ``seed * 1_000_003 + round * 7_919 + salt`` | a strategy's random choices in a round (one salt per use) |
-| ``std_fit_seed(seed, round)`` | ``seed * 1_000_003 + round`` | the default M_S training of a FRAL round |
-| ``step_seed(seed, step)`` | ``seed * 1_000 + step`` | BALD + GRAD: training, evaluation and MC masks of a labelling step |
-| ``query_seed(seed, step)`` | ``seed * 100_003 + step`` | BALD + GRAD: the queries of a labelling step |
-| ``offset_seed(seed, offset)`` | ``seed + offset`` | a second stream of a run: FARMUR's phases and subsets, GRAD's group head |
+| ``epoch_seed(s, e)`` | ``(s * 1_000_003 + e * 7_919 + 12_345) mod M`` | one epoch of ``fit`` |
+| ``stage_seed(s, k, stage)`` | ``(s * 1_000_003 + k * 7_919 + stage * 104_729) mod M`` | a stage of FRAL round k |
+| ``round_seed(s, k, salt)`` | ``s * 1_000_003 + k * 7_919 + salt`` | a strategy's choices in round k |
+| ``std_fit_seed(s, k)`` | ``s * 1_000_003 + k`` | the default M_S training of round k |
+| ``step_seed(s, t)`` | ``s * 1_000 + t`` | BALD + GRAD: labelling step t |
+| ``query_seed(s, t)`` | ``s * 100_003 + t`` | BALD + GRAD: the queries of step t |
+| ``offset_seed(s, o)`` | ``s + o`` | a second stream: FARMUR's phases, GRAD's head |
 """
 from __future__ import annotations
 

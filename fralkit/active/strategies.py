@@ -382,8 +382,8 @@ def infer(model: nn.Module, ds: GroupDataset, idx: torch.Tensor, *, batch_size: 
 def _adv_probs(model: nn.Module, ds: GroupDataset, idx: torch.Tensor, p_clean: torch.Tensor, ctx: SelectionContext) -> torch.Tensor:
     """Probabilities of M_R on A(x, eps) for ``ds[idx]`` (PGD against M_R's own prediction, labels unknown)."""
     attack = {"eps": ctx.eps, "alpha": ctx.alpha, "steps": ctx.steps, "loss": ctx.jin_attack_loss}
-    return inference.attacked_logits(model, ds, idx, attack=attack, targets=p_clean.argmax(1), batch_size=ctx.batch_size,
-                                     amp=ctx.amp, pad=ds.device.type == "cuda").softmax(1)
+    return inference.attacked_logits(model, ds, idx, attack=attack, targets=p_clean.argmax(1),
+                                     batch_size=ctx.batch_size, amp=ctx.amp, pad=ds.device.type == "cuda").softmax(1)
 
 
 def group_losses(model: nn.Module, val: GroupDataset, *, eps: float = 4 / 255, alpha: float = 2 / 255, steps: int = 5,

@@ -399,7 +399,8 @@ def _recipe(protocol: BaldProtocol, objective: str, *, epochs: int, lr: float | 
     return Recipe(objective=objective, epochs=epochs, batch_size=protocol.batch_size,
                   lr=protocol.lr if lr is None else lr, optimizer=protocol.optimizer, momentum=protocol.momentum,
                   weight_decay=protocol.weight_decay, schedule=protocol.schedule,
-                  grad_clip=protocol.grad_clip if grad else None, options={"group_weight": group_weight} if grad else {})
+                  grad_clip=protocol.grad_clip if grad else None,
+                  options={"group_weight": group_weight} if grad else {})
 
 
 def evaluate_step(model: nn.Module, test: GroupDataset, *, mc_samples: int = 20, batch_size: int = 512,

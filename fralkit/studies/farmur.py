@@ -254,11 +254,11 @@ def farmur_retrain(model: nn.Module, train: GroupDataset, *, vulnerable: Sequenc
                    show_progress: bool = False) -> dict:
     """Retrain an adversarially trained ``model`` with the FARMUR loss, Algorithm 1 (loop part) of the paper.
 
-    The optimiser and precision follow ``fralkit.train.fit`` so that the retraining has the adversarial
-    training's hyperparameters: SGD with momentum and weight decay, the learning rate from
-    ``fralkit.train.lr_at(schedule)`` over the ``epochs`` of this call, bf16 autocast and channels_last on CUDA
-    (fp32 on CPU). A part of a mini-batch with a single example is skipped (batch norm cannot train on one
-    example, as ``fit`` drops a last batch of one).
+    The retraining is ``fralkit.train.fit`` with the ``farmur`` objective and the adversarial training's
+    hyperparameters: SGD with momentum and weight decay, the learning rate from ``fralkit.train.lr_at(schedule)``
+    over the ``epochs`` of this call, bf16 autocast and channels_last on CUDA (fp32 on CPU); its sampler
+    (``fralkit.train.PairedSampler``) skips a part of a mini-batch with a single example (batch norm cannot train
+    on one example, as ``fit`` drops a last batch of one).
 
     Args:
         model: the adversarially trained classifier (modified in place).

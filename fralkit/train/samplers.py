@@ -5,10 +5,14 @@ learning-rate schedule counts) and at the start of every epoch for that epoch's 
 device). An objective names its sampler (``Objective.sampler``); a factory is called as
 ``make(data, idx, batch_size=, seed=, oversample=, options=)`` with the objective's resolved options.
 
-| sampler | batches of an epoch | seeding |
-|---|---|---|
-| ``EpochSampler`` (default) | a permutation of ``idx`` (after class-balanced oversampling with ``oversample``) in chunks of ``batch_size``; a last batch of one is dropped (batch norm cannot train on it) | every epoch from ``epoch_seed(seed, epoch)`` (global RNG and the order's generator), so a resumed run continues exactly |
-| ``PairedSampler`` (FARMUR) | ``"split"``: a permutation of ``idx`` in chunks, each split into its vulnerable and robust part; ``"cycle"``: ``batch_size`` examples of each part, one pass over the larger one with the smaller one reshuffled and cycled | one generator and the global RNG seeded with ``seed`` once, for all epochs (not resumable) |
+- ``EpochSampler`` (default): a permutation of ``idx`` (after class-balanced oversampling with ``oversample``)
+  in chunks of ``batch_size``; a last batch of one is dropped (batch norm cannot train on it). Every epoch is
+  seeded from ``epoch_seed(seed, epoch)`` (the global RNG and the order's generator), so a resumed run
+  continues exactly.
+- ``PairedSampler`` (FARMUR): ``"split"``, a permutation of ``idx`` in chunks, each split into its vulnerable and
+  robust part; ``"cycle"``, ``batch_size`` examples of each part, one pass over the larger part with the
+  smaller one reshuffled and cycled. One generator and the global RNG are seeded with ``seed`` once, for all
+  epochs (so it does not resume from a checkpoint).
 """
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ import torch
 from ..data.core import GroupDataset
 from ..runtime import epoch_seed
 
-__all__ = ["PAIRINGS", "class_balanced_indices", "EpochSampler", "PairedSampler", "epoch_sampler", "paired_sampler"]
+__all__ = ["PAIRINGS", "class_balanced_indices", "EpochSampler", "PairedSampler", "epoch_sampler",
+           "paired_sampler"]
 
 PAIRINGS = ("split", "cycle")
 

@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from fralkit.active.bald import bald_scores, mc_probs
     from fralkit.models import make_model
-    from fralkit.utils import device_name, resolve_device
+    from fralkit.runtime import resolve_device
+    from fralkit.utils import device_name
 
     dev = resolve_device(args.device)
     cuda = dev.type == "cuda"

@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     from fralkit.data import load_dataset
     from fralkit.models import make_model
     from fralkit.train import fit
-    from fralkit.utils import device_name, resolve_device, set_seed
+    from fralkit.runtime import resolve_device, set_seed
+    from fralkit.utils import device_name
 
     dev = resolve_device(args.device)
     # Generate before CUDA work starts (the generator is single-process; cached by config).

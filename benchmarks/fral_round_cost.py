@@ -29,7 +29,8 @@ def child(args: argparse.Namespace) -> dict:
     """One process: the initial model, then RAND and ENT, with the autotuner ``args.benchmark``."""
     from fralkit.active.loop import FRALConfig, load_fral_data, run_fral
     from fralkit.experiments import ResultStore
-    from fralkit.utils import device_name, resolve_device
+    from fralkit.runtime import resolve_device
+    from fralkit.utils import device_name
 
     dev = resolve_device(args.device)
     store = ResultStore(args.results)

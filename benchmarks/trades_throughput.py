@@ -85,7 +85,8 @@ def main(argv=None) -> int:
     from fralkit.data import load_dataset
     from fralkit.models import make_model
     from fralkit.train import fit
-    from fralkit.utils import resolve_device, run_info
+    from fralkit.runtime import resolve_device
+    from fralkit.utils import run_info
 
     if args.tiny:
         args.n, args.epochs, args.backbone, args.batch_sizes = 256, 1, "small_cnn", "64"

@@ -2,10 +2,11 @@
 
 Reproduces and extends four papers in thin notebooks over this package:
 JIN / FRAL (Wu et al.), FARMUR (Mousavi et al.), FairAT (Mou et al.) and BALD + GRAD (Branchaud-Charron et al.).
-Modules, lowest first: ``data`` -> ``models`` -> ``attacks`` / ``train`` -> ``metrics`` -> ``active`` /
-``experiments`` -> ``plots`` -> ``reproduce``.
+Modules, lowest first: ``runtime`` / ``utils`` -> ``data`` -> ``models`` -> ``attacks`` / ``inference`` / ``train``
+-> ``metrics`` -> ``active`` / ``experiments`` -> ``plots`` -> ``reproduce``.
 """
-from .utils import resolve_device, run_info, set_seed
+from .runtime import resolve_device, set_seed
+from .utils import run_info
 from . import data, profiles
 from .data import DATASETS, load_dataset
 

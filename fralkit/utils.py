@@ -1,4 +1,4 @@
-"""Small shared helpers: seeds, devices, atomic writes, progress bars, run provenance.
+"""Small shared helpers: atomic writes, hashing, progress bars, run provenance (devices and seeds: ``runtime``).
 
 Everything here is free of research logic; every other module may import it.
 """
@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import platform
-import random
 import subprocess
 import sys
 import tempfile
@@ -18,9 +17,9 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from .runtime import resolve_device
+
 __all__ = [
-    "set_seed",
-    "resolve_device",
     "config_hash",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -34,34 +33,6 @@ __all__ = [
     "run_info",
     "git_commit",
 ]
-
-
-def set_seed(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU ``torch.Generator`` seeded the same.
-
-    The one place where seeds are set: data generation, splits, init and selection all derive from it.
-    """
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    seed = int(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    gen = torch.Generator()
-    gen.manual_seed(seed)
-    return gen
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` gives CUDA when available, else CPU; any other value is passed to ``torch.device``."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but CUDA is not available; use 'auto' or 'cpu'")
-    return dev
 
 
 def _jsonable(obj: Any) -> Any:

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from fralkit.experiments import ResultStore, flatten_records, format_mean_std, save_table, summarize
-from fralkit.utils import atomic_write_json, config_hash, resolve_device, set_seed
+from fralkit.runtime import resolve_device, set_seed
+from fralkit.utils import atomic_write_json, config_hash
 
 
 def cfg(method, seed, **kw):

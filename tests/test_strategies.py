@@ -193,14 +193,3 @@ def test_default_standard_model_is_a_fresh_copy_trained_on_d_l(ctx_factory):
     assert m_s is not ctx.model and type(m_s) is type(ctx.model)
     assert not torch.equal(m_s.head.weight, ctx.model.head.weight)
     assert (ctx.train.g[select("jin", ctx, 4)] == 1).all()
-
-
-def test_padded_batches_keep_every_real_row(tiny_groups):
-    from fralkit.active.strategies import _batches
-
-    model = TinyNet().eval()
-    idx = torch.arange(5, 45)
-    chunks = list(_batches(tiny_groups, idx, 32, pad=True))
-    assert [(x.shape[0], n) for x, n in chunks] == [(128, 32), (128, 8)]
-    padded = torch.cat([model(x)[:n] for x, n in chunks])
-    assert torch.allclose(padded, model(tiny_groups.float_images(idx)), atol=1e-6)

@@ -13,17 +13,16 @@ measures the speed-up in one run: at T = 20, 14x for ``vgg_mc`` (32 px) and 20x 
 
 Scores see only probabilities (baal's ``compute_score(probs)``): ``bald_scores``, ``predictive_entropy`` and
 ``expected_entropy`` are plain functions of ``[N, C, T]`` MC samples. The acquisition strategies that use them
-(``bald`` of both studies) live in ``fralkit.active.strategies.STRATEGIES``.
+(``bald`` of both studies) live in ``fralkit.active.strategies.STRATEGIES``. ``mc_probs`` (the sampling loop) lives
+in ``fralkit.inference``, the one inference loop, and is re-exported here.
 """
 from __future__ import annotations
 
 import contextlib
 
 import torch
-import torch.nn as nn
-from torch.nn.modules.dropout import _DropoutNd
 
-from ..data.core import GroupDataset, to_float
+from ..inference import mc_probs
 
 # ``entropy`` stays module-level only: ``fralkit.active.strategies`` exports its own [N, C] version.
 __all__ = [
@@ -71,83 +70,6 @@ def bald_scores(probs: torch.Tensor) -> torch.Tensor:
     """
     probs = _check_mc(probs)
     return (predictive_entropy(probs) - expected_entropy(probs)).clamp_min_(0.0)
-
-
-def _batches(data, idx: torch.Tensor | None, batch_size: int, device: torch.device):
-    """Yield float [0, 1] image batches on ``device`` from a GroupDataset or an image tensor."""
-    if isinstance(data, GroupDataset):
-        x_all = data.x
-    elif isinstance(data, torch.Tensor):
-        if data.ndim != 4:
-            raise ValueError(f"images must be [N, C, H, W], got shape {tuple(data.shape)}")
-        x_all = data
-    else:
-        raise ValueError(f"data must be a GroupDataset or an image tensor [N, C, H, W], got {type(data).__name__}")
-    order = torch.arange(len(x_all)) if idx is None else torch.as_tensor(idx, dtype=torch.int64).cpu()
-    for start in range(0, len(order), batch_size):
-        b = order[start:start + batch_size].to(x_all.device)
-        yield to_float(x_all[b].to(device, non_blocking=True))
-
-
-def mc_probs(model: nn.Module, data: GroupDataset | torch.Tensor, *, T: int = 20, idx: torch.Tensor | None = None,
-             batch_size: int = 512, fast: bool | None = None, seed: int | None = None, amp: bool | None = None) -> torch.Tensor:
-    """MC-dropout class probabilities ``[N, C, T]`` (the samples of ``p(y | x, w_t)``, ``w_t ~ q(w)``).
-
-    Args:
-        model: a classifier with Dropout layers (inputs in [0, 1]); with ``features``/``head`` for the fast path.
-        data: a ``GroupDataset`` or an image tensor ``[N, C, H, W]`` (uint8, or float in [0, 1]).
-        T: number of MC samples (20 in the paper).
-        idx: rows of ``data`` to score (default all), in this order.
-        batch_size: examples per trunk pass.
-        fast: compute ``features`` once and sample ``head`` T times. None (default) = whenever every Dropout
-            layer sits in the head (``fralkit.models.has_dropout_only_in_head``); True insists (ValueError
-            otherwise); False = T full forward passes ``model(x)`` (the reference path).
-        seed: seeds the dropout masks in a forked RNG (the caller's RNG stream is untouched): the two paths
-            with the same seed draw the same masks. None uses the current RNG.
-        amp: bf16 autocast (default: on for CUDA, off on CPU).
-
-    Returns:
-        float32 ``[N, C, T]`` on the model's device.
-    """
-    from ..models import has_dropout_only_in_head, mc_dropout
-
-    if T < 1:
-        raise ValueError(f"T (MC samples) must be >= 1, got {T}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    amp = (device.type == "cuda") if amp is None else amp
-    if not any(isinstance(m, _DropoutNd) for m in model.modules()):
-        raise ValueError(f"{type(model).__name__} has no Dropout layer: MC dropout needs one (e.g. make_model('vgg_mc', ...) "
-                         "or make_model('small_cnn', ..., dropout=0.5))")
-    splits = callable(getattr(model, "features", None)) and callable(getattr(model, "head", None))
-    trunk_clean = splits and has_dropout_only_in_head(model)
-    if fast and not trunk_clean:
-        raise ValueError("fast=True needs a features/head split with every Dropout layer in the head "
-                         f"({type(model).__name__} has dropout outside model.head)")
-    use_fast = trunk_clean if fast is None else bool(fast)
-    channels_last = device.type == "cuda"
-
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-    fork_devices = [device] if device.type == "cuda" else []
-    rng = torch.random.fork_rng(devices=fork_devices) if seed is not None else contextlib.nullcontext()
-    out = []
-    with rng, mc_dropout(model), torch.no_grad(), autocast:
-        if seed is not None:
-            torch.manual_seed(int(seed))
-        for x in _batches(data, idx, batch_size, device):
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            if use_fast:
-                z = model.features(x)
-                samples = [model.head(z).float().softmax(-1) for _ in range(T)]
-            else:
-                samples = [model(x).float().softmax(-1) for _ in range(T)]
-            out.append(torch.stack(samples, dim=-1))
-    if not out:
-        return torch.empty((0, 0, T), device=device)
-    return torch.cat(out)
 
 
 def select_top(scores: torch.Tensor, k: int) -> torch.Tensor:

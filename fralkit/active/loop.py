@@ -41,9 +41,10 @@ from ..data import DataSplits, GroupDataset, dataset_facts, fral_split, load_dat
 from ..experiments import ResultStore
 from ..metrics import group_report
 from ..models import make_model
-from ..train import fit
-from ..utils import atomic_torch_save, config_hash, resolve_device, set_seed
-from .strategies import STRATEGIES, SelectionContext, StrategyOptions, _sync, select
+from ..runtime import resolve_device, set_seed, stage_seed, sync
+from ..train import Recipe, fit
+from ..utils import atomic_torch_save, config_hash
+from .strategies import STRATEGIES, SelectionContext, StrategyOptions, select
 
 __all__ = ["POLICIES", "run_active_loop", "initial_state", "check_budgets", "FRALConfig", "run_fral", "initial_model",
            "evaluate_groups", "load_fral_data", "fral_budget", "weights_fingerprint", "STUDY", "FRALInterrupted"]
@@ -138,14 +139,14 @@ def run_active_loop(model: nn.Module, state: dict, *, policy: str, budgets: Sequ
     def train_and_evaluate(k: int) -> dict:
         if policy == "reset":
             model.load_state_dict(start)
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         record = dict(train(k, state) or {})
-        _sync(device)
+        sync(device)
         record["train_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         record.update(evaluate(k, state))
-        _sync(device)
+        sync(device)
         record["eval_s"] = time.perf_counter() - t0
         return record
 
@@ -154,11 +155,11 @@ def run_active_loop(model: nn.Module, state: dict, *, policy: str, budgets: Sequ
         if on_round is not None:
             on_round(state)
     for k in range(int(state["round"]) + 1, len(budgets) + 1):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         out = select(k, state)
         picked, fields_ = out if isinstance(out, tuple) else (out, {})
-        _sync(device)
+        sync(device)
         select_s = time.perf_counter() - t0
         picked = torch.as_tensor(picked, dtype=torch.int64).cpu()
         state["labelled"] = torch.cat([state["labelled"], picked])
@@ -357,10 +358,6 @@ def evaluate_groups(model: nn.Module, ds: GroupDataset, *, metric: str = "acc", 
 
 
 # ----------------------------------------------------------------------------------------------- training
-def _stage_seed(seed: int, round_: int, stage: int) -> int:
-    return (int(seed) * 1_000_003 + int(round_) * 7_919 + int(stage) * 104_729) % (2**31 - 1)
-
-
 def _make_model(config: FRALConfig, train: GroupDataset) -> nn.Module:
     return make_model(config.backbone, train.num_classes, in_channels=train.channels, image_size=train.image_size)
 
@@ -368,17 +365,18 @@ def _make_model(config: FRALConfig, train: GroupDataset) -> nn.Module:
 def _fit(model: nn.Module, train: GroupDataset, idx: torch.Tensor, *, objective: str, epochs: int, lr: float,
          config: FRALConfig, seed: int, device: torch.device, optimizer: torch.optim.Optimizer | str = "sgd",
          warmup_epochs: float = 0.0) -> float:
-    """``fralkit.train.fit`` with the run's settings (random oversampling for HAM-like data); returns seconds."""
+    """``fralkit.train.fit`` with the run's recipe (random oversampling for HAM-like data); returns seconds."""
     set_seed(seed)
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     if epochs > 0:
-        kw = dict(eps=config.eps, alpha=config.alpha, steps=config.steps, beta=config.beta) if objective == "trades" else {}
-        fit(model, train, idx=idx, objective=objective, epochs=epochs, batch_size=config.batch_size, lr=lr,
-            optimizer=optimizer, momentum=config.momentum, weight_decay=config.weight_decay,
-            warmup_epochs=warmup_epochs, grad_clip=config.grad_clip or None, oversample=config.use_oversampling,
-            cudnn_benchmark=config.cudnn_benchmark, seed=seed, device=device, show_progress=False, **kw)
-    _sync(device)
+        recipe = Recipe(objective=objective, epochs=epochs, batch_size=config.batch_size, lr=lr, optimizer=optimizer,
+                        momentum=config.momentum, weight_decay=config.weight_decay, warmup_epochs=warmup_epochs,
+                        eps=config.eps, alpha=config.alpha, steps=config.steps, beta=config.beta,
+                        grad_clip=config.grad_clip or None, oversample=config.use_oversampling,
+                        cudnn_benchmark=config.cudnn_benchmark)
+        fit(model, train, recipe, idx=idx, seed=seed, device=device, show_progress=False)
+    sync(device)
     return time.perf_counter() - t0
 
 
@@ -445,15 +443,15 @@ def initial_model(config: FRALConfig, splits: DataSplits, *, store: ResultStore,
                       "copy the store's _cache folder along with its records to avoid this", stacklevel=2)
     train, val, test = splits.train.to(device), splits.val.to(device), splits.test.to(device)
     labelled, pool = fral_split(splits.train, init_frac=config.init_frac, seed=config.seed)
-    seed0 = _stage_seed(config.seed, 0, 0)
+    seed0 = stage_seed(config.seed, 0, 0)
     set_seed(seed0)
     model = _make_model(config, train).to(device)
     if verbose:
         print(f"[init] TRADES on D_L = {len(labelled)} labels, {config.init_epochs} epochs ({config.backbone})", flush=True)
     seconds = _fit(model, train, labelled, objective="trades", epochs=config.init_epochs,
                    lr=config.lr, config=config, seed=seed0, device=device, warmup_epochs=config.warmup_epochs)
-    rep_val = _evaluate(model, val, config, _stage_seed(config.seed, 0, 1))
-    rep_test = _evaluate(model, test, config, _stage_seed(config.seed, 0, 2))
+    rep_val = _evaluate(model, val, config, stage_seed(config.seed, 0, 1))
+    rep_test = _evaluate(model, test, config, stage_seed(config.seed, 0, 2))
     state = _cpu_state(model)
     init = {"model": state, "fingerprint": weights_fingerprint(state), "labelled": labelled.clone(),
             "pool": pool.clone(), "val": rep_val, "test": rep_test, "seconds": float(seconds)}
@@ -542,7 +540,7 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
 
     def select_round(k: int, state: dict):
         def std_trainer(ctx: SelectionContext) -> nn.Module:
-            seed_s = _stage_seed(config.seed, k, 3)
+            seed_s = stage_seed(config.seed, k, 3)
             set_seed(seed_s)
             m_s = _make_model(config, train).to(dev)
             epochs = config.std_epochs
@@ -555,7 +553,7 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
             state["std_model"] = _cpu_state(m_s)
             return m_s
 
-        set_seed(_stage_seed(config.seed, k, 4))
+        set_seed(stage_seed(config.seed, k, 4))
         ctx = _context(config, model, train, val, state["labelled"], state["pool"], k, state["records"][-1]["val"],
                        std_trainer)
         picked = select(config.strategy, ctx, budgets[k - 1])
@@ -567,11 +565,11 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
     def finetune_round(k: int, state: dict) -> None:
         model.train()
         _fit(model, train, state["labelled"], objective="trades", epochs=config.finetune_epochs, lr=config.finetune_lr,
-             config=config, seed=_stage_seed(config.seed, k, 5), device=dev, optimizer=optimizer)
+             config=config, seed=stage_seed(config.seed, k, 5), device=dev, optimizer=optimizer)
 
     def evaluate_round(k: int, state: dict) -> dict:
-        return {"val": _evaluate(model, val, config, _stage_seed(config.seed, k, 6)),
-                "test": _evaluate(model, test, config, _stage_seed(config.seed, k, 7))}
+        return {"val": _evaluate(model, val, config, stage_seed(config.seed, k, 6)),
+                "test": _evaluate(model, test, config, stage_seed(config.seed, k, 7))}
 
     def save_round(state: dict) -> None:
         k, rec = state["round"], state["records"][-1]

@@ -35,7 +35,6 @@ import copy
 import math
 import time
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -43,8 +42,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import inference
 from ..attacks import pgd
-from ..data import GroupDataset, iterate_batches
+from ..data import GroupDataset
+from ..inference import last_linear
+from ..runtime import autocast, channels_last, round_seed, std_fit_seed, sync
 from ..train import fit, trades_loss
 from .bald import bald_scores, mc_probs, select_top
 
@@ -190,7 +192,7 @@ class SelectionContext(StrategyOptions):
         after a resume."""
         if self.query_seed is not None:
             return torch.Generator().manual_seed(int(self.query_seed) + int(salt))
-        return torch.Generator().manual_seed(int(self.seed) * 1_000_003 + int(self.round) * 7_919 + int(salt))
+        return torch.Generator().manual_seed(round_seed(self.seed, self.round, salt))
 
     def group_pool(self, group: int | None = None) -> torch.Tensor:
         """Pool indices whose group is ``group`` (default z*). Group ids are known for D_U (Algorithm 1, line 6)."""
@@ -205,7 +207,7 @@ class SelectionContext(StrategyOptions):
             t0 = time.perf_counter()
             trainer = self.std_trainer or _default_std_trainer
             self.std_model = trainer(self)
-            _sync(self.device)
+            sync(self.device)
             self.timings["std_model_s"] = self.timings.get("std_model_s", 0.0) + time.perf_counter() - t0
         return self.std_model
 
@@ -214,13 +216,13 @@ def _default_std_trainer(ctx: SelectionContext) -> nn.Module:
     """A freshly initialised copy of M_R's architecture, trained with the standard objective on D_L."""
     model = copy.deepcopy(ctx.model)
     gen_state = torch.random.get_rng_state()
-    torch.manual_seed(int(ctx.seed) * 1_000_003 + int(ctx.round) * 7_919 + 17)
+    torch.manual_seed(round_seed(ctx.seed, ctx.round, 17))
     for module in model.modules():
         if hasattr(module, "reset_parameters") and module is not model:
             module.reset_parameters()
     torch.random.set_rng_state(gen_state)
     fit(model, ctx.train, idx=ctx.labelled, objective="standard", epochs=ctx.std_epochs, batch_size=ctx.std_batch_size,
-        lr=ctx.std_lr, seed=int(ctx.seed) * 1_000_003 + int(ctx.round), device=ctx.device)
+        lr=ctx.std_lr, seed=std_fit_seed(ctx.seed, ctx.round), device=ctx.device)
     model.eval()
     return model
 
@@ -388,125 +390,35 @@ def ucb_allocation(loss: torch.Tensor, counts: torch.Tensor, available: torch.Te
 
 
 # ----------------------------------------------------------------------------------------------- inference
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def _fmt(x: torch.Tensor) -> torch.Tensor:
-    """channels_last on CUDA (the layout ``fralkit.train`` trains in), unchanged on CPU."""
-    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda and x.ndim == 4 else x
-
-
-_BUCKET = 128  # CUDA batch sizes are padded to a multiple of this (see _batches)
-
-
-def _batches(ds: GroupDataset, idx: torch.Tensor, batch_size: int, pad: bool | None = None):
-    """Yield ``(x, n)``: float images of ``ds[idx]`` in chunks, and the number of real rows in each.
-
-    On CUDA a short chunk is padded (with copies of its first row) to a multiple of 128 rows, so candidate
-    sets of every size reuse a few input shapes and cuDNN's autotuner, where a caller turned it on, does not
-    re-tune every convolution for each new pool size. Rows are independent in eval mode, so padding changes no real row.
-    """
-    idx = torch.as_tensor(idx, dtype=torch.int64).cpu()
-    for x, _, _, _ in iterate_batches(ds, batch_size, idx=idx):
-        n = x.shape[0]
-        if (x.is_cuda if pad is None else pad) and n % _BUCKET:
-            x = torch.cat([x, x[:1].expand(_BUCKET - n % _BUCKET, *x.shape[1:])])
-        yield _fmt(x), n
-
-
-def _last_linear(model: nn.Module) -> nn.Linear:
-    head = getattr(model, "head", None)
-    if head is None:
-        raise ValueError("strategies need a model with features(x) and head(z) (see fralkit.models)")
-    if isinstance(head, nn.Linear):
-        return head
-    linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("the model's head has no nn.Linear layer; BADGE/CSET/BALD need its last linear layer")
-    return linears[-1]
-
-
-@torch.no_grad()
 def infer(model: nn.Module, ds: GroupDataset, idx: torch.Tensor, *, batch_size: int = 1024, amp: bool = True,
           embed: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Logits ``[N, C]`` (float32) of ``model`` on ``ds[idx]`` in eval mode, and optionally the input of the
-    head's last linear layer ``[N, D]`` (the penultimate embedding of CSET and BADGE)."""
-    was_training = model.training
-    model.eval()
-    captured: list[torch.Tensor] = []
-    hook = _last_linear(model).register_forward_hook(lambda m, i, o: captured.append(i[0].float())) if embed else None
-    logits = []
-    try:
-        with _autocast(ds.device, amp):
-            for x, n in _batches(ds, idx, batch_size):
-                out = model(x).float()
-                logits.append(out[:n])
-                if embed:
-                    captured[-1] = captured[-1][:n]
-    finally:
-        if hook is not None:
-            hook.remove()
-        model.train(was_training)
-    c = _num_outputs(model)
-    out = torch.cat(logits) if logits else torch.empty(0, c, device=ds.device)
-    emb = (torch.cat(captured) if captured else torch.empty(0, _last_linear(model).in_features, device=ds.device)) if embed else None
-    return out, emb
-
-
-def _num_outputs(model: nn.Module) -> int:
-    return _last_linear(model).out_features
+    head's last linear layer ``[N, D]`` (the penultimate embedding of CSET and BADGE): ``fralkit.inference.infer``
+    with CUDA batches padded to a multiple of 128 rows, so candidate sets of every size reuse a few input shapes
+    and cuDNN's autotuner, where a caller turned it on, does not re-tune every convolution for each pool size."""
+    out = inference.infer(model, ds, idx, batch_size=batch_size, amp=amp, embed=embed, pad=ds.device.type == "cuda")
+    return out.logits, out.embeddings
 
 
 def _adv_probs(model: nn.Module, ds: GroupDataset, idx: torch.Tensor, p_clean: torch.Tensor, ctx: SelectionContext) -> torch.Tensor:
     """Probabilities of M_R on A(x, eps) for ``ds[idx]`` (PGD against M_R's own prediction, labels unknown)."""
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        start = 0
-        for x, n in _batches(ds, idx, ctx.batch_size):
-            y_hat = p_clean[start:start + n].argmax(1)
-            y_hat = torch.cat([y_hat, y_hat[:1].expand(x.shape[0] - n)])
-            start += n
-            with _autocast(ds.device, ctx.amp):
-                x_adv = pgd(model, x, y_hat, eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps, loss=ctx.jin_attack_loss)
-                with torch.no_grad():
-                    out.append(model(x_adv).float().softmax(1)[:n])
-    finally:
-        model.train(was_training)
-    return torch.cat(out) if out else torch.empty_like(p_clean)
+    attack = {"eps": ctx.eps, "alpha": ctx.alpha, "steps": ctx.steps, "loss": ctx.jin_attack_loss}
+    return inference.attacked_logits(model, ds, idx, attack=attack, targets=p_clean.argmax(1),
+                                     batch_size=ctx.batch_size, amp=ctx.amp, pad=ds.device.type == "cuda").softmax(1)
 
 
-@torch.no_grad()
 def group_losses(model: nn.Module, val: GroupDataset, *, eps: float = 4 / 255, alpha: float = 2 / 255, steps: int = 5,
                  batch_size: int = 1024, amp: bool = True, robust: bool = True) -> torch.Tensor:
     """Per-group validation loss ``[G]``: mean over the group of (clean CE + PGD CE) / 2 (clean CE only when
     ``robust=False``). The group statistic of MinMax and OPT in the FRAL (clean + robust) setting."""
-    was_training = model.training
-    model.eval()
-    tot = torch.zeros(val.num_groups, dtype=torch.float64)
-    cnt = torch.zeros(val.num_groups, dtype=torch.float64)
-    try:
-        for x, y, g, _ in iterate_batches(val, batch_size):
-            x = _fmt(x)
-            with _autocast(val.device, amp):
-                loss = F.cross_entropy(model(x).float(), y, reduction="none")
-                if robust:
-                    with torch.enable_grad():
-                        x_adv = pgd(model, x, y, eps=eps, alpha=alpha, steps=steps, loss="ce")
-                    loss = 0.5 * (loss + F.cross_entropy(model(x_adv).float(), y, reduction="none"))
-            tot.index_add_(0, g.cpu(), loss.double().cpu())
-            cnt.index_add_(0, g.cpu(), torch.ones_like(loss, dtype=torch.float64).cpu())
-    finally:
-        model.train(was_training)
+    attack = {"eps": eps, "alpha": alpha, "steps": steps, "loss": "ce"} if robust else None
+    clean, adv, _ = inference.infer(model, val, batch_size=batch_size, amp=amp, attack=attack)
+    loss = F.cross_entropy(clean, val.y, reduction="none")
+    if robust:
+        loss = 0.5 * (loss + F.cross_entropy(adv, val.y, reduction="none"))
+    g = val.g.cpu()
+    tot = torch.zeros(val.num_groups, dtype=torch.float64).index_add_(0, g, loss.double().cpu())
+    cnt = torch.zeros(val.num_groups, dtype=torch.float64).index_add_(0, g, torch.ones(len(g), dtype=torch.float64))
     return (tot / cnt.clamp_min(1)).float()
 
 
@@ -575,10 +487,10 @@ def _mc_probs_last_layer(ctx: SelectionContext, idx: torch.Tensor) -> torch.Tens
     """``[N, C, T]`` MC-dropout probabilities: dropout (rate ``bald_dropout``) on the input of M_R's last linear
     layer, T = ``bald_samples`` draws; the rest of the network runs once in eval mode."""
     _, z = infer(ctx.model, ctx.train, idx, batch_size=ctx.batch_size, amp=ctx.amp, embed=True)
-    last = _last_linear(ctx.model)
+    last = last_linear(ctx.model)
     gen_state = torch.random.get_rng_state()
     cuda_state = torch.cuda.get_rng_state(ctx.device) if ctx.device.type == "cuda" else None
-    torch.manual_seed(int(ctx.seed) * 1_000_003 + int(ctx.round) * 7_919 + 2)
+    torch.manual_seed(round_seed(ctx.seed, ctx.round, 2))
     try:
         samples = [F.linear(F.dropout(z, ctx.bald_dropout, training=True), last.weight.float(),
                             None if last.bias is None else last.bias.float()).softmax(1) for _ in range(ctx.bald_samples)]
@@ -731,8 +643,8 @@ def select_fairal(ctx: SelectionContext, budget: int) -> torch.Tensor:
     vidx = _stratified_val(ctx, ctx.fairal_val, gen).to(ctx.val.device)
     xv, yv, gv = ctx.val.float_images(vidx).to(dev), ctx.val.y[vidx].to(dev), ctx.val.g[vidx].to(dev)
     model.eval()
-    xv = _fmt(xv)
-    with _autocast(dev, ctx.amp):
+    xv = channels_last(xv, xv.is_cuda)
+    with autocast(dev, ctx.amp):
         xv_adv = None if ctx.fairal_reattack else pgd(model, xv, yv, eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps, loss="ce")
     replay = _random(ctx.labelled, min(len(ctx.labelled), ctx.fairal_batch), gen).to(dev)
     xr, yr = ctx.train.float_images(replay).to(dev), ctx.train.y[replay].to(dev)
@@ -743,7 +655,7 @@ def select_fairal(ctx: SelectionContext, budget: int) -> torch.Tensor:
     base = {name: t.detach().clone() for name, t in model.state_dict().items()}
     scratch = copy.deepcopy(model)
     opt = torch.optim.SGD(scratch.parameters(), lr=ctx.fairal_lr)
-    torch.manual_seed(int(ctx.seed) * 1_000_003 + int(ctx.round) * 7_919 + 4)
+    torch.manual_seed(round_seed(ctx.seed, ctx.round, 4))
     expected = torch.zeros(m)
     t0 = time.perf_counter()
     for i in range(m):
@@ -753,23 +665,23 @@ def select_fairal(ctx: SelectionContext, budget: int) -> torch.Tensor:
             xb = torch.cat([xr, xc_all[i:i + 1]])
             yb = torch.cat([yr, labels[i, j:j + 1].to(dev)])
             for _ in range(ctx.fairal_steps):
-                with _autocast(dev, ctx.amp):
+                with autocast(dev, ctx.amp):
                     loss, _ = trades_loss(scratch, xb, yb, eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps, beta=ctx.beta)
                 opt.zero_grad(set_to_none=True)
                 loss.float().backward()
                 opt.step()
             scratch.eval()
             if xv_adv is None:
-                with _autocast(dev, ctx.amp):
+                with autocast(dev, ctx.amp):
                     xa = pgd(scratch, xv, yv, eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps, loss="ce")
             else:
                 xa = xv_adv
-            with torch.no_grad(), _autocast(dev, ctx.amp):
+            with torch.no_grad(), autocast(dev, ctx.amp):
                 lv = 0.5 * (F.cross_entropy(scratch(xv).float(), yv, reduction="none")
                             + F.cross_entropy(scratch(xa).float(), yv, reduction="none"))
             fair = -((lv[:, None] * one_hot_g).sum(0) / group_n).max()
             expected[i] += float(weights[i, j]) * float(fair)
-    _sync(dev)
+    sync(dev)
     ctx.timings.update(fairal_lookahead_s=time.perf_counter() - t0, fairal_candidates=m, fairal_labels=k,
                        fairal_lookaheads=m * k)
     score = ctx.fairal_a * _minmax_norm(ent) + (1 - ctx.fairal_a) * _minmax_norm(expected)
@@ -787,7 +699,7 @@ def _jin(ctx: SelectionContext, budget: int, *, use_per: bool, use_rob: bool) ->
     p_rob = _probs(ctx, cand)
     p_adv = _adv_probs(ctx.model, ctx.train, cand, p_rob, ctx) if use_rob else None
     scores = jin_scores(p_std, p_rob, p_adv, use_per=use_per, use_rob=use_rob)
-    _sync(ctx.device)
+    sync(ctx.device)
     ctx.timings["jin_scores_s"] = time.perf_counter() - t0
     ctx.timings["jin_candidates"] = len(cand)
     return _top(scores.cpu() + bonus, cand, budget)
@@ -854,10 +766,10 @@ def select(name: str, ctx: SelectionContext, budget: int) -> torch.Tensor:
         raise ValueError(f"budget B={budget} is larger than the pool D_U ({len(ctx.pool)} unlabelled samples)")
     if key in GROUP_AWARE and ctx.worst_group is None:
         raise ValueError(f"strategy {key!r} samples from the worst group z*: set SelectionContext.worst_group")
-    _sync(ctx.device)
+    sync(ctx.device)
     t0 = time.perf_counter()
     picked = STRATEGIES[key](ctx, budget)
-    _sync(ctx.device)
+    sync(ctx.device)
     ctx.timings["select_s"] = time.perf_counter() - t0
     picked = torch.as_tensor(picked, dtype=torch.int64).cpu().flatten()
     if len(picked) != budget or len(torch.unique(picked)) != budget or not torch.isin(picked, ctx.pool).all():

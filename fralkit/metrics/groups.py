@@ -8,21 +8,20 @@ for standard (``std_``, clean inputs) and robust (``rob_``, white-box PGD-5, L-i
 performance; accuracy for UTKFace / CINIC-10, macro-F1 for the imbalanced HAM10000 (Table 3 adds the per-class
 F1 within the worst group). FairAT (paper 003) reports class-wise robust accuracy: worst class and average.
 
-``group_report`` computes the clean and the adversarial logits once and derives everything from them, as a
-flat dict of plain Python scalars (result-store metrics). ``report_from_logits`` does the same from given
-logits or predictions.
+``group_report`` computes the clean and the adversarial logits in one pass (``fralkit.inference.infer``) and
+derives everything from them, as a flat dict of plain Python scalars (result-store metrics).
+``report_from_logits`` does the same from given logits or predictions.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from ..attacks.pgd import pgd
-from ..data.core import GroupDataset, to_float
+from ..data.core import GroupDataset
+from ..inference import infer
 
 __all__ = ["predict", "group_report", "report_from_logits", "per_class_f1", "macro_f1", "per_class_accuracy",
            "worst_disp_avg", "report_table", "METRICS"]
@@ -148,11 +147,6 @@ def report_from_logits(y: torch.Tensor, g: torch.Tensor, clean: torch.Tensor, ad
     return out
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
 def _attack_kwargs(attack: dict | bool | None, eps: float, alpha: float, steps: int, loss: str) -> dict | None:
     if attack is None or attack is False:
         return None
@@ -165,46 +159,6 @@ def _attack_kwargs(attack: dict | bool | None, eps: float, alpha: float, steps: 
     elif attack is not True:
         raise ValueError(f"attack must be None, True or a dict of pgd options, got {attack!r}")
     return kw
-
-
-def _logits(model: nn.Module, data: GroupDataset, idx, attack_kw: dict | None, *, batch_size: int, amp: bool,
-            seed: int | None, clean: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Clean and / or adversarial logits ``[n, C]`` (fp32, on the model's device) in one pass over the data."""
-    dev = _model_device(model)
-    order = torch.arange(len(data)) if idx is None else torch.as_tensor(idx).cpu()
-    if order.dtype == torch.bool:
-        order = order.nonzero().flatten()
-    order = order.to(data.device)
-    cl = dev.type == "cuda"
-    cast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if (amp and cl) else nullcontext
-    was = model.training
-    model.eval()
-    outs_c, outs_a = [], []
-    rng = torch.random.fork_rng(devices=[dev] if cl else [], enabled=seed is not None)
-    try:
-        with rng:
-            if seed is not None:
-                torch.manual_seed(int(seed))
-            for start in range(0, len(order), batch_size):
-                b = order[start:start + batch_size]
-                x = to_float(data.x[b]).to(dev, non_blocking=True)
-                if cl:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with cast():
-                    if clean:
-                        with torch.no_grad():
-                            outs_c.append(model(x).float())
-                    if attack_kw is not None:
-                        y = data.y[b].to(dev, non_blocking=True)
-                        x_adv = pgd(model, x, y, **attack_kw)
-                        with torch.no_grad():
-                            outs_a.append(model(x_adv).float())
-    finally:
-        model.train(was)
-    c = data.num_classes
-    lc = (torch.cat(outs_c) if outs_c else torch.empty(0, c, device=dev)) if clean else None
-    la = (torch.cat(outs_a) if outs_a else torch.empty(0, c, device=dev)) if attack_kw is not None else None
-    return lc, la
 
 
 def predict(model: nn.Module, data: GroupDataset, idx: torch.Tensor | Sequence[int] | None = None, *,
@@ -221,8 +175,8 @@ def predict(model: nn.Module, data: GroupDataset, idx: torch.Tensor | Sequence[i
             draws from the global RNG.
     """
     kw = _attack_kwargs(attack, 4 / 255, 2 / 255, 5, "ce")
-    lc, la = _logits(model, data, idx, kw, batch_size=batch_size, amp=amp, seed=seed, clean=kw is None)
-    return lc if kw is None else la
+    out = infer(model, data, idx, batch_size=batch_size, amp=amp, clean=kw is None, attack=kw, seed=seed)
+    return out.logits if kw is None else out.adv_logits
 
 
 def group_report(model: nn.Module, data: GroupDataset, *, idx: torch.Tensor | Sequence[int] | None = None,
@@ -248,7 +202,7 @@ def group_report(model: nn.Module, data: GroupDataset, *, idx: torch.Tensor | Se
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; valid: {list(METRICS)}")
     kw = {"eps": eps, "alpha": alpha, "steps": steps, "loss": attack_loss} if robust else None
-    lc, la = _logits(model, data, idx, kw, batch_size=batch_size, amp=amp, seed=seed)
+    lc, la, _ = infer(model, data, idx, batch_size=batch_size, amp=amp, attack=kw, seed=seed)
     sel = slice(None) if idx is None else torch.as_tensor(idx).cpu()
     y, g = data.y.cpu()[sel], data.g.cpu()[sel]
     out = report_from_logits(y, g, lc.cpu(), None if la is None else la.cpu(), num_classes=data.num_classes,

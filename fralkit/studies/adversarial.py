@@ -32,10 +32,11 @@ from ..data import DataSplits, dataset_facts, load_dataset
 from ..experiments import ResultStore, flatten_records, format_mean_std, save_table, summarize
 from ..metrics.groups import group_report
 from ..models import make_model
-from ..train import fit
 from ..plots import adversarial as plots_adv
 from ..plots import savefig
-from ..utils import in_papermill, resolve_device, set_seed
+from ..runtime import resolve_device, set_seed
+from ..train import Recipe, fit
+from ..utils import in_papermill
 
 __all__ = ["ADV_METHODS", "METHOD_LABELS", "STUDY", "AdvConfig", "adv_configs", "load_adv_data", "run_adv",
            "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "datasets_of", "method_label", "table_groups", "classwise_frame", "history_frame",
@@ -177,12 +178,12 @@ def run_adv(cfg: AdvConfig, *, store: ResultStore | None = None, device: str | t
     if objective == "fairat":
         opts = dict(hard_frac=cfg.hard_frac, hard_by=cfg.hard_by, hard_aug=cfg.hard_aug,
                     hard_aug_strength=cfg.hard_aug_strength, base=cfg.fairat_base)
-    result = fit(model, train, objective=objective, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                 momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
-                 warmup_epochs=cfg.warmup_epochs, grad_clip=cfg.grad_clip or None, eps=cfg.eps,
-                 alpha=cfg.alpha, steps=cfg.train_steps or cfg.steps, beta=cfg.beta, oversample=cfg.use_oversampling, seed=cfg.seed,
-                 device=dev, val=curve, val_robust=curve is not None, show_progress=show_progress, **opts,
-                 **(fit_options or {}))
+    recipe = Recipe(objective=objective, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                    momentum=cfg.momentum, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
+                    warmup_epochs=cfg.warmup_epochs, grad_clip=cfg.grad_clip or None, eps=cfg.eps, alpha=cfg.alpha,
+                    steps=cfg.train_steps or cfg.steps, beta=cfg.beta, oversample=cfg.use_oversampling, options=opts)
+    result = fit(model, train, recipe, seed=cfg.seed, device=dev, val=curve, val_robust=curve is not None,
+                 show_progress=show_progress, **(fit_options or {}))
     t0 = time.perf_counter()
     report = group_report(model, test, metric=cfg.metric_name, eps=cfg.eps, alpha=cfg.alpha, steps=cfg.steps,
                           seed=cfg.seed)

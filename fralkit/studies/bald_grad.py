@@ -52,10 +52,13 @@ from ..data.synbols import GroupStyle, SynbolsConfig, make_synbols
 from ..experiments import ResultStore, format_mean_std, save_table, summarize
 from ..metrics.fairness import fairness_report
 from ..active.methods import HEURISTIC_NAMES, TABLE1_METHODS, MethodSpec, method_label, parse_method
+from ..inference import clean_logits
 from ..plots import bald as plots_bald
-from ..plots.bald import steps_from_record
 from ..plots import savefig
-from ..utils import cache_dir, config_hash, in_papermill, progress, resolve_device, set_seed
+from ..plots.bald import steps_from_record
+from ..runtime import offset_seed, query_seed, resolve_device, set_seed, step_seed, sync
+from ..train import Recipe
+from ..utils import cache_dir, config_hash, in_papermill, progress
 from ..active.bald import bald_scores, mc_probs
 from ..active.loop import initial_state, run_active_loop
 from ..active.strategies import SelectionContext, select
@@ -272,8 +275,8 @@ def _pretrained_trunk(train: GroupDataset, protocol: BaldProtocol, device: torch
     set_seed(0)
     model = make_model(protocol.backbone, len(chars), in_channels=train.channels, image_size=train.image_size,
                        **_model_kw(protocol)).to(device)
-    _fit(fit, model, data, None, "standard", protocol, epochs=protocol.pretrain_epochs, seed=0, device=device,
-         lr=protocol.pretrain_lr)
+    fit(model, data, seed=0, device=device, show_progress=False,
+        **_recipe(protocol, "standard", epochs=protocol.pretrain_epochs, lr=protocol.pretrain_lr).kwargs())
     trunk = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("head")}
     atomic_torch_save(trunk, path)
     return trunk
@@ -302,41 +305,22 @@ def make_start_model(train: GroupDataset, protocol: BaldProtocol, *, seed: int, 
     if lambd > 0:
         # Eq. 2 as in the paper's code: the reversal layer multiplies by -1 and lambda weights the group loss
         # (passed to fit as group_weight); the trunk then receives grad l_y - lambda grad l_a.
-        set_seed(seed + 7_919)
+        set_seed(offset_seed(seed, 7_919))
         model = GRADModel(base, train.num_groups, lambd=1.0, hidden=protocol.grad_hidden)
     model = model.to(dev)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return model, state
 
 
-def _fit(fit, model, train, idx, objective: str, protocol: BaldProtocol, *, epochs: int, seed: int, device,
-         lr: float | None = None, group_weight: float = 0.0) -> None:
-    """``fralkit.train.fit`` with the protocol's optimiser; GRAD gets its loss weight lambda and clipping."""
-    kw = dict(idx=idx, objective=objective, epochs=epochs, batch_size=protocol.batch_size,
-              lr=protocol.lr if lr is None else lr, optimizer=protocol.optimizer, momentum=protocol.momentum,
-              weight_decay=protocol.weight_decay, schedule=protocol.schedule, seed=seed, device=device,
-              show_progress=False)
-    if objective == "grad":
-        kw.update(group_weight=group_weight, grad_clip=protocol.grad_clip)
-    fit(model, train, **kw)
-
-
-@torch.no_grad()
-def _predict_probs(model: nn.Module, data: GroupDataset, *, batch_size: int) -> torch.Tensor:
-    """Deterministic class probabilities ``[N, C]`` (eval mode: dropout off); the model's mode is restored."""
-    dev = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
-    out = []
-    try:
-        with amp:
-            for start in range(0, len(data), batch_size):
-                x = data.float_images(torch.arange(start, min(start + batch_size, len(data)), device=data.device)).to(dev)
-                out.append(model(x).float().softmax(-1))
-    finally:
-        model.train(was)
-    return torch.cat(out) if out else torch.empty(0, data.num_classes, device=dev)
+def _recipe(protocol: BaldProtocol, objective: str, *, epochs: int, lr: float | None = None,
+            group_weight: float = 0.0) -> Recipe:
+    """The protocol's training recipe for ``fralkit.train.fit``; GRAD gets its loss weight lambda and clipping."""
+    grad = objective == "grad"
+    return Recipe(objective=objective, epochs=epochs, batch_size=protocol.batch_size,
+                  lr=protocol.lr if lr is None else lr, optimizer=protocol.optimizer, momentum=protocol.momentum,
+                  weight_decay=protocol.weight_decay, schedule=protocol.schedule,
+                  grad_clip=protocol.grad_clip if grad else None,
+                  options={"group_weight": group_weight} if grad else {})
 
 
 def evaluate_step(model: nn.Module, test: GroupDataset, *, mc_samples: int = 20, batch_size: int = 512,
@@ -346,7 +330,7 @@ def evaluate_step(model: nn.Module, test: GroupDataset, *, mc_samples: int = 20,
     Accuracy, NLL and the fairness gaps use the deterministic prediction (dropout off); the epistemic
     uncertainty is the BALD score under ``mc_samples`` MC-dropout samples (masks seeded by ``seed``).
     """
-    probs = _predict_probs(model, test, batch_size=batch_size)
+    probs = clean_logits(model, test, batch_size=batch_size, amp=True, channels_last=False).softmax(-1)
     scores = bald_scores(mc_probs(model, test, T=mc_samples, batch_size=batch_size, seed=seed))
     return fairness_report(probs.cpu(), test.y.cpu(), test.g.cpu(), num_groups=test.num_groups, scores=scores.cpu())
 
@@ -363,11 +347,6 @@ def _labelled_counts(train: GroupDataset, idx: torch.Tensor) -> dict:
     rare = full < full.mean()
     return {"counts": table.tolist(), **{f"labelled_g{a}": int(table[:, a].sum()) for a in range(train.num_groups)},
             "labelled_rare": int(table[rare].sum())}
-
-
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def run_method(splits: DataSplits, method: str, *, seed: int = 0, protocol: BaldProtocol | None = None,
@@ -406,8 +385,9 @@ def run_method(splits: DataSplits, method: str, *, seed: int = 0, protocol: Bald
         idx = repair_resample(w, generator=torch.Generator().manual_seed(int(seed)))
         score_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        _fit(fit, model, train, idx, "standard", protocol, epochs=protocol.repair_epochs, seed=seed, device=dev)
-        _sync(dev)
+        fit(model, train, idx=idx, seed=seed, device=dev, show_progress=False,
+            **_recipe(protocol, "standard", epochs=protocol.repair_epochs).kwargs())
+        sync(dev)
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         metrics = evaluate_step(model, test, seed=seed, **eval_kw)
@@ -426,16 +406,16 @@ def run_method(splits: DataSplits, method: str, *, seed: int = 0, protocol: Bald
         ctx = SelectionContext(model=model, train=train, pool=state["pool"], labelled=state["labelled"], seed=seed,
                                round=step, batch_size=protocol.eval_batch_size, bald_samples=protocol.mc_samples,
                                bald_dropout=None, bald_subset=protocol.pool_subset,
-                               query_seed=int(seed) * 100_003 + step, mc_seed=seed * 1_000 + step)
+                               query_seed=query_seed(seed, step), mc_seed=step_seed(seed, step))
         return select(spec.heuristic, ctx, budgets[step])
 
     def retrain(k: int, state: dict) -> None:
         # The labelled set in index order, as the paper's code keeps it.
-        _fit(fit, model, train, state["labelled"].sort().values, objective, protocol, epochs=protocol.epochs,
-             seed=seed * 1_000 + k, device=dev, group_weight=spec.lambd)
+        fit(model, train, idx=state["labelled"].sort().values, seed=step_seed(seed, k), device=dev, show_progress=False,
+            **_recipe(protocol, objective, epochs=protocol.epochs, group_weight=spec.lambd).kwargs())
 
     def evaluate(k: int, state: dict) -> dict:
-        return {"metrics": evaluate_step(model, test, seed=seed * 1_000 + k, **eval_kw),
+        return {"metrics": evaluate_step(model, test, seed=step_seed(seed, k), **eval_kw),
                 "counts": _labelled_counts(train, state["labelled"])}
 
     rounds = run_active_loop(model, initial_state(labelled, pool), policy="reset", start=start, budgets=budgets,

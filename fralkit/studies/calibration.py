@@ -19,7 +19,7 @@ from ..experiments import ResultStore, save_table
 from ..metrics import group_report
 from ..models import make_model
 from ..train import fit
-from ..utils import resolve_device, set_seed
+from ..runtime import resolve_device, set_seed
 
 __all__ = ["DISADVANTAGED", "calibrate_preset", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "calibration_table", "describe_calibration",
            "CALIBRATION_TARGETS"]

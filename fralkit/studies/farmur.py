@@ -6,8 +6,9 @@ sub-partition ``P`` of the training set (DeepFool distances, Defs. 1-2), call ``
 
     L_FARMUR = L_TRADES(b^vul) + L_CE(b^rob)        (Eqs. 9-11)
 
-with the adversarial training's hyperparameters. ``farmur_loss`` computes it with
-``fralkit.train.trades_loss``; ``farmur_retrain`` runs the epochs.
+with the adversarial training's hyperparameters. The loss is the ``farmur`` objective of ``fralkit.train``
+(``farmur_loss``, with its pairing sampler ``fralkit.train.PairedSampler``); ``farmur_retrain`` runs its epochs
+through ``fralkit.train.fit``.
 
 *Pairing.* Algorithm 1 pairs a mini-batch of ``D^vul`` with one of ``D^rob`` but does not say how large
 each is or what an epoch is. ``pairing="split"`` (default) draws one mini-batch of ``D`` (the adversarial
@@ -37,7 +38,6 @@ its own table (FARMUR lowers V_f by "29.17 %" for AlexNet and "15.39 %" for CIFA
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
@@ -47,17 +47,19 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..attacks.deepfool import deepfool
 from ..data import DataSplits, GroupDataset, GroupStyle, SynbolsConfig, load_dataset, make_synbols, stratified_split
-from ..data.core import iterate_batches, to_float
+from ..data.core import to_float
 from ..experiments import ResultStore, save_table
+from ..inference import clean_logits
 from ..metrics.robustness import curves_from_record, i_f, i_p, robustness_report, vulnerable_split
 from ..plots import farmur as plots_farmur
 from ..plots import savefig
 from ..plots.farmur import METHOD_TITLES, METHODS
-from ..utils import atomic_torch_save, config_hash, in_papermill, progress, resolve_device, set_seed
+from ..runtime import offset_seed, resolve_device, set_seed, sync
+from ..train import PAIRINGS, SCHEDULES, Recipe, farmur_loss, fit
+from ..utils import atomic_torch_save, config_hash, in_papermill
 
 __all__ = [
     "FarmurRow", "ROWS", "METHODS", "PAPER_TABLE1", "PAPER_TEXT_RATIOS", "STUDY",
@@ -169,7 +171,8 @@ def load_row_data(row: str, *, data_root=None, seed: int = 0, n: int | None = No
         if spec.real == "utkface":
             opts["task"] = "farmur"
         splits = load_dataset(spec.real, root=data_root, seed=seed, **opts)
-        splits = DataSplits(_subsample(splits.train, n, seed), splits.val, _subsample(splits.test, n_test, seed + 1))
+        splits = DataSplits(_subsample(splits.train, n, seed), splits.val,
+                            _subsample(splits.test, n_test, offset_seed(seed, 1)))
     elif spec.synthetic == "synbols-mnist":
         splits = load_mnist_like(n=n or 10_000, n_test=n_test, size=size or 28, seed=seed)
     else:
@@ -198,15 +201,6 @@ def parse_rows(rows: str | Sequence[str]) -> list[tuple[str, str | None]]:
 # Measuring fairness in robustness
 # ----------------------------------------------------------------------------------------------------------
 
-@torch.no_grad()
-def _predict(model: nn.Module, ds: GroupDataset, idx: torch.Tensor, batch_size: int) -> torch.Tensor:
-    was = model.training
-    model.eval()
-    preds = [model(x).argmax(1) for x, *_ in iterate_batches(ds, batch_size, idx=idx)]
-    model.train(was)
-    return torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64, device=ds.device)
-
-
 def measure_robustness(model: nn.Module, ds: GroupDataset, *, idx: torch.Tensor | None = None, batch_size: int = 1024,
                        overshoot: float = 0.02, max_iter: int = 50, candidates: int | None = None, clamp: bool = False,
                        before: str = "boundary", ddof: int = 0) -> tuple[dict, dict]:
@@ -223,14 +217,14 @@ def measure_robustness(model: nn.Module, ds: GroupDataset, *, idx: torch.Tensor 
     """
     idx = torch.arange(len(ds)) if idx is None else torch.as_tensor(idx).cpu()
     dev = ds.device
-    pred = _predict(model, ds, idx, batch_size)
+    pred = clean_logits(model, ds, idx, batch_size=batch_size, amp=False, channels_last=False).argmax(1)
     y = ds.y[idx.to(dev)]
     correct = pred == y
     x = to_float(ds.x[idx.to(dev)][correct])
     t0 = time.time()
     res = deepfool(model, x, overshoot=overshoot, max_iter=max_iter, candidates=candidates, clamp=clamp, before=before,
                    batch_size=batch_size)
-    _sync(dev)
+    sync(dev)
     seconds = time.time() - t0
     d = torch.full((len(idx),), float("nan"), dtype=torch.float64)
     d[correct.cpu()] = res.d_theta.double().cpu()
@@ -253,63 +247,6 @@ def measure_robustness(model: nn.Module, ds: GroupDataset, *, idx: torch.Tensor 
 # Algorithm 1
 # ----------------------------------------------------------------------------------------------------------
 
-def farmur_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, vulnerable: torch.Tensor, *, eps: float,
-                alpha: float, steps: int, beta: float) -> tuple[torch.Tensor, dict]:
-    """L_FARMUR = L_TRADES(vulnerable part) + L_CE(robust part), FARMUR Eqs. 9-11.
-
-    Args:
-        model: the classifier (in train mode; ``trades_loss`` attacks in eval mode and restores it).
-        x, y: a mini-batch ``[B, ...]``, ``[B]``.
-        vulnerable: bool ``[B]``, the example belongs to a vulnerable sub-partition (Def. 5).
-        eps, alpha, steps, beta: TRADES' L-inf radius, step, PGD steps and KL weight (Eq. 9).
-
-    Returns:
-        ``(loss, parts)`` with ``parts = {"trades", "natural"}`` (detached 0-d tensors) and ``"n_vul"``, ``"n_rob"``; an
-        empty part contributes 0 (each part is the mean over its own examples, as the expectations in Eqs. 9-10).
-    """
-    from ..train import trades_loss
-
-    vulnerable = torch.as_tensor(vulnerable, device=x.device, dtype=torch.bool)
-    if vulnerable.shape != y.shape:
-        raise ValueError(f"vulnerable must be a bool mask [B] matching y, got {tuple(vulnerable.shape)} vs {tuple(y.shape)}")
-    zero = x.new_zeros((), dtype=torch.float32)
-    n_vul = int(vulnerable.sum())
-    n_rob = int(y.shape[0] - n_vul)
-    l_trades = trades_loss(model, x[vulnerable], y[vulnerable], eps=eps, alpha=alpha, steps=steps, beta=beta)[0] \
-        if n_vul else zero
-    l_nat = F.cross_entropy(model(x[~vulnerable]).float(), y[~vulnerable]) if n_rob else zero
-    loss = l_trades + l_nat
-    return loss, {"trades": l_trades.detach(), "natural": l_nat.detach(), "n_vul": n_vul, "n_rob": n_rob}
-
-
-PAIRINGS = ("split", "cycle")
-
-
-def _farmur_batches(ds: GroupDataset, idx: torch.Tensor, vul_mask: torch.Tensor, batch_size: int, pairing: str,
-                    gen: torch.Generator):
-    """Yield ``(x, y, is_vulnerable)`` mini-batches of one epoch (see the module docstring for the pairings)."""
-    if pairing == "split":
-        for x, y, _, b in iterate_batches(ds, batch_size, idx=idx, shuffle=True, generator=gen):
-            yield x, y, vul_mask[b]
-        return
-    is_vul = vul_mask[idx.to(vul_mask.device)].cpu()
-    vul_idx, rob_idx = idx[is_vul], idx[~is_vul]
-    if len(vul_idx) == 0 or len(rob_idx) == 0:  # nothing to pair: plain batches of the one non-empty subset
-        yield from _farmur_batches(ds, idx, vul_mask, batch_size, "split", gen)
-        return
-    steps = math.ceil(max(len(vul_idx), len(rob_idx)) / batch_size)
-
-    def stream(pool: torch.Tensor):
-        while True:
-            for i in pool[torch.randperm(len(pool), generator=gen)].split(batch_size):
-                yield i
-
-    sv, sr = stream(vul_idx), stream(rob_idx)
-    for _ in range(steps):
-        b = torch.cat([next(sv), next(sr)]).to(ds.device)
-        yield to_float(ds.x[b]), ds.y[b], vul_mask[b]
-
-
 def farmur_retrain(model: nn.Module, train: GroupDataset, *, vulnerable: Sequence[int], idx: torch.Tensor | None = None,
                    epochs: int = 20, batch_size: int = 64, lr: float = 0.1, momentum: float = 0.9,
                    weight_decay: float = 5e-4, schedule: str = "constant", eps: float = 0.031, alpha: float = 0.007,
@@ -318,11 +255,11 @@ def farmur_retrain(model: nn.Module, train: GroupDataset, *, vulnerable: Sequenc
                    show_progress: bool = False) -> dict:
     """Retrain an adversarially trained ``model`` with the FARMUR loss, Algorithm 1 (loop part) of the paper.
 
-    The optimiser and precision follow ``fralkit.train.fit`` so that the retraining has the adversarial
-    training's hyperparameters: SGD with momentum and weight decay, the learning rate from
-    ``fralkit.train.lr_at(schedule)`` over the ``epochs`` of this call, bf16 autocast and channels_last on CUDA
-    (fp32 on CPU). A part of a mini-batch with a single example is skipped (batch norm cannot train on one
-    example, as ``fit`` drops a last batch of one).
+    The retraining is ``fralkit.train.fit`` with the ``farmur`` objective and the adversarial training's
+    hyperparameters: SGD with momentum and weight decay, the learning rate from ``fralkit.train.lr_at(schedule)``
+    over the ``epochs`` of this call, bf16 autocast and channels_last on CUDA (fp32 on CPU); its sampler
+    (``fralkit.train.PairedSampler``) skips a part of a mini-batch with a single example (batch norm cannot train
+    on one example, as ``fit`` drops a last batch of one).
 
     Args:
         model: the adversarially trained classifier (modified in place).
@@ -343,15 +280,12 @@ def farmur_retrain(model: nn.Module, train: GroupDataset, *, vulnerable: Sequenc
     Returns:
         ``{"loss": [...], "trades": [...], "natural": [...], "seconds": float}``, per-epoch means.
     """
-    from ..train import SCHEDULES, lr_at
-
     if pairing not in PAIRINGS:
         raise ValueError(f"unknown pairing {pairing!r}; valid: {list(PAIRINGS)}")
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; valid: {list(SCHEDULES)}")
     if epochs < 0 or batch_size < 1:
         raise ValueError(f"epochs must be >= 0 and batch_size > 0, got {epochs}, {batch_size}")
-    dev = resolve_device(device)
     vul_ids = sorted({int(v) for v in vulnerable})
     if any(v < 0 or v >= train.num_groups for v in vul_ids):
         raise ValueError(f"vulnerable ids {vul_ids} out of range for {train.num_groups} sub-partitions")
@@ -360,54 +294,14 @@ def farmur_retrain(model: nn.Module, train: GroupDataset, *, vulnerable: Sequenc
         # retrains with one of the two losses only. Said out loud rather than hidden.
         warnings.warn(f"FARMUR: vulnerable sub-partitions {vul_ids} of {train.num_groups}: the retraining uses "
                       f"{'only the natural loss' if not vul_ids else 'only the TRADES loss'}", stacklevel=2)
-    on_cuda = dev.type == "cuda"
-    train = train.to(dev)
-    idx = torch.arange(len(train)) if idx is None else torch.as_tensor(idx).cpu()
-    vul_mask = torch.zeros(train.num_groups, dtype=torch.bool, device=dev)
-    vul_mask[vul_ids] = True
-    vul_mask = vul_mask[train.g]
-    model.to(dev).train()
-    if on_cuda:
-        model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(int(seed))
-    torch.manual_seed(int(seed))
-    n_vul_all = int(vul_mask[idx.to(dev)].sum())
-    paired = pairing == "cycle" and 0 < n_vul_all < len(idx)
-    per_epoch = math.ceil((max(n_vul_all, len(idx) - n_vul_all) if paired else len(idx)) / batch_size)
-    total = max(1, epochs * per_epoch)
-    hist = {"loss": [], "trades": [], "natural": []}
-    step = 0
-    t0 = time.time()
-    for _ in progress(range(epochs), desc="FARMUR retraining", disable=None if show_progress else True):
-        sums = torch.zeros(3, device=dev)
-        batches = 0
-        for x, y, vm in _farmur_batches(train, idx, vul_mask, batch_size, pairing, gen):
-            n_vul = int(vm.sum())
-            if n_vul == 1 or len(vm) - n_vul == 1:  # a one-example part: batch norm cannot train on it
-                keep = vm if n_vul > 1 else ~vm
-                x, y, vm = x[keep], y[keep], vm[keep]
-                if len(y) < 2:
-                    continue
-            if on_cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, lr=lr, schedule=schedule)
-            with (torch.autocast("cuda", dtype=torch.bfloat16) if (amp and on_cuda) else contextlib.nullcontext()):
-                loss, parts = farmur_loss(model, x, y, vm, eps=eps, alpha=alpha, steps=steps, beta=beta)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
-            sums += torch.stack([loss.detach().float(), parts["trades"].float(), parts["natural"].float()])
-            batches += 1
-            step += 1
-        for key, val in zip(("loss", "trades", "natural"), (sums / max(1, batches)).tolist()):
-            hist[key].append(float(val))
-    _sync(dev)
-    hist["seconds"] = time.time() - t0
-    return hist
+    # The vulnerable parts' sizes change from batch to batch: cuDNN's autotuner would re-tune for each of them.
+    recipe = Recipe(objective="farmur", epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                    weight_decay=weight_decay, schedule=schedule, eps=eps, alpha=alpha, steps=steps, beta=beta,
+                    grad_clip=grad_clip or None, amp=amp, cudnn_benchmark=False,
+                    options={"vulnerable": tuple(vul_ids), "pairing": pairing})
+    res = fit(model, train, recipe, idx=idx, seed=seed, device=device, show_progress=show_progress)
+    h = res.history
+    return {"loss": h["farmur_loss"], "trades": h["trades"], "natural": h["natural"], "seconds": res.seconds}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -415,25 +309,17 @@ def farmur_retrain(model: nn.Module, train: GroupDataset, *, vulnerable: Sequenc
 # ----------------------------------------------------------------------------------------------------------
 
 def _fit(model, train, objective: str, epochs: int, hp: dict, seed: int, dev, warmup_epochs: float = 0.0) -> float:
-    """``fralkit.train.fit`` with the study's hyperparameters; returns seconds."""
-    from ..train import fit
-
-    kw = dict(epochs=epochs, batch_size=hp["batch_size"], lr=hp["lr"], momentum=hp["momentum"],
-              weight_decay=hp["weight_decay"], schedule=hp["schedule"], grad_clip=hp["grad_clip"] or None,
-              warmup_epochs=warmup_epochs, seed=seed, device=dev, show_progress=False)
-    if objective == "trades":
-        kw.update(eps=hp["eps"], alpha=hp["alpha"], steps=hp["steps"], beta=hp["beta"])
-    _sync(dev)
+    """``fralkit.train.fit`` with the study's recipe; returns seconds."""
+    recipe = Recipe(objective=objective, epochs=epochs, batch_size=hp["batch_size"], lr=hp["lr"],
+                    momentum=hp["momentum"], weight_decay=hp["weight_decay"], schedule=hp["schedule"],
+                    warmup_epochs=warmup_epochs, eps=hp["eps"], alpha=hp["alpha"], steps=hp["steps"],
+                    beta=hp["beta"], grad_clip=hp["grad_clip"] or None)
+    sync(dev)
     t0 = time.time()
     if epochs > 0:
-        fit(model, train, objective=objective, **kw)
-    _sync(dev)
+        fit(model, train, recipe, seed=seed, device=dev, show_progress=False)
+    sync(dev)
     return time.time() - t0
-
-
-def _sync(dev) -> None:
-    if torch.device(dev).type == "cuda":
-        torch.cuda.synchronize(dev)
 
 
 def _make(backbone: str, train: GroupDataset, dev):
@@ -514,7 +400,7 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
     dev = resolve_device(device)
     splits = load_row_data(row, data_root=data_root, seed=seed, n=n, n_test=n_test, size=size)
     train, test = splits.train.to(dev), splits.test.to(dev)
-    eval_idx = _subsample_idx(test, eval_n, seed + 11)
+    eval_idx = _subsample_idx(test, eval_n, offset_seed(seed, 11))
     df_kw = dict(overshoot=df_overshoot, max_iter=df_max_iter, candidates=df_candidates, clamp=df_clamp, batch_size=df_batch)
     say(f"[farmur] {row} seed {seed}: {backbone} on {dataset} (train {len(train)}, test {len(test)}, "
         f"{train.num_groups} partitions by {spec.partition}); running {todo} on {dev}")
@@ -552,17 +438,17 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
         state = {k: v.detach().clone() for k, v in pre.state_dict().items()}
 
         if "trades" in todo:
-            fit_s = _fit(pre, train, "trades", farmur_epochs, hp, seed + 1, dev)
+            fit_s = _fit(pre, train, "trades", farmur_epochs, hp, offset_seed(seed, 1), dev)
             evaluate_and_save("trades", pre, {"fit_s": pre_s + fit_s, "phase1_s": pre_s})
         if "farmur" in todo:
             pre.load_state_dict(state)
-            split_idx = _subsample_idx(train, split_n, seed + 12)
+            split_idx = _subsample_idx(train, split_n, offset_seed(seed, 12))
             split_metrics, _ = measure_robustness(pre, train, idx=split_idx, **df_kw)
             vul, _rob = vulnerable_split(split_metrics["rob_p"])
             say(f"[farmur]   Algorithm 1 on {len(split_idx)} training points: Rob(P) "
                 f"{[round(r, 4) for r in split_metrics['rob_p']]} -> vulnerable {[train.groups[v] for v in vul]}")
             hist = farmur_retrain(pre, train, vulnerable=vul.tolist(), epochs=farmur_epochs, pairing=pairing,
-                                  seed=seed + 1, device=dev, **hp)
+                                  seed=offset_seed(seed, 1), device=dev, **hp)
             extra = {"split_rob_p": split_metrics["rob_p"], "split_rob_f": split_metrics["rob_f"],
                      "split_vulnerable": vul.tolist(), "split_n": len(split_idx), "farmur_loss": hist["loss"]}
             evaluate_and_save("farmur", pre, {"fit_s": pre_s + hist["seconds"], "phase1_s": pre_s,

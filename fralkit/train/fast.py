@@ -1,0 +1,177 @@
+"""The fast path of ``fit`` on CUDA: the attack on a batch-norm-folded twin, the PGD loop captured as a CUDA graph,
+and ``torch.compile``.
+
+PGD runs the model in eval mode, where batch norm is a fixed affine map: ``FoldedTwin`` folds it into the
+convolutions (bf16 weights under autocast) and is refreshed from the model after every step with multi-tensor
+kernels (``fold_bn=True``, also on CPU: the same attack with fewer layers). ``cuda_graph=True`` replays the
+fixed-shape PGD loop as one CUDA graph (``_GraphedAttack``; other shapes run eagerly); ``compile=True`` wraps the
+model and the twin in ``torch.compile``. Both default off and are ignored on CPU.
+``benchmarks/trades_throughput.py`` times a TRADES epoch against a plain fp32 reference loop.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from ..attacks.pgd import pgd
+from ..runtime import autocast
+from .objectives import ATTACK_OF
+
+__all__ = ["FoldedTwin", "attack_setup", "compiled"]
+
+
+def compiled(module: nn.Module, on: bool) -> nn.Module:
+    """``torch.compile(module)`` when ``on`` (CUDA only in ``fit``), else the module itself."""
+    return torch.compile(module) if on else module
+
+
+def attack_setup(objective: str, options: dict, model: nn.Module, net: nn.Module, *, eps: float, alpha: float,
+                 steps: int, amp: bool, on_cuda: bool, fold_bn: bool, cuda_graph: bool,
+                 compile: bool) -> tuple[Callable | None, "FoldedTwin | None"]:
+    """The attack ``fit`` hands to an adversarial objective, ``(model, x, target) -> x_adv``, and the twin to
+    refresh after every optimiser step; ``(None, None)`` when the objective attacks the model itself."""
+    if objective not in ("pgd_at", "trades", "fairat"):
+        return None, None
+    attack_loss, start = ATTACK_OF[options["base"] if objective == "fairat" else objective]
+    twin = None
+    attack_net = net
+    if fold_bn:
+        candidate = FoldedTwin(model, dtype=torch.bfloat16 if amp else None)
+        if candidate.folded:
+            twin = candidate
+            attack_net = compiled(twin.module, compile and on_cuda)
+    if cuda_graph and on_cuda:
+        graphed = _GraphedAttack(attack_loss, start, eps, alpha, steps, amp)
+        return (lambda m, x, t: graphed(attack_net, x, t)), twin
+    if twin is not None:
+        return (lambda m, x, t: pgd(attack_net, x, t if attack_loss == "ce" else None, eps=eps, alpha=alpha,
+                                    steps=steps, loss=attack_loss, random_start=start)), twin
+    return None, None
+
+
+class _GraphedAttack:
+    """The fixed-shape PGD loop of one objective captured as a CUDA graph (one per batch shape).
+
+    Parameters and batch-norm buffers are read in place, so optimiser updates are seen by every replay; the
+    random start draws from the CUDA generator, which advances on each replay. Other shapes run eagerly.
+    """
+
+    def __init__(self, loss: str, start: str, eps: float, alpha: float, steps: int, amp: bool):
+        self.kw = dict(eps=eps, alpha=alpha, steps=steps, loss=loss, random_start=start)
+        self.amp = amp
+        self.graphs: dict = {}
+
+    def _run(self, model, x, t):
+        with autocast(x.device, self.amp, cache=False):
+            return pgd(model, x, t if self.kw["loss"] == "ce" else None, **self.kw)
+
+    def __call__(self, model, x, t):
+        key = (tuple(x.shape), tuple(t.shape), t.dtype)
+        if key not in self.graphs:
+            if len(self.graphs) >= 2:  # the full batch shape and one more; anything else runs eagerly
+                return self._run(model, x, t)
+            sx, st = x.detach().clone(), t.detach().clone()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(3):
+                    self._run(model, sx, st)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = self._run(model, sx, st)
+            self.graphs[key] = (graph, sx, st, out)
+        graph, sx, st, out = self.graphs[key]
+        sx.copy_(x)
+        st.copy_(t)
+        graph.replay()
+        return out.clone()
+
+
+class FoldedTwin:
+    """An attack-only, eval-mode copy of ``model`` with batch norm folded into the convolutions before it.
+
+    PGD runs the model in eval mode, where ``BatchNorm2d`` is a fixed per-channel affine map. Every batch-norm
+    layer that directly follows a ``Conv2d`` inside an ``nn.Sequential`` (MobileNetV2's and ResNet's
+    conv-BN blocks, ``small_cnn``) is folded into that convolution (``w' = w * s``, ``b' = (b - mu) * s + beta``,
+    ``s = gamma / sqrt(var + eps)``) and replaced by ``Identity``: the attack's forward and backward passes skip
+    those layers. ``refresh()`` copies the model's current weights and running statistics into the twin with a
+    few multi-tensor kernels (no host sync); call it after every optimiser step. The twin's parameters need no
+    gradient (PGD needs the input gradient only). With ``dtype=torch.bfloat16`` the conv and linear weights are
+    kept in bf16, so autocast does not cast them again on every forward.
+
+    Args:
+        model: the classifier being trained (not modified).
+        dtype: storage type of the twin's conv / linear weights (``None``: as the model's).
+
+    Attributes:
+        module: the twin ``nn.Module`` (call it like the model).
+        folded: number of folded conv-BN pairs.
+    """
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype | None = None):
+        twin = copy.deepcopy(model).eval()
+        for p in twin.parameters():
+            p.requires_grad_(False)
+        src_mod = dict(model.named_modules())
+        self._convs, self._bns, self._dst_w, self._dst_b = [], [], [], []
+        folded_names: set[str] = set()
+        edits = []
+        for name, seq in twin.named_modules():
+            if not isinstance(seq, nn.Sequential):
+                continue
+            kids = list(seq.named_children())
+            for (n1, a), (n2, b) in zip(kids, kids[1:]):
+                if (type(a) is nn.Conv2d and type(b) is nn.BatchNorm2d and b.affine and b.track_running_stats
+                        and b.running_var is not None and a.out_channels == b.num_features):
+                    edits.append((name, seq, n1, a, n2))
+        for name, seq, n1, conv, n2 in edits:
+            prefix = f"{name}." if name else ""
+            self._convs.append(src_mod[prefix + n1])
+            self._bns.append(src_mod[prefix + n2])
+            setattr(seq, n2, nn.Identity())
+            if conv.bias is None:
+                conv.bias = nn.Parameter(torch.zeros(conv.out_channels, device=conv.weight.device,
+                                                     dtype=conv.weight.dtype), requires_grad=False)
+            self._dst_w.append(conv.weight)
+            self._dst_b.append(conv.bias)
+            folded_names.update({prefix + n1 + ".weight", prefix + n1 + ".bias"})
+        if dtype is not None:  # Module.to keeps the Parameter objects: the references above stay valid
+            for m in twin.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    m.to(dtype)
+        src = dict(model.named_parameters())
+        src.update(dict(model.named_buffers()))
+        pairs = [(src[n], t) for n, t in list(twin.named_parameters()) + list(twin.named_buffers())
+                 if n not in folded_names and n in src]
+        self._copy_src = [s for s, _ in pairs]
+        self._copy_dst = [d for _, d in pairs]
+        self.module = twin
+        self.folded = len(self._convs)
+        self.refresh()
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Copy the model's current weights into the twin, folding each batch norm into its convolution."""
+        if self._copy_dst:
+            torch._foreach_copy_(self._copy_dst, self._copy_src)
+        if not self._convs:
+            return
+        bns = self._bns
+        scale = torch._foreach_add([b.running_var for b in bns], [float(b.eps) for b in bns])
+        torch._foreach_rsqrt_(scale)
+        torch._foreach_mul_(scale, [b.weight for b in bns])
+        shift = torch._foreach_sub([b.bias for b in bns], torch._foreach_mul([b.running_mean for b in bns], scale))
+        biased = [i for i, c in enumerate(self._convs) if c.bias is not None]
+        if biased:
+            torch._foreach_addcmul_([shift[i] for i in biased], [self._convs[i].bias for i in biased],
+                                    [scale[i] for i in biased])
+        weights = torch._foreach_mul([c.weight for c in self._convs], [v.view(-1, 1, 1, 1) for v in scale])
+        torch._foreach_copy_(self._dst_w, weights)
+        torch._foreach_copy_(self._dst_b, shift)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)

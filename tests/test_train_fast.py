@@ -1,0 +1,83 @@
+"""fralkit.train.fast: the batch-norm-folded twin, the CUDA-graph PGD, bf16 TRADES on CUDA."""
+import pytest
+import torch
+import torch.nn as nn
+
+from fralkit.train import fit
+from train_helpers import TinyNet, learnable
+
+
+@pytest.mark.gpu
+def test_cuda_graphed_attack_matches_eager_and_sees_weight_updates():
+    from fralkit.attacks import pgd
+    from fralkit.train.fast import _GraphedAttack
+
+    torch.manual_seed(0)
+    model = TinyNet().cuda().train()
+    x, y = torch.rand(16, 3, 8, 8, device="cuda"), torch.randint(0, 3, (16,), device="cuda")
+    graphed = _GraphedAttack("ce", "none", 8 / 255, 2 / 255, 3, amp=False)
+    kw = dict(eps=8 / 255, alpha=2 / 255, steps=3, loss="ce", random_start="none")
+    torch.testing.assert_close(graphed(model, x, y), pgd(model, x, y, **kw))
+    assert model.training
+    with torch.no_grad():  # an in-place update, as the optimiser does
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x2 = torch.rand(16, 3, 8, 8, device="cuda")
+    torch.testing.assert_close(graphed(model, x2, y), pgd(model, x2, y, **kw))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_trades_on_cuda_with_bf16_learns(cuda_graph):
+    data = learnable(n=120)
+    torch.manual_seed(0)
+    res = fit(TinyNet(), data, objective="trades", epochs=6, batch_size=40, steps=2, device="cuda", cuda_graph=cuda_graph,
+              show_progress=False)
+    assert res.history["loss"][-1] < res.history["loss"][0]
+
+
+@pytest.mark.parametrize("backbone", ["tiny", "small_cnn", "mobilenetv2"])
+def test_folded_twin_computes_the_eval_model_and_follows_updates(backbone):
+    from fralkit.models import make_model
+    from fralkit.train import FoldedTwin
+
+    torch.manual_seed(0)
+    model = (TinyNet() if backbone == "tiny" else make_model(backbone, 3, image_size=8)).train()  # tiny: conv biases
+    model(torch.rand(8, 3, 8, 8))  # non-trivial running statistics
+    twin = FoldedTwin(model)
+    assert twin.folded >= {"tiny": 1, "small_cnn": 3, "mobilenetv2": 40}[backbone]
+    if backbone != "mobilenetv2":
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in twin.module.modules())
+    assert all(not p.requires_grad for p in twin.module.parameters())
+
+    def check():
+        x = torch.rand(4, 3, 8, 8, requires_grad=True)
+        model.eval()
+        ref = model(x)
+        g_ref, = torch.autograd.grad(ref.logsumexp(1).sum(), x)
+        model.train()
+        out = twin(x)
+        g_out, = torch.autograd.grad(out.logsumexp(1).sum(), x)
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(g_out, g_ref, rtol=1e-3, atol=1e-6)
+
+    check()
+    with torch.no_grad():  # an optimiser step and a train-mode forward change weights and statistics in place
+        for p in model.parameters():
+            p.mul_(1.05).add_(0.01)
+    model(torch.rand(8, 3, 8, 8))
+    twin.refresh()
+    check()
+    assert model.training and all(p.grad is None for p in model.parameters())
+
+
+def test_fit_with_and_without_the_folded_twin_agree():
+    data = learnable(n=40)
+    runs = []
+    for fold in (False, True):
+        torch.manual_seed(0)
+        model = TinyNet()
+        res = fit(model, data, objective="trades", epochs=2, batch_size=20, steps=2, seed=1, fold_bn=fold, device="cpu",
+                  show_progress=False)
+        runs.append((res.history["loss"], model.state_dict()))
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-3)

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from .attacks.pgd import pgd
 from .data.core import GroupDataset, to_float
-from .utils import atomic_torch_save, progress, resolve_device
+from .utils import atomic_torch_save, load_checkpoint, progress, resolve_device
 
 __all__ = [
     "fit", "FitResult", "FoldedTwin", "Objective", "OBJECTIVES", "OPTIMIZERS", "SCHEDULES", "AUGMENTATIONS", "HARD_AUGMENTATIONS",
@@ -781,7 +781,7 @@ def fit(
     run_key = {"objective": objective, "epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr),
                "seed": int(seed), "n": int(len(base_idx)), "eps": float(eps), "steps": int(steps), "beta": float(beta)}
     if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=dev, weights_only=True)
+        state = load_checkpoint(checkpoint, map_location=dev)
         if state.get("run") != run_key:
             raise ValueError(f"checkpoint {checkpoint} belongs to another run ({state.get('run')}, this one {run_key}); "
                              "delete it or pass another path")

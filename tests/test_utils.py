@@ -56,3 +56,14 @@ def test_a_failed_write_leaves_neither_file_nor_temporary(tmp_path):
     with pytest.raises(TypeError):
         atomic_write_bytes(tmp_path / "x.bin", object())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_truncated_training_checkpoint_is_named_by_fit(tmp_path, tiny_groups):
+    from fralkit.train import fit
+
+    ckpt = tmp_path / "_state" / "fit.pt"
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3))
+    fit(model, tiny_groups, epochs=1, batch_size=16, lr=0.05, seed=0, device="cpu", checkpoint=ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with pytest.raises(CorruptFileError, match=str(ckpt)):
+        fit(model, tiny_groups, epochs=1, batch_size=16, lr=0.05, seed=0, device="cpu", checkpoint=ckpt)

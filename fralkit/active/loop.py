@@ -32,7 +32,7 @@ from ..experiments import ResultStore
 from ..metrics import group_report
 from ..models import make_model
 from ..train import fit
-from ..utils import atomic_torch_save, config_hash, resolve_device, set_seed
+from ..utils import atomic_torch_save, config_hash, load_checkpoint, resolve_device, set_seed
 from .strategies import STRATEGIES, SelectionContext, StrategyOptions, _sync, select
 
 __all__ = ["FRALConfig", "run_fral", "initial_model", "evaluate_groups", "load_fral_data", "fral_budget",
@@ -314,7 +314,7 @@ def initial_model(config: FRALConfig, splits: DataSplits, *, store: ResultStore,
     key = config.init_key()
     train = splits.train
     if path.exists():
-        init = torch.load(path, map_location="cpu", weights_only=True)
+        init = load_checkpoint(path, map_location="cpu")
         init.setdefault("fingerprint", weights_fingerprint(init["model"]))  # cache files written before it existed
         if not store.has(key):  # cut between the two writes: the weights are there, write the record
             store.save(key, _round_metrics([init["test"]], [init["val"]]), timings={"init_at_s": init["seconds"]},
@@ -407,7 +407,7 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
     model = _make_model(config, train).to(dev)
     optimizer = _new_optimizer(model, config)
     if path.exists():
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checkpoint(path, map_location="cpu")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if verbose:

@@ -5,6 +5,7 @@ every name. Synbols presets need no files; real data sets read the layout of the
 """
 from __future__ import annotations
 
+import numbers
 from typing import Callable
 
 from .core import (DataSplits, GroupDataset, fral_split, iterate_batches, resize_uint8, split_indices,
@@ -47,6 +48,8 @@ def load_dataset(name: str, root=None, seed: int = 0, **options) -> DataSplits:
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid: {sorted(DATASETS)}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"load_dataset({name!r}): seed must be a non-negative integer, got {seed!r}")
     if name in REAL_DATASETS and root is None:
         raise ValueError(f"dataset {name!r} reads files from disk: pass root=<folder of its official download>")
     return DATASETS[name](root=root, seed=seed, **options)

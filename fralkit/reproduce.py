@@ -144,13 +144,14 @@ def run_notebook(key: str, path: Path, profile: str, *, executed_dir: Path, figu
 
 
 def _cells_started(notebook: Path) -> bool:
-    """Whether any code cell of papermill's output copy began (papermill marks each cell pending, then running)."""
+    """Whether any code cell of papermill's output copy began: papermill stamps a cell's ``start_time`` when it
+    starts (its ``status`` says "completed" for every cell once the run ends, even for cells never run)."""
     try:
         cells = json.loads(notebook.read_text())["cells"]
     except (OSError, ValueError, KeyError):
         return False  # no copy written: nothing ran
     return any(c.get("cell_type") == "code" and (c.get("execution_count") is not None
-               or c.get("metadata", {}).get("papermill", {}).get("status", "pending") != "pending") for c in cells)
+               or c.get("metadata", {}).get("papermill", {}).get("start_time") is not None) for c in cells)
 
 
 def _cell_first_line(notebook: Path, index: int) -> str:
@@ -303,12 +304,11 @@ def _run_parts(key: str, profile: str, parts: list[dict], overrides: dict, *, ex
     out: list[dict | None] = [None] * len(todo)
     running: dict[int, tuple] = {}  # part index -> (job, slot, folder)
 
-    def submit(i: int, slot: int | None) -> None:
+    def submit_local(i: int, slot: int) -> None:
         part, folder, cmd = todo[i]
-        env = {} if slot is None else {"CUDA_VISIBLE_DEVICES": slots[slot]}
-        job = executor.submit(run_part, cmd, str(folder / "log.txt"), env)
-        where = "" if slot is None else f" on {'GPU ' + slots[slot] if slots[slot] else 'the CPU'}"
-        print(f"  part {folder.name} submitted{where} (job {job.job_id}, log: {folder / 'log.txt'})", flush=True)
+        job = executor.submit(run_part, cmd, str(folder / "log.txt"), {"CUDA_VISIBLE_DEVICES": slots[slot]})
+        where = f"GPU {slots[slot]}" if slots[slot] else "the CPU"
+        print(f"  part {folder.name} started on {where} (job {job.job_id}, log: {folder / 'log.txt'})", flush=True)
         running[i] = (job, slot, folder)
 
     def collect(i: int) -> int | None:
@@ -335,7 +335,7 @@ def _run_parts(key: str, profile: str, parts: list[dict], overrides: dict, *, ex
                 free, queue = list(range(len(slots))), list(range(len(todo)))
                 while queue or running:
                     while queue and free:
-                        submit(queue.pop(0), free.pop(0))
+                        submit_local(queue.pop(0), free.pop(0))
                     time.sleep(poll_s)
                     for i in [i for i, (job, _s, _f) in running.items() if job.done()]:
                         free.append(collect(i))

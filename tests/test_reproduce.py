@@ -292,3 +292,57 @@ def test_slurm_off_a_cluster_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no srun
     with pytest.raises(ValueError, match="--engine slurm: .*srun"):
         make_executor("slurm", tmp_path / "sub" / "%j")
+
+
+def test_a_real_kernel_that_misses_its_start_timeout_gets_a_second_try(tmp_path, monkeypatch):
+    """Through papermill itself: a ``python3`` kernel that hangs on its first start and starts on the second."""
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    marker = tmp_path / "first-start"
+    launch = (f"if [ -e {marker} ]; then exec {sys.executable} -m ipykernel_launcher -f \"$0\"; "
+              f"else touch {marker}; exec sleep 30; fi")
+    (spec / "kernel.json").write_text(json.dumps({"argv": ["sh", "-c", launch, "{connection_file}"],
+                                                  "display_name": "flaky", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setattr(rp, "KERNEL_START_TIMEOUT_S", 5)
+    nb = _notebook(tmp_path / "nbs", "01_data.ipynb", "x = 41 + 1")
+    entry = run_notebook("01", nb, "smoke", executed_dir=tmp_path / "ex", figures=tmp_path / "fig", log_output=False)
+    assert marker.exists() and entry["kernel_tries"] == 2
+    ran = nbformat.read(str(tmp_path / "ex" / "01_data.ipynb"), as_version=4)
+    assert all(c.execution_count is not None for c in ran.cells if c.cell_type == "code")
+
+
+def test_local_parts_never_outnumber_the_slots_and_reuse_a_freed_one(tmp_path, monkeypatch):
+    """The scheduling alone, with a stand-in executor whose jobs finish after a few polls."""
+    monkeypatch.setattr(rp.time, "sleep", lambda s: None)
+    running, peak, order = [], [0], []
+
+    class Job:
+        def __init__(self, env, n):
+            self.env, self.polls, self.job_id = env, n, str(len(order))
+            self.paths = None
+
+        def done(self):
+            self.polls -= 1
+            if self.polls <= 0 and self in running:
+                running.remove(self)
+            return self.polls <= 0
+
+        def result(self):
+            return {"rc": 0, "wall_s": 1.0, "host": "h"}
+
+    class Executor:
+        def submit(self, fn, cmd, log, env):
+            assert fn is rp.run_part and "--set" in cmd
+            job = Job(env, n=2 + len(order) % 3)
+            order.append(env["CUDA_VISIBLE_DEVICES"])
+            running.append(job)
+            peak[0] = max(peak[0], len(running))
+            return job
+
+    parts = [{"dataset": "synbols-utk", "seeds": [s]} for s in range(5)]
+    out = rp._run_parts("03", "smoke", parts, {"seeds": 5}, executor=Executor(), engine="local", slots=["0", "1"],
+                        results=tmp_path / "res", executed_dir=tmp_path / "ex", notebooks_dir=None)
+    assert peak[0] == 2 and len(order) == 5 and set(order) == {"0", "1"}
+    assert [p["seeds"] for p in out] == [[s] for s in range(5)] and all(p["rc"] == 0 for p in out)
+    assert [p["cuda_visible_devices"] for p in out] == order

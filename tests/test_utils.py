@@ -67,3 +67,32 @@ def test_a_truncated_training_checkpoint_is_named_by_fit(tmp_path, tiny_groups):
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     with pytest.raises(CorruptFileError, match=str(ckpt)):
         fit(model, tiny_groups, epochs=1, batch_size=16, lr=0.05, seed=0, device="cpu", checkpoint=ckpt)
+
+
+def test_truncated_state_and_cache_files_of_the_active_loop_are_named(tmp_path, tiny_groups, monkeypatch):
+    import fralkit.active.loop as loop
+    from fralkit.data import DataSplits
+    from fralkit.experiments import ResultStore
+
+    monkeypatch.setattr(loop, "_make_model", lambda config, train: torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, train.num_classes)))
+    splits = DataSplits(tiny_groups, tiny_groups, tiny_groups)
+    cfg = loop.FRALConfig(dataset="tiny", backbone="tiny", strategy="rand", seed=0, rounds=2, budget_frac=0.1,
+                          init_frac=0.25, init_epochs=1, finetune_epochs=1, batch_size=16, std_epochs=1,
+                          std_finetune_epochs=1, eval_batch_size=32)
+    store = ResultStore(tmp_path)
+
+    def stop(k, state):
+        raise loop.FRALInterrupted("cut")
+
+    with pytest.raises(loop.FRALInterrupted):
+        loop.run_fral(cfg, store=store, splits=splits, device="cpu", callback=stop)
+    (state,) = (tmp_path / "jin" / "_state").rglob("*.pt")
+    state.write_bytes(state.read_bytes()[:64])
+    with pytest.raises(CorruptFileError, match=str(state)):
+        loop.run_fral(cfg, store=store, splits=splits, device="cpu")
+    state.unlink()
+    (cache,) = (tmp_path / "jin" / "_cache").rglob("*.pt")
+    cache.write_bytes(cache.read_bytes()[:64])
+    with pytest.raises(CorruptFileError, match=str(cache)):
+        loop.run_fral(cfg, store=store, splits=splits, device="cpu")

@@ -6,7 +6,8 @@ dataset, method, seed, sizes, ...), ``key`` (its hash), ``metrics`` (numbers, or
 ``provenance`` (device, versions, git commit, time); a study may add its own fields (FARMUR's ``distances``, FRAL's
 ``init_fingerprint``). Records written by earlier versions (provenance at the top level, ``group_names`` /
 ``class_names``, ``history``) are read into the same schema by ``normalize_record``. ``ResultStore.has(config)`` lets a study skip what is done; writes are atomic, so a run cut at any
-point leaves only complete records. Tables are rendered with ``summarize`` (mean and std over seeds) and
+point leaves only complete records; a record damaged later (a disk, a hand edit) is named, never skipped in
+silence. Tables are rendered with ``summarize`` (mean and std over seeds) and
 ``save_table`` (CSV + Markdown in ``figures/``), never from live objects.
 """
 from __future__ import annotations
@@ -14,12 +15,13 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from .utils import atomic_write_json, atomic_write_text, config_hash, figures_dir, repo_root, run_info
+from .utils import CorruptFileError, atomic_write_json, atomic_write_text, config_hash, figures_dir, repo_root, run_info
 
 __all__ = ["ResultStore", "RECORD_FIELDS", "PROVENANCE_FIELDS", "normalize_record", "default_results_dir", "summarize",
            "format_mean_std", "save_table", "flatten_records"]
@@ -61,11 +63,22 @@ def default_results_dir() -> Path:
 
 
 class ResultStore:
-    """A folder of result records ``<root>/<study>/<dataset>/<method>-s<seed>-<hash>.json``."""
+    """A folder of result records ``<root>/<study>/<dataset>/<method>-s<seed>-<hash>.json``.
 
-    def __init__(self, root: str | Path | None = None):
+    A record that does not parse is an error naming its file (``CorruptFileError``, a ``ValueError``) in
+    ``load`` and ``has``. With ``recompute_corrupt=True`` (default: ``$FRALKIT_RECOMPUTE_CORRUPT=1``, which
+    ``reproduce --recompute-corrupt`` sets) ``has`` instead moves the file aside to ``<name>.corrupt`` and
+    answers False, so the study computes that run again. ``records`` skips unreadable files with a warning
+    naming each and lists them in ``skipped``.
+    """
+
+    def __init__(self, root: str | Path | None = None, *, recompute_corrupt: bool | None = None):
         self.root = Path(root) if root is not None else default_results_dir()
         self.root.mkdir(parents=True, exist_ok=True)
+        if recompute_corrupt is None:
+            recompute_corrupt = os.environ.get("FRALKIT_RECOMPUTE_CORRUPT") == "1"
+        self.recompute_corrupt = bool(recompute_corrupt)
+        self.skipped: list[Path] = []  # the unreadable files the last ``records`` call left out
 
     def __repr__(self) -> str:
         return f"ResultStore({str(self.root)!r}, records={len(list(self.root.rglob('*.json')))})"
@@ -83,13 +96,26 @@ class ResultStore:
                 / f"{safe(config['method'])}-s{config['seed']}-{self.key(config)}.json")
 
     def has(self, config: dict) -> bool:
-        return self.path(config).exists()
+        """Whether the run of ``config`` is done; a corrupt record raises, or is moved aside (``recompute_corrupt``)."""
+        path = self.path(config)
+        if not path.exists():
+            return False
+        try:
+            _read_record(path)
+        except CorruptFileError:
+            if not self.recompute_corrupt:
+                raise
+            aside = move_aside(path)
+            warnings.warn(f"result record {path} is corrupt: moved to {aside.name}; the run is computed again",
+                          stacklevel=2)
+            return False
+        return True
 
     def load(self, config: dict) -> dict:
         path = self.path(config)
         if not path.exists():
             raise FileNotFoundError(f"no result for this config at {path}")
-        return normalize_record(json.loads(path.read_text()))
+        return normalize_record(_read_record(path))
 
     def save(self, config: dict, metrics: dict, *, timings: dict | None = None, device: str = "auto",
              series: dict | None = None, **extra) -> dict:
@@ -103,18 +129,53 @@ class ResultStore:
         return record
 
     def records(self, study: str | None = None, **match) -> list[dict]:
-        """All records (of ``study``), optionally only those whose config matches ``match``."""
+        """All records (of ``study``), optionally only those whose config matches ``match``.
+
+        Files that cannot be read are left out, named in a warning and kept in ``self.skipped``.
+        """
         base = self.root / study if study else self.root
-        out = []
+        out, skipped = [], []
         for path in sorted(base.rglob("*.json")) if base.exists() else []:
             try:
-                rec = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
+                rec = _read_record(path)
+            except (OSError, CorruptFileError):
+                skipped.append(path)
                 continue
             cfg = rec.get("config", {})
             if all(cfg.get(k) == v for k, v in match.items()):
                 out.append(normalize_record(rec))
+        self.skipped = skipped
+        if skipped:
+            warnings.warn(f"{len(skipped)} unreadable result file(s) left out of the records: "
+                          + ", ".join(str(p) for p in skipped)
+                          + " (ResultStore(recompute_corrupt=True) moves a corrupt record aside when its run comes "
+                          "up again)", stacklevel=2)
         return out
+
+
+def _read_record(path: Path) -> dict:
+    """One record from disk; ``CorruptFileError`` naming ``path`` when it is not a JSON object."""
+    try:
+        rec = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptFileError(path, f"result record {path} is corrupt ({err}); delete it, or run with "
+                                     "--recompute-corrupt (FRALKIT_RECOMPUTE_CORRUPT=1) to move it aside and "
+                                     "compute that run again") from None
+    if not isinstance(rec, dict):
+        raise CorruptFileError(path, f"result record {path} holds a {type(rec).__name__}, not a record object; "
+                                     "delete it, or run with --recompute-corrupt to move it aside")
+    return rec
+
+
+def move_aside(path: str | Path) -> Path:
+    """Rename a damaged file to ``<name>.corrupt`` (kept for a look, out of every glob); return the new path."""
+    path = Path(path)
+    aside = path.with_name(path.name + ".corrupt")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:  # a concurrent run moved it first
+        pass
+    return aside
 
 
 def flatten_records(records: Iterable[dict], metrics: Sequence[str] | None = None):

@@ -5,12 +5,16 @@ Everything here is free of research logic; every other module may import it.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import pickle
 import platform
 import subprocess
 import sys
 import tempfile
+import time
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -25,6 +29,9 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "atomic_torch_save",
+    "load_checkpoint",
+    "CorruptFileError",
+    "remove_stale_tmp",
     "cache_dir",
     "figures_dir",
     "repo_root",
@@ -57,14 +64,43 @@ def config_hash(config: dict, length: int = 16) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
+class CorruptFileError(ValueError):
+    """A record or checkpoint that cannot be read back (truncated, or not what it claims to be); ``path`` names it."""
+
+    def __init__(self, path: str | Path, message: str):
+        super().__init__(message)
+        self.path = Path(path)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the system allows (``os.umask`` is a swap, racy
+    when another thread creates a file in between)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file and a rename, so a cut run never leaves half a file."""
+    """Write ``data`` to ``path`` through a temporary file and a rename, so a cut run never leaves half a file.
+
+    The file gets the mode a plain ``open`` would give (``0o666`` less the umask): ``mkstemp`` creates it
+    ``0o600`` and ``os.replace`` keeps that mode. A killed write leaves ``.<name>.<random>.tmp`` beside
+    ``path``; ``remove_stale_tmp`` clears old ones.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -82,12 +118,55 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` through a temporary file; load it back with ``torch.load(path, weights_only=True)``."""
-    import io
-
+    """``torch.save`` through a temporary file; load it back with ``load_checkpoint(path)``."""
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device | None = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``, with an error naming ``path`` when the file cannot be read.
+
+    torch reports a truncated file as "PytorchStreamReader failed reading zip archive" without the path;
+    here it raises ``CorruptFileError`` (a ``ValueError``) saying which file and what to do. A missing file
+    raises ``FileNotFoundError`` as usual.
+    """
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CorruptFileError(path, f"checkpoint {path} cannot be loaded ({type(err).__name__}: {first}); if it "
+                                     "is truncated (a killed copy, a full disk), delete it to recompute what it "
+                                     "held") from err
+
+
+def remove_stale_tmp(root: str | Path, *, older_than_s: float = 3600.0) -> list[Path]:
+    """Delete the temporary files that killed writes left under ``root``; return the ones removed.
+
+    Only files named like ``atomic_write_bytes``' temporaries and untouched for ``older_than_s`` seconds
+    go: a run writing into the same folder right now holds a fresh one, which stays.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    cutoff = time.time() - older_than_s
+    removed = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            # atomic_write_bytes' temporaries: .<name>.<random>.tmp
+            if not (name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3):
+                continue
+            path = Path(dirpath) / name
+            try:
+                if path.is_file() and not path.is_symlink() and path.lstat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(path)
+            except FileNotFoundError:  # another run removed or renamed it meanwhile
+                continue
+    return removed
 
 
 def cache_dir() -> Path:

@@ -217,6 +217,16 @@ def test_cinic10_wrong_layout_errors(tmp_path, cinic_root):
         real.load_cinic10(tmp_path / "absent")
 
 
+@pytest.mark.parametrize("lost", ["train", "valid", "test"])
+def test_cinic10_names_the_missing_split_folder(cinic_root, lost):
+    import shutil
+
+    shutil.rmtree(cinic_root / "CINIC-10" / lost)
+    for root in (cinic_root, cinic_root / "CINIC-10"):  # the parent or the download folder itself
+        with pytest.raises(FileNotFoundError, match=rf"folder\(s\) {lost}/ missing in '.*CINIC-10'"):
+            real.load_cinic10(root)
+
+
 # --------------------------------------------------------------------------------------------------------
 # HAM10000
 # --------------------------------------------------------------------------------------------------------
@@ -411,3 +421,11 @@ def test_cifar10_missing_files_message(tmp_path):
         real.load_cifar10(tmp_path)
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['channels'\]"):
         real.load_cifar10(tmp_path, channels=1)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "0", True, None])
+def test_load_dataset_rejects_a_bad_seed_before_any_work(seed, cinic_root):
+    with pytest.raises(ValueError, match=r"load_dataset\('cinic10'\): seed must be a non-negative integer, got"):
+        load_dataset("cinic10", root=cinic_root, seed=seed)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        load_dataset("synbols-utk", seed=seed, n=50)

@@ -52,6 +52,7 @@ def test_summarize_mean_std_over_seeds(tmp_path):
     assert [p.suffix for p in paths] == [".csv", ".md"] and "70.0 ± 14.1" in paths[1].read_text()
 
 
+@pytest.mark.filterwarnings("ignore:1 unreadable result file")
 def test_records_filter_and_corrupt_file(tmp_path):
     store = ResultStore(tmp_path)
     store.save(cfg("a", 0), {"x": 1})
@@ -72,6 +73,51 @@ def test_seed_and_device_errors():
         set_seed(-1)
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda")
+
+
+def test_records_report_the_files_they_skip(tmp_path):
+    store = ResultStore(tmp_path)
+    store.save(cfg("a", 0), {"x": 1})
+    broken = tmp_path / "t" / "d" / "broken.json"
+    broken.write_text('{"config": ')
+    with pytest.warns(UserWarning, match=r"1 unreadable result file.*broken\.json"):
+        recs = store.records("t")
+    assert [r["config"]["method"] for r in recs] == ["a"] and store.skipped == [broken]
+    with pytest.warns(UserWarning):
+        store.records("t", method="zzz")  # each call reports its own skips
+    assert store.skipped == [broken]
+
+
+def test_a_corrupt_record_is_named_by_load_and_has(tmp_path):
+    store = ResultStore(tmp_path, recompute_corrupt=False)
+    c = cfg("jin", 0)
+    store.save(c, {"acc": 0.5})
+    path = store.path(c)
+    path.write_text(path.read_text()[:-20])  # a cut-off file
+    with pytest.raises(ValueError, match=rf"result record {path} is corrupt .*--recompute-corrupt"):
+        store.load(c)
+    with pytest.raises(ValueError, match=str(path)):
+        store.has(c)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a record object"):
+        store.load(c)
+    assert path.exists()  # nothing was moved without being asked
+
+
+def test_recompute_corrupt_moves_the_record_aside_and_the_run_is_redone(tmp_path, monkeypatch):
+    c = cfg("jin", 0)
+    ResultStore(tmp_path).save(c, {"acc": 0.5})
+    path = ResultStore(tmp_path).path(c)
+    path.write_bytes(b"\x00\x00 not json")
+    monkeypatch.setenv("FRALKIT_RECOMPUTE_CORRUPT", "1")  # what `reproduce --recompute-corrupt` sets
+    store = ResultStore(tmp_path)
+    with pytest.warns(UserWarning, match="moved to"):
+        assert not store.has(c)
+    aside = path.with_name(path.name + ".corrupt")
+    assert not path.exists() and aside.read_bytes() == b"\x00\x00 not json"
+    store.save(c, {"acc": 0.7})
+    assert store.has(c) and store.load(c)["metrics"]["acc"] == 0.7
+    assert [r["metrics"]["acc"] for r in store.records("t")] == [0.7]  # the .corrupt file is out of every glob
 
 
 def test_every_record_has_one_schema_and_old_records_load_into_it(tmp_path):

@@ -43,7 +43,7 @@ from ..metrics import group_report
 from ..models import make_model
 from ..runtime import resolve_device, set_seed, stage_seed, sync
 from ..train import Recipe, fit
-from ..utils import atomic_torch_save, config_hash
+from ..utils import atomic_torch_save, config_hash, load_checkpoint
 from .strategies import STRATEGIES, SelectionContext, StrategyOptions, select
 
 __all__ = ["POLICIES", "run_active_loop", "initial_state", "check_budgets", "FRALConfig", "run_fral", "initial_model",
@@ -429,7 +429,7 @@ def initial_model(config: FRALConfig, splits: DataSplits, *, store: ResultStore,
     key = config.init_key()
     train = splits.train
     if path.exists():
-        init = torch.load(path, map_location="cpu", weights_only=True)
+        init = load_checkpoint(path, map_location="cpu")
         init.setdefault("fingerprint", weights_fingerprint(init["model"]))  # cache files written before it existed
         if not store.has(key):  # cut between the two writes: the weights are there, write the record
             store.save(key, _round_metrics([init["test"]], [init["val"]]), timings={"init_at_s": init["seconds"]},
@@ -528,7 +528,7 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
     model = _make_model(config, train).to(dev)
     optimizer = _new_optimizer(model, config)
     if path.exists():
-        state = _upgrade_state(torch.load(path, map_location="cpu", weights_only=True))
+        state = _upgrade_state(load_checkpoint(path, map_location="cpu"))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if verbose:

@@ -337,16 +337,21 @@ def load_utkface(root=None, seed: int = 0, *, task: str = "jin", size: int = 64,
 # --------------------------------------------------------------------------------------------------------
 
 def _cinic_root(root: Path) -> Path:
-    def has_splits(p: Path) -> bool:
-        return all(any((p / d).is_dir() for d in dirs) for _, dirs in _CINIC_SPLITS)
+    def missing_splits(p: Path) -> list[str]:
+        return [dirs[0] + "/" for _, dirs in _CINIC_SPLITS if not any((p / d).is_dir() for d in dirs)]
 
-    if has_splits(root):
-        return root
-    found = [p for p in _subdirs(root) if has_splits(p)]
-    if not found:
-        raise FileNotFoundError(f"cinic10: no train/, valid/ and test/ folders in {str(root)!r} or its subfolders; "
+    candidates = [root, *_subdirs(root)]
+    for p in candidates:
+        if not missing_splits(p):
+            return p
+    # A folder holding some of the splits is the download with one folder lost: say which.
+    partial = [p for p in candidates if len(missing_splits(p)) < len(_CINIC_SPLITS)]
+    if partial:
+        base = partial[0]
+        raise FileNotFoundError(f"cinic10: folder(s) {', '.join(missing_splits(base))} missing in {str(base)!r}; "
                                 f"expected {_CINIC_LAYOUT}")
-    return found[0]
+    raise FileNotFoundError(f"cinic10: no train/, valid/ and test/ folders in {str(root)!r} or its subfolders; "
+                            f"expected {_CINIC_LAYOUT}")
 
 
 def load_cinic10(root=None, seed: int = 0, *, size: int = 32, max_per_split: int | None = None,

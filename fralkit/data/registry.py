@@ -134,7 +134,7 @@ def load_dataset(name: str, root=None, seed: int = 0, **options) -> DataSplits:
     """
     info = dataset_facts(name)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got seed={seed!r}")
+        raise ValueError(f"load_dataset({name!r}): seed must be a non-negative integer, got seed={seed!r}")
     if not info.synthetic and root is None:
         raise ValueError(f"dataset {name!r} reads files from disk: pass root=<folder of its official download>")
     return info(root=root, seed=seed, **options)

@@ -58,7 +58,7 @@ from ..plots import savefig
 from ..plots.bald import steps_from_record
 from ..runtime import offset_seed, query_seed, resolve_device, set_seed, step_seed, sync
 from ..train import Recipe
-from ..utils import cache_dir, config_hash, in_papermill, progress
+from ..utils import cache_dir, config_hash, in_papermill, load_checkpoint, progress
 from ..active.bald import bald_scores, mc_probs
 from ..active.loop import initial_state, run_active_loop
 from ..active.strategies import SelectionContext, select
@@ -267,7 +267,7 @@ def _pretrained_trunk(train: GroupDataset, protocol: BaldProtocol, device: torch
                        "momentum": protocol.momentum, "weight_decay": protocol.weight_decay})
     path = cache_dir() / "pretrained" / f"{protocol.backbone}-{key}.pt"
     if path.exists():
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_checkpoint(path, map_location="cpu")
     from ..train import fit
     from ..utils import atomic_torch_save
 

@@ -59,7 +59,7 @@ from ..plots import savefig
 from ..plots.farmur import METHOD_TITLES, METHODS
 from ..runtime import offset_seed, resolve_device, set_seed, sync
 from ..train import PAIRINGS, SCHEDULES, Recipe, farmur_loss, fit
-from ..utils import atomic_torch_save, config_hash, in_papermill
+from ..utils import atomic_torch_save, config_hash, in_papermill, load_checkpoint
 
 __all__ = [
     "FarmurRow", "ROWS", "METHODS", "PAPER_TABLE1", "PAPER_TEXT_RATIOS", "STUDY",
@@ -429,7 +429,7 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
         set_seed(seed)
         pre = _make(backbone, train, dev)
         if ckpt.exists() and not force:
-            pre.load_state_dict(torch.load(ckpt, map_location=dev, weights_only=True))
+            pre.load_state_dict(load_checkpoint(ckpt, map_location=dev))
             pre_s = 0.0
             say(f"[farmur]   TRADES phase 1 ({pre_epochs} epochs) loaded from {ckpt.name}")
         else:

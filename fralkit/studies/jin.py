@@ -452,6 +452,16 @@ def parts(configs: Sequence[FRALConfig]) -> list[list[FRALConfig]]:
     return list(out.values())
 
 
+# The notebook parameters one part of ``reproduce --jobs`` overrides: one part per (data set, seed).
+PART_PARAMETERS = ("dataset", "seeds")
+
+
+def part_parameters(params: dict) -> list[dict]:
+    """The override dicts of the notebook's parts (``parts`` of the grid, as notebook parameters)."""
+    return [{"dataset": d, "seeds": [s]} for d in split_names(params["dataset"], what="dataset")
+            for s in seed_list(params["seeds"])]
+
+
 def tables(records: Sequence[dict], *, save: bool = True) -> dict:
     """``{dataset: {table name: DataFrame}}``: Tables 1-7 and the records table of every data set."""
     return {name: render_tables(recs, name, save=save) for name, recs in by_dataset(records).items()}

@@ -32,7 +32,7 @@ import torch.nn as nn
 from ..data.core import GroupDataset, to_float
 from ..inference import infer
 from ..runtime import autocast, channels_last as to_layout, resolve_device, sync
-from ..utils import atomic_torch_save, progress
+from ..utils import atomic_torch_save, load_checkpoint, progress
 from .augment import AUGMENTATIONS, augment_batch
 from .fast import FoldedTwin, attack_setup, compiled
 from .objectives import OBJECTIVES, Objective, Step
@@ -301,7 +301,7 @@ def _log_epoch(history: dict, run: _Run, r: Recipe, stats: dict, val_robust: boo
 
 def _resume(checkpoint: Path, key: dict, run: _Run, epochs: int) -> tuple[dict, int]:
     """History and epoch of a matching checkpoint, its model and optimiser state loaded; refuses another run's."""
-    state = torch.load(checkpoint, map_location=run.device, weights_only=True)
+    state = load_checkpoint(checkpoint, map_location=run.device)
     saved = state.get("run") or {}
     if saved != key:
         diff = sorted(k for k in set(saved) | set(key) if saved.get(k, "<missing>") != key.get(k, "<missing>"))

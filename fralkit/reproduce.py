@@ -1,9 +1,10 @@
-"""``python -m fralkit reproduce``: run the numbered notebooks through papermill and regenerate ``figures/``.
+"""``python -m fralkit reproduce``: run the numbered notebooks through papermill and regenerate their figures.
 
-Each notebook gets its profile's parameters (``fralkit.profiles``); executed copies go to
-``runs/<profile>/`` (ignored by git), figures and tables to ``figures/`` (or ``--out``), and
-``figures/manifest.json`` records, per notebook, the profile, device, versions, git commit, wall time
-and the files it wrote. A failing notebook stops the run with a non-zero exit naming the notebook and cell.
+Each notebook gets its profile's parameters (``fralkit.profiles``); executed copies, each with an HTML export
+beside it, go to ``runs/<profile>/`` (ignored by git); figures and tables go to ``figures/`` for the committed
+profiles (``gpu``, ``paper``) and to ``runs/<profile>/figures/`` for the others (or ``--out`` /
+``$FRALKIT_FIGURES``; ``fralkit.utils.figures_dir`` decides), and ``manifest.json`` there records, per notebook,
+the profile, device, versions, git commit, wall time, the files it wrote and its executed copy and HTML. A failing notebook stops the run with a non-zero exit naming the notebook and cell.
 """
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ import sys
 import time
 from pathlib import Path
 
+import zmq
+from traitlets.config import Config
+
 from .profiles import PROFILE_NAMES, notebook_parameters
-from .utils import atomic_write_json, repo_root, run_info
+from .utils import atomic_write_json, atomic_write_text, figures_dir, repo_root, run_info
 
 __all__ = ["NOTEBOOKS", "SPLITTABLE", "find_notebooks", "run_notebook", "split_parts", "reproduce", "manifest_key",
            "parse_overrides", "main"]
@@ -34,6 +38,12 @@ NOTEBOOKS = {
 # Notebooks whose study splits into independent processes (``--jobs``): one part per (data set, seed). The parts
 # share one result store (they write disjoint records), then one drawing pass (``run=False``) makes the figures.
 SPLITTABLE = {"03": ("dataset", "seeds")}
+
+
+# The kernel's ZeroMQ transport encrypted with CurveZMQ keys that jupyter_client provisions (the python3 kernelspec
+# declares support): without it every kernel logs "[IPKernelApp] WARNING | Kernel is running over TCP without
+# encryption" into the run's console.
+KERNEL_CONFIG = Config({"KernelManager": {"transport_encryption": "auto" if zmq.has("curve") else "disabled"}})
 
 
 class NotebookFailed(RuntimeError):
@@ -76,7 +86,8 @@ def run_notebook(key: str, path: Path, profile: str, *, executed_dir: Path, figu
     start = time.time()
     try:
         pm.execute_notebook(str(path), str(out_nb), parameters=params, kernel_name="python3", language="python",
-                            cwd=str(path.parent), log_output=log_output, progress_bar=False, stdout_file=None)
+                            cwd=str(path.parent), log_output=log_output, progress_bar=False, stdout_file=None,
+                            config=KERNEL_CONFIG)
     except pm.PapermillExecutionError as err:
         first_line = _cell_first_line(out_nb, err.cell_index)
         raise NotebookFailed(f"{path.name} failed in cell {err.cell_index} of the executed copy (execution count "
@@ -86,8 +97,28 @@ def run_notebook(key: str, path: Path, profile: str, *, executed_dir: Path, figu
         os.environ.update(env_before)
     wall = time.time() - start
     written = sorted(p.name for p in figures.glob(f"{key}_*") if before.get(p) != p.stat().st_mtime)
+    html = export_html(out_nb)
     return {"notebook": path.name, "profile": profile, "parameters": params, "wall_s": round(wall, 1),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": written, **info}
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": written,
+            "executed": _shown(out_nb), "html": _shown(html), **info}
+
+
+def export_html(notebook: Path) -> Path:
+    """Export an executed notebook to ``<same name>.html`` beside it, figures inline: one file for a reading group."""
+    import nbconvert
+    import nbformat
+
+    body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    return atomic_write_text(notebook.with_suffix(".html"), body)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it, so a committed manifest names no machine's folders."""
+    root = repo_root()
+    try:
+        return str(path.resolve().relative_to(root)) if root else str(path)
+    except ValueError:
+        return str(path)
 
 
 def _cell_first_line(notebook: Path, index: int) -> str:
@@ -154,7 +185,7 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | 
     if profile not in PROFILE_NAMES:
         raise ValueError(f"unknown profile {profile!r}; valid: {list(PROFILE_NAMES)}")
     root = repo_root() or Path.cwd()
-    figures = Path(out).resolve() if out else root / "figures"
+    figures = Path(out).resolve() if out else figures_dir(profile, reproduce=True)
     figures.mkdir(parents=True, exist_ok=True)
     executed_dir = Path(executed).resolve() if executed else root / "runs" / profile
     results_dir = Path(results).resolve() if results else None
@@ -196,7 +227,8 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | 
         manifest["updated_at"] = entry["finished_at"]
         atomic_write_json(manifest_path, manifest)
         print(f"[{i}/{len(todo)}] {path.name} done in {entry['wall_s']:.0f} s, {len(entry['files'])} files", flush=True)
-    print(f"all {len(todo)} notebooks done in {time.time() - total:.0f} s; figures in {figures}", flush=True)
+    print(f"all {len(todo)} notebooks done in {time.time() - total:.0f} s; figures and tables in {figures}, "
+          f"executed notebooks and their HTML in {executed_dir}", flush=True)
     if failed:
         raise NotebookFailed(f"{len(failed)} part(s) failed (figures drawn from the records that exist); logs: "
                              + ", ".join(failed))
@@ -230,10 +262,11 @@ def parse_overrides(items: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fralkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    rep = sub.add_parser("reproduce", help="run the notebooks with a profile and regenerate figures/")
+    rep = sub.add_parser("reproduce", help="run the notebooks with a profile and regenerate its figures and tables")
     rep.add_argument("--profile", default="quick", choices=PROFILE_NAMES)
     rep.add_argument("--only", nargs="+", metavar="NN", help="notebook numbers to run, e.g. --only 01 03")
-    rep.add_argument("--out", help="folder for figures, tables and manifest.json (default: figures/)")
+    rep.add_argument("--out", help="folder for figures, tables and manifest.json (default: $FRALKIT_FIGURES, else "
+                     "figures/ for the gpu and paper profiles, runs/<profile>/figures/ for the others)")
     rep.add_argument("--executed", help="folder for executed notebooks (default: runs/<profile>/)")
     rep.add_argument("--results", help="result-store folder (default: results/ or $FRALKIT_RESULTS)")
     rep.add_argument("--notebooks", help="folder holding the notebooks (default: notebooks/)")

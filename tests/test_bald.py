@@ -1,4 +1,4 @@
-"""BALD by MC dropout, the balanced oracle, REPAIR and the BALD + GRAD active loop (paper 004), on tiny CPU inputs."""
+"""BALD by MC dropout, the balanced oracle, REPAIR and the BALD+GRAD active loop (Branchaud-Charron et al.), on tiny CPU inputs."""
 import math
 
 import pytest

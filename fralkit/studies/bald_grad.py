@@ -53,7 +53,7 @@ from ..active.methods import HEURISTIC_NAMES, TABLE1_METHODS, MethodSpec, method
 from ..plots import bald as plots_bald
 from ..plots.bald import steps_from_record
 from ..plots import savefig
-from ..utils import cache_dir, config_hash, in_papermill, progress, resolve_device, set_seed
+from ..utils import cache_dir, config_hash, progress, resolve_device, set_seed
 from ..active.bald import bald_scores, mc_probs, select_top
 
 __all__ = [
@@ -789,7 +789,7 @@ def figures(records: Sequence[dict], *names: str) -> list:
         if name not in FIGURES:
             raise ValueError(f"unknown figure {name!r}; valid: {sorted(FIGURES)}")
         for stem, fig in FIGURES[name](records):
-            paths += savefig(fig, f"{NOTEBOOK}_{stem}", close=in_papermill())
+            paths += savefig(fig, f"{NOTEBOOK}_{stem}")
     return paths
 
 

@@ -227,8 +227,11 @@ def format_mean_std(summary, metrics: Sequence[str], *, scale: float = 1.0, digi
 
 
 def save_table(df, name: str, *, index: bool = True) -> list[Path]:
-    """Write ``figures/<name>.csv`` and ``figures/<name>.md`` (atomic)."""
-
+    """Write ``<figures_dir()>/<name>.csv`` and ``.md`` (atomic). A multi-level index becomes named columns, so no
+    table shows tuples as row labels."""
+    if index and df.index.nlevels > 1:
+        df = df.reset_index()
+        index = False
     folder = figures_dir()
     csv = atomic_write_text(folder / f"{name}.csv", df.to_csv(index=index))
     try:

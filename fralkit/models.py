@@ -16,13 +16,13 @@ in pixel space, and normalises them inside with per-channel ``mean`` / ``std`` b
 | ``lenet5`` | LeNet-5 with ReLU and max-pool, 400 -> 120 -> 84 -> C | LeCun et al. 1998 |
 | ``alexnet_small`` | CIFAR-size AlexNet, 5 convs + 3 FC | Krizhevsky et al. 2012 |
 | ``utkface_cnn`` | Nanda et al.'s UTKFace classifier (two convs, 256-unit FC) | Nanda et al. 2021; FARMUR paper |
-| ``vgg_mc`` | VGG with BatchNorm, dropout only in its 3-layer head (MC dropout) | Simonyan & Zisserman 2015; paper 004 |
+| ``vgg_mc`` | VGG with BatchNorm, dropout only in its 3-layer head (MC dropout) | Simonyan & Zisserman 2015; BALD+GRAD (Branchaud-Charron et al.) |
 | ``small_cnn`` | three convs, ~60k parameters, optional head dropout | tests and smoke profiles |
 
 Torchvision models are always built with ``weights=None``: nothing is ever downloaded. All models run
 under ``channels_last`` and bf16 autocast on CUDA (normalisation keeps the input's memory format).
 
-Gradient reversal (GRAD, Raff & Sylvester 2018, used by paper 004): :func:`grad_reverse` and
+Gradient reversal (GRAD, Raff & Sylvester 2018, used by BALD+GRAD (Branchaud-Charron et al.)): :func:`grad_reverse` and
 :class:`GRADModel`, whose group head sees the features through the reversal layer.
 """
 from __future__ import annotations
@@ -309,9 +309,9 @@ VGG_CONFIGS: dict[int, tuple] = {  # Simonyan & Zisserman 2015, Table 1: configu
 
 
 class VGGMC(Classifier):
-    """VGG with BatchNorm (Simonyan & Zisserman 2015) for MC dropout, paper 004's model family.
+    """VGG with BatchNorm (Simonyan & Zisserman 2015) for MC dropout, the model family of BALD+GRAD (Branchaud-Charron et al.).
 
-    Paper 004 uses an ImageNet VGG-16 whose dropout layers all serve as MC dropout; here the default is the
+    BALD+GRAD (Branchaud-Charron et al.) uses an ImageNet VGG-16 whose dropout layers all serve as MC dropout; here the default is the
     more compact VGG-11 (``depth=11``; 13 and 16 available) trained from scratch. The conv trunk (3x3 conv,
     BatchNorm, ReLU; five max-pools with ``ceil_mode`` so 28 px works) has NO dropout; it is globally
     average-pooled: ``features`` ``[N, 512 * width]``. ``head``: ``Linear(D, hidden) ReLU Dropout(dropout)
@@ -470,7 +470,7 @@ def grad_reverse(x: torch.Tensor, lambd: float = 1.0) -> torch.Tensor:
 
 
 class GRADModel(Classifier):
-    """Gradient-reversal adversarial debiasing (GRAD, Raff & Sylvester 2018), as used by paper 004.
+    """Gradient-reversal adversarial debiasing (GRAD, Raff & Sylvester 2018), as used by BALD+GRAD (Branchaud-Charron et al.).
 
     Wraps ``base``: ``features`` and ``head`` are the base's (same modules, same parameters). A group head
     ``grad_reverse(z, lambd) -> Linear(D, hidden) ReLU Linear(hidden, hidden) ReLU Linear(hidden, G)``
@@ -483,7 +483,7 @@ class GRADModel(Classifier):
         num_groups: G, number of groups (>= 2).
         lambd: reversal strength, a settable attribute (``model.lambd = 0.5``); 0 stops the group loss from
             reaching the trunk.
-        hidden: width of the group head's hidden layers (4096 in paper 004's public code).
+        hidden: width of the group head's hidden layers (4096 in the public code of BALD+GRAD (Branchaud-Charron et al.)).
     """
 
     def __init__(self, base: Classifier, num_groups: int, *, lambd: float = 1.0, hidden: int = 256) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -53,7 +54,7 @@ PROFILES: dict[str, dict[str, dict]] = {
                   "backbone": "mobilenetv2", "epochs": 100, "batch_size": 128, "lr": 0.1, "train_steps": 0,
                   "curve_n": 1000},
     },
-    # 03: JIN vs its baselines (FRAL, paper 000): Tables 1-6, worst group per round, selection cost.
+    # 03: JIN vs its baselines (FRAL, Wu et al.): Tables 1-6, worst group per round, selection cost.
     "03": {
         "smoke": {"n": 300, "strategies": "rand,g-rand,fairal,jin", "rounds": 1, "epochs": 3, "finetune_epochs": 1,
                   "std_epochs": 2, "fairal_candidates": 8},
@@ -82,7 +83,7 @@ PROFILES: dict[str, dict[str, dict]] = {
                   "data_root": "../data", "n": 0, "n_test": 0, "natural_epochs": 120, "at_epochs": 120,
                   "farmur_epochs": 20, "lr": 0.1, "schedule": "constant", "steps": 10, "split_n": 0},
     },
-    # 05: BALD + GRAD on Synbols (paper 004): Table 1, Fig. 1 (uncertainty gap), Figs. 2-3 (curves), query grids.
+    # 05: BALD+GRAD (Branchaud-Charron et al.) on Synbols: Table 1, Fig. 1 (uncertainty gap), Figs. 2-3 (curves), query grids.
     "05": {
         "smoke": {"seeds": 1, "n": 400, "init": "scratch", "pretrain_n": 0, "pretrain_epochs": 0, "init_labels": 20,
                   "query_size": 10, "mc_samples": 4, "epochs": 2, "grad_hidden": 32, "repair_epochs": 1},
@@ -144,10 +145,12 @@ def apply(notebook: str, namespace: dict) -> dict:
     """Resolve ``namespace["profile"]`` in a notebook's namespace (its ``globals()``) and return the parameters.
 
     Every parameter the profile changes is set to the profile's value unless it was changed from the ``quick`` value
-    of the parameters cell (by papermill, ``reproduce --set`` or the reader), which then wins.
+    of the parameters cell (by papermill, ``reproduce --set`` or the reader), which then wins. The profile is also
+    recorded in ``$FRALKIT_PROFILE``, which ``fralkit.utils.figures_dir`` reads.
     """
     profile = namespace.get("profile", "quick")
     _check(notebook, profile)
+    os.environ["FRALKIT_PROFILE"] = profile  # figures_dir: this kernel's figures go under runs/<profile>/
     base = base_parameters(notebook)
     for name, value in PROFILES[notebook].get(profile, {}).items():
         if namespace.get(name, base[name]) == base[name]:

@@ -1,9 +1,10 @@
-"""``python -m fralkit reproduce``: run the numbered notebooks through papermill and regenerate ``figures/``.
+"""``python -m fralkit reproduce``: run the numbered notebooks through papermill and regenerate their figures.
 
-Each notebook gets its profile's parameters (``fralkit.profiles``); executed copies go to
-``runs/<profile>/`` (ignored by git), figures and tables to ``figures/`` (or ``--out``), and
-``figures/manifest.json`` records, per notebook, the profile, device, versions, git commit, wall time
-and the files it wrote. A failing notebook stops the run with a non-zero exit naming the notebook and cell.
+Each notebook gets its profile's parameters (``fralkit.profiles``); executed copies, each with an HTML export
+beside it, go to ``runs/<profile>/`` (ignored by git); figures and tables go to ``figures/`` for the committed
+profiles (``gpu``, ``paper``) and to ``runs/<profile>/figures/`` for the others (or ``--out`` /
+``$FRALKIT_FIGURES``; ``fralkit.utils.figures_dir`` decides), and ``manifest.json`` there records, per notebook,
+the profile, device, versions, git commit, wall time, the files it wrote and its executed copy and HTML. A failing notebook stops the run with a non-zero exit naming the notebook and cell.
 
 Every argument is checked before any kernel starts (``--set`` values against the parameters' types, the
 output folders writable). A kernel that does not start is given a second chance. The manifest is merged
@@ -28,11 +29,13 @@ import time
 from pathlib import Path
 
 import torch
+import zmq
+from traitlets.config import Config
 
 from .experiments import default_results_dir, move_aside
 from .profiles import NOTEBOOKS, PROFILE_NAMES, notebook_parameters
 from .studies import STUDIES
-from .utils import atomic_write_json, remove_stale_tmp, repo_root, run_info
+from .utils import atomic_write_json, atomic_write_text, figures_dir, remove_stale_tmp, repo_root, run_info
 
 __all__ = ["NOTEBOOKS", "SPLITTABLE", "ENGINES", "find_notebooks", "run_notebook", "split_parts", "reproduce",
            "manifest_key", "update_manifest", "check_overrides", "visible_gpus", "local_slots", "make_executor",
@@ -58,6 +61,12 @@ KERNEL_START_TIMEOUT_S = 300
 KERNEL_START_TRIES = 2
 
 LOCAL_PART_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local executor kills a job after 2 min unless told otherwise
+
+
+# The kernel's ZeroMQ transport encrypted with CurveZMQ keys that jupyter_client provisions (the python3 kernelspec
+# declares support): without it every kernel logs "[IPKernelApp] WARNING | Kernel is running over TCP without
+# encryption" into the run's console.
+KERNEL_CONFIG = Config({"KernelManager": {"transport_encryption": "auto" if zmq.has("curve") else "disabled"}})
 
 
 class NotebookFailed(RuntimeError):
@@ -115,7 +124,8 @@ def run_notebook(key: str, path: Path, profile: str, *, executed_dir: Path, figu
             try:
                 pm.execute_notebook(str(path), str(out_nb), parameters=params, kernel_name="python3",
                                     language="python", cwd=str(path.parent), log_output=log_output,
-                                    progress_bar=False, stdout_file=None, start_timeout=KERNEL_START_TIMEOUT_S)
+                                    progress_bar=False, stdout_file=None, start_timeout=KERNEL_START_TIMEOUT_S,
+                                    config=KERNEL_CONFIG)
                 break
             except pm.PapermillExecutionError as err:
                 first_line = _cell_first_line(out_nb, err.cell_index)
@@ -134,9 +144,10 @@ def run_notebook(key: str, path: Path, profile: str, *, executed_dir: Path, figu
         os.environ.update(env_before)
     wall = time.time() - start
     written = sorted(p.name for p in figures.glob(f"{key}_*") if before.get(p) != p.stat().st_mtime)
+    html = export_html(out_nb)
     return {"notebook": path.name, "profile": profile, "parameters": params, "wall_s": round(wall, 1),
             "kernel_tries": attempt, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "files": written, **info}
+            "files": written, "executed": _shown(out_nb), "html": _shown(html), **info}
 
 
 def _cells_started(notebook: Path) -> bool:
@@ -148,6 +159,24 @@ def _cells_started(notebook: Path) -> bool:
         return False  # no copy written: nothing ran
     return any(c.get("cell_type") == "code" and (c.get("execution_count") is not None
                or c.get("metadata", {}).get("papermill", {}).get("start_time") is not None) for c in cells)
+
+
+def export_html(notebook: Path) -> Path:
+    """Export an executed notebook to ``<same name>.html`` beside it, figures inline: one file for a reading group."""
+    import nbconvert
+    import nbformat
+
+    body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    return atomic_write_text(notebook.with_suffix(".html"), body)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it, so a committed manifest names no machine's folders."""
+    root = repo_root()
+    try:
+        return str(path.resolve().relative_to(root)) if root else str(path)
+    except ValueError:
+        return str(path)
 
 
 def _cell_first_line(notebook: Path, index: int) -> str:
@@ -492,7 +521,7 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | 
     elif slurm:
         raise ValueError(f"--slurm-* options {sorted(slurm)} go with --engine slurm")
     root = repo_root() or Path.cwd()
-    figures = Path(out).resolve() if out else root / "figures"
+    figures = Path(out).resolve() if out else figures_dir(profile, reproduce=True, create=False)
     executed_dir = Path(executed).resolve() if executed else root / "runs" / profile
     results_dir = Path(results).resolve() if results else None
     store = results_dir or default_results_dir().resolve()
@@ -530,7 +559,8 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | 
                                  extra=overrides, recompute_corrupt=recompute_corrupt)
         manifest = update_manifest(manifest_path, manifest_key(key, overrides), entry)
         print(f"[{i}/{len(todo)}] {path.name} done in {entry['wall_s']:.0f} s, {len(entry['files'])} files", flush=True)
-    print(f"all {len(todo)} notebooks done in {time.time() - total:.0f} s; figures in {figures}", flush=True)
+    print(f"all {len(todo)} notebooks done in {time.time() - total:.0f} s; figures and tables in {figures}, "
+          f"executed notebooks and their HTML in {executed_dir}", flush=True)
     if failed:
         raise NotebookFailed(f"{len(failed)} part(s) failed (figures drawn from the records that exist): "
                              + "; ".join(failed))
@@ -573,10 +603,11 @@ def _parse_jobs(text: str) -> int | str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fralkit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    rep = sub.add_parser("reproduce", help="run the notebooks with a profile and regenerate figures/")
+    rep = sub.add_parser("reproduce", help="run the notebooks with a profile and regenerate its figures and tables")
     rep.add_argument("--profile", default="quick", choices=PROFILE_NAMES)
     rep.add_argument("--only", nargs="+", metavar="NN", help="notebook numbers to run, e.g. --only 01 03")
-    rep.add_argument("--out", help="folder for figures, tables and manifest.json (default: figures/)")
+    rep.add_argument("--out", help="folder for figures, tables and manifest.json (default: $FRALKIT_FIGURES, else "
+                     "figures/ for the gpu and paper profiles, runs/<profile>/figures/ for the others)")
     rep.add_argument("--executed", help="folder for executed notebooks (default: runs/<profile>/)")
     rep.add_argument("--results", help="result-store folder (default: results/ or $FRALKIT_RESULTS)")
     rep.add_argument("--notebooks", help="folder holding the notebooks (default: notebooks/)")

@@ -5,6 +5,7 @@ Everything here is free of research logic; every other module may import it.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -33,10 +35,12 @@ __all__ = [
     "CorruptFileError",
     "remove_stale_tmp",
     "cache_dir",
+    "COMMITTED_PROFILES",
     "figures_dir",
     "repo_root",
     "progress",
     "in_papermill",
+    "equation_line",
     "run_info",
     "git_commit",
 ]
@@ -183,18 +187,61 @@ def repo_root() -> Path | None:
     return here if (here / "fralkit").is_dir() and (here / "notebooks").is_dir() else None
 
 
-def figures_dir() -> Path:
-    """``$FRALKIT_FIGURES`` if set, else the repository's ``figures/``, else ``./figures``."""
+# Profiles whose ``reproduce`` runs made the committed ``figures/``; every other run writes under ``runs/<profile>/``.
+COMMITTED_PROFILES = ("gpu", "paper")
+
+
+def figures_dir(profile: str | None = None, *, reproduce: bool = False, create: bool = True) -> Path:
+    """Where figures and tables go; the one place that decides it.
+
+    ``$FRALKIT_FIGURES`` when set (``reproduce`` sets it for the notebooks it runs). Otherwise the repository's
+    committed ``figures/`` only for a ``reproduce`` run (``reproduce=True``) of a committed profile
+    (``COMMITTED_PROFILES``), and ``runs/<profile>/figures/`` (ignored by git) for everything else: the ``quick``
+    and ``smoke`` runs, plain papermill and JupyterLab. ``profile`` defaults to ``$FRALKIT_PROFILE`` (set by
+    ``fralkit.profiles.apply`` in a notebook's set-up cell), else ``"quick"``.
+    """
     env = os.environ.get("FRALKIT_FIGURES")
-    root = repo_root()
-    path = Path(env) if env else (root / "figures" if root else Path.cwd() / "figures")
-    path.mkdir(parents=True, exist_ok=True)
+    if env:
+        path = Path(env)
+    else:
+        profile = profile or os.environ.get("FRALKIT_PROFILE") or "quick"
+        base = repo_root() or Path.cwd()
+        path = base / "figures" if reproduce and profile in COMMITTED_PROFILES else base / "runs" / profile / "figures"
+    if create:  # ``create=False``: a caller that checks the folder is writable before making anything
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 def in_papermill() -> bool:
-    """True inside a papermill-executed notebook (the runner sets ``FRALKIT_BATCH=1``)."""
-    return os.environ.get("FRALKIT_BATCH") == "1"
+    """True inside a papermill-executed notebook, so widget cells skip and progress bars are plain text.
+
+    Two signals, because the kernel cannot see papermill's injected-parameters cell: ``FRALKIT_BATCH=1`` (set by
+    ``reproduce`` and by callers of papermill's Python API that want batch behaviour), and a kernel whose parent
+    process is the ``papermill`` command line (jupyter_client names the parent in ``JPY_PARENT_PID``), which is
+    how a plain ``papermill in.ipynb out.ipynb -p profile smoke`` is recognised. JupyterLab's kernels have
+    ``jupyter-lab`` as parent.
+    """
+    if os.environ.get("FRALKIT_BATCH") == "1":
+        return True
+    return _parent_is_papermill()
+
+
+@lru_cache(maxsize=1)
+def _parent_is_papermill() -> bool:
+    parent = os.environ.get("JPY_PARENT_PID")
+    if not parent or not parent.isdigit():
+        return False
+    try:
+        with open(f"/proc/{parent}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
+    except OSError:  # no procfs (macOS, Windows): ask psutil, which ipykernel installs
+        try:
+            import psutil
+
+            argv = [a.encode() for a in psutil.Process(int(parent)).cmdline()]
+        except Exception:
+            return False
+    return any(Path(a.decode(errors="replace")).name.startswith("papermill") for a in argv[:3])
 
 
 def progress(iterable: Iterable | None = None, *, desc: str = "", total: int | None = None, leave: bool = True, disable: bool | None = None):
@@ -212,6 +259,17 @@ def progress(iterable: Iterable | None = None, *, desc: str = "", total: int | N
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, leave=leave, disable=disable)
+
+
+def equation_line(fn) -> str:
+    """The equation a function implements, as its docstring states it: the first paragraph, and the indented block
+    after it when that paragraph ends with ``::`` (what a notebook shows instead of the function's source)."""
+    doc = inspect.getdoc(fn) or ""
+    paras = doc.split("\n\n")
+    head = " ".join(paras[0].split())
+    if head.endswith("::") and len(paras) > 1:
+        return head[:-1] + "\n\n" + paras[1]
+    return head
 
 
 def git_commit(cwd: str | Path | None = None) -> str:

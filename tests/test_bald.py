@@ -1,5 +1,5 @@
-"""BALD by MC dropout, paper 004's heuristics in the strategy registry, REPAIR and the BALD + GRAD active loop
-(paper 004), on tiny CPU inputs."""
+"""BALD by MC dropout, the BALD+GRAD heuristics in the strategy registry, REPAIR and the BALD+GRAD active loop
+(Branchaud-Charron et al.), on tiny CPU inputs."""
 import math
 
 import pytest

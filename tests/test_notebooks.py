@@ -45,6 +45,15 @@ def test_notebook_smoke_run(key, tmp_path):
     assert entry["files"], f"{path.name} wrote no figure or table"
     assert all(name.startswith(f"{key}_") for name in entry["files"])
     assert (tmp_path / "executed" / path.name).exists()
+    executed = json.loads((tmp_path / "executed" / path.name).read_text())
+    outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs), f"{path.name}: no figure shown inline"
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), \
+        f"{path.name}: a widget (or a widget progress bar) was saved by a batch run"
+    assert not any("PosixPath(" in "".join(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                   for o in outputs), f"{path.name}: a figure cell printed its file paths"
+    html = tmp_path / "executed" / path.with_suffix(".html").name
+    assert html.exists() and entry["html"].endswith(html.name) and "data:image/png;base64" in html.read_text()
 
 
 def test_failing_notebook_names_the_cell(tmp_path):
@@ -168,3 +177,54 @@ def test_jobs_reports_a_failed_part_after_drawing_what_exists(tmp_path):
     (entry,) = manifest["notebooks"].values()  # the drawing ran (nothing to draw) and was recorded
     assert [p["rc"] != 0 for p in entry["parts"]] == [True]
     assert "no-such-download" in Path(entry["parts"][0]["log"]).read_text()  # the loader names the bad path
+
+
+def _probe_notebook(folder: Path, code: str) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("x"), nbformat.v4.new_code_cell("profile = 'quick'"),
+                nbformat.v4.new_code_cell(code)]
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(folder / "01_data.ipynb"))
+    return folder / "01_data.ipynb"
+
+
+def test_plain_papermill_is_recognised_as_batch(tmp_path):
+    """No flag, no FRALKIT_BATCH: the kernel knows papermill started it, so widget cells skip."""
+    import os
+    import subprocess
+    import sys
+
+    path = _probe_notebook(tmp_path, "import fralkit as fk\nprint('batch:', fk.utils.in_papermill())")
+    env = {k: v for k, v in os.environ.items() if k != "FRALKIT_BATCH"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    subprocess.run([sys.executable, "-m", "papermill", str(path), str(tmp_path / "out.ipynb"), "-p", "profile", "smoke",
+                    "--no-progress-bar"], check=True, env=env, capture_output=True)
+    out = json.loads((tmp_path / "out.ipynb").read_text())
+    assert "batch: True" in "".join(out["cells"][-1]["outputs"][0]["text"])
+
+
+def test_runner_kernel_logs_no_transport_warning(tmp_path, capfd):
+    path = _probe_notebook(tmp_path / "nbs", "1 + 1")
+    run_notebook("01", path, "smoke", executed_dir=tmp_path / "ex", figures=tmp_path / "fig", log_output=False)
+    err = capfd.readouterr().err
+    assert "without encryption" not in err
+
+
+def test_figures_dir_writes_committed_figures_only_for_committed_reproduce_runs(monkeypatch, tmp_path):
+    from fralkit.utils import figures_dir
+
+    monkeypatch.delenv("FRALKIT_FIGURES", raising=False)
+    monkeypatch.delenv("FRALKIT_PROFILE", raising=False)
+    assert figures_dir("gpu", reproduce=True) == ROOT / "figures"
+    assert figures_dir("paper", reproduce=True) == ROOT / "figures"
+    assert figures_dir("quick", reproduce=True) == ROOT / "runs" / "quick" / "figures"
+    assert figures_dir("gpu") == ROOT / "runs" / "gpu" / "figures"  # JupyterLab / plain papermill on gpu
+    assert figures_dir() == ROOT / "runs" / "quick" / "figures"
+    monkeypatch.setenv("FRALKIT_PROFILE", "smoke")  # what a notebook's set-up cell records
+    assert figures_dir() == ROOT / "runs" / "smoke" / "figures"
+    monkeypatch.setenv("FRALKIT_FIGURES", str(tmp_path / "elsewhere"))
+    assert figures_dir("gpu", reproduce=True) == tmp_path / "elsewhere"

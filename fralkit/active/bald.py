@@ -18,7 +18,6 @@ in ``fralkit.inference``, the one inference loop, and is re-exported here.
 """
 from __future__ import annotations
 
-import contextlib
 
 import torch
 

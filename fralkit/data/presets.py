@@ -2,12 +2,12 @@
 
 | preset | paper | classes | groups | bias |
 |---|---|---|---|---|
-| ``synbols-minority`` | 004 "minority group" | a, d | blue, red | red is 10 % of train, 50 % of val/test |
-| ``synbols-sensitive`` | 004 "sensitive attribute" | a, d | blue, red | P(blue given a) = P(red given d) = 0.9 in train only |
-| ``synbols-utk`` | 000 UTKFace (4 races, young/old) | 4 glyphs, 42/20/20/18 % | 2, the 30 % group low-contrast, noisy, occluded | disadvantaged group (clean and robust) |
-| ``synbols-cinic`` | 000 CINIC-10 (CIFAR vs ImageNet origin) | 10 glyphs, balanced | 2 domains: plain vs textured, low-contrast, occluded | harder domain |
-| ``synbols-ham`` | 000 HAM10000 (7 dx, sex) | 7 glyphs, 67/11/11/5/3/1.4/1.1 % | 2, the 46 % group low-contrast, noisy, occluded | long tail + harder group |
-| ``synbols-farmur`` | 002 UTKFace (age label, race partition) | 5 glyphs | 4 partitions, contrast graded | partition is not the label |
+| ``synbols-minority`` | BALD+GRAD "minority group" | a, d | blue, red | red is 10 % of train, 50 % of val/test |
+| ``synbols-sensitive`` | BALD+GRAD "sensitive attribute" | a, d | blue, red | P(blue given a) = P(red given d) = 0.9 in train only |
+| ``synbols-utk`` | JIN UTKFace (4 races, young/old) | 4 glyphs, 42/20/20/18 % | 2, the 30 % group low-contrast, noisy, occluded | disadvantaged group (clean and robust) |
+| ``synbols-cinic`` | JIN CINIC-10 (CIFAR vs ImageNet origin) | 10 glyphs, balanced | 2 domains: plain vs textured, low-contrast, occluded | harder domain |
+| ``synbols-ham`` | JIN HAM10000 (7 dx, sex) | 7 glyphs, 67/11/11/5/3/1.4/1.1 % | 2, the 46 % group low-contrast, noisy, occluded | long tail + harder group |
+| ``synbols-farmur`` | FARMUR UTKFace (age label, race partition) | 5 glyphs | 4 partitions, contrast graded | partition is not the label |
 
 Why the disadvantaged group looks as it does: under the L-inf threat model eps = 4/255 every pixel may move
 4 grey levels; against a 30-60 level glyph/background difference under noise of sd 20 and an occluding disk,
@@ -54,26 +54,26 @@ PRESETS: dict[str, dict] = {
         chars=("a", "d"), groups=("blue", "red"),
         styles=(GroupStyle(fg_color=BLUE, **_COLOR_STYLE), GroupStyle(fg_color=RED, **_COLOR_STYLE)),
         train_joint=_outer([0.5, 0.5], [0.9, 0.1]), eval_joint=_balanced(2, 2), size=64, supersample=2,
-        about="paper 004 'minority group': colour independent of the character; red is the 10 % minority in train",
+        about="BALD+GRAD 'minority group': colour independent of the character; red is the 10 % minority in train",
     ),
     "synbols-sensitive": dict(
         chars=("a", "d"), groups=("blue", "red"),
         styles=(GroupStyle(fg_color=BLUE, **_COLOR_STYLE), GroupStyle(fg_color=RED, **_COLOR_STYLE)),
         train_joint=((0.45, 0.05), (0.05, 0.45)), eval_joint=_balanced(2, 2), size=64, supersample=2,
-        about="paper 004 'sensitive attribute': P(blue | a) = P(red | d) = 0.9 in train, balanced in val/test",
+        about="BALD+GRAD 'sensitive attribute': P(blue | a) = P(red | d) = 0.9 in train, balanced in val/test",
     ),
     "synbols-utk": dict(
         chars=("a", "b", "c", "d"), groups=("high-contrast", "low-contrast"),
         styles=(_EASY, _HARD),
         train_joint=_outer([0.42, 0.2, 0.2, 0.18], [0.7, 0.3]), eval_joint=None, size=32, supersample=2,
-        about="paper 000 UTKFace analog: 4 imbalanced classes (races), 2 groups (young/old); the 30 % group is low-contrast, noisy and occluded",
+        about="JIN UTKFace analog: 4 imbalanced classes (races), 2 groups (young/old); the 30 % group is low-contrast, noisy and occluded",
     ),
     "synbols-cinic": dict(
         chars=("a", "b", "c", "d", "e", "f", "g", "h", "k", "m"), groups=("plain", "textured"),
         styles=(_EASY, GroupStyle(contrast=(40.0, 80.0), background="texture", noise_sd=16.0, occlusions=1,
                                  occlusion_scale=0.45)),
         train_joint=_outer(np.ones(10), [0.22, 0.78]), eval_joint=None, size=32, supersample=2,
-        about="paper 000 CINIC-10 analog: 10 balanced classes, 2 domains (CIFAR-like plain 22 %, ImageNet-like textured, low-contrast, occluded 78 %)",
+        about="JIN CINIC-10 analog: 10 balanced classes, 2 domains (CIFAR-like plain 22 %, ImageNet-like textured, low-contrast, occluded 78 %)",
     ),
     "synbols-ham": dict(
         chars=("n", "m", "k", "b", "a", "v", "d"), groups=("male", "female"),
@@ -81,7 +81,7 @@ PRESETS: dict[str, dict] = {
         styles=(_EASY, _HARD),
         train_joint=_outer([0.67, 0.11, 0.11, 0.05, 0.03, 0.014, 0.011], [0.54, 0.46]), eval_joint=None,
         size=32, supersample=2,
-        about="paper 000 HAM10000 analog: 7 classes with HAM10000's long tail (named after its dx codes), 2 groups (sex); the female-like group is low-contrast, noisy and occluded",
+        about="JIN HAM10000 analog: 7 classes with HAM10000's long tail (named after its dx codes), 2 groups (sex); the female-like group is low-contrast, noisy and occluded",
     ),
     "synbols-farmur": dict(
         chars=("a", "b", "c", "d", "e"), groups=("p0", "p1", "p2", "p3"),
@@ -89,7 +89,7 @@ PRESETS: dict[str, dict] = {
         styles=(GroupStyle(contrast=(110.0, 180.0)), GroupStyle(contrast=(80.0, 140.0)),
                 GroupStyle(contrast=(55.0, 100.0)), GroupStyle(contrast=(40.0, 70.0), background="noise", noise_sd=10.0)),
         train_joint=_outer([0.15, 0.2, 0.3, 0.2, 0.15], [0.45, 0.2, 0.2, 0.15]), eval_joint=None, size=32, supersample=2,
-        about="paper 002 UTKFace analog: label = 5 age-like bins, partition = 4 race-like groups of graded contrast",
+        about="FARMUR UTKFace analog: label = 5 age-like bins, partition = 4 race-like groups of graded contrast",
     ),
 }
 

@@ -2,11 +2,11 @@
 
 | loader | paper | label | group | split |
 |---|---|---|---|---|
-| ``load_utkface`` (``task="jin"``) | 000 (JIN), §4.1 | race: White, Black, Asian, Indian | age < 30 young, >= 30 old | seeded random 0.7 / 0.1 / 0.2 |
-| ``load_utkface`` (``task="farmur"``) | 002 (FARMUR), §5 | 5 age bins [0,15) [15,25) [25,40) [40,60) 60+ | race (4 partitions) | same |
-| ``load_cinic10`` | 000 (JIN), §4.1 | the 10 CIFAR-10 classes | origin: CIFAR-10 or ImageNet | the official train / valid / test folders |
-| ``load_ham10000`` | 000 (JIN), §4.1 | 7 diagnoses (nv, mel, bkl, bcc, akiec, vasc, df) | sex | seeded random 7:3 train:test, val from train |
-| ``load_mnist``, ``load_cifar10`` | 002 (FARMUR), §5 | the 10 classes | the class (FARMUR's partitions) | the official train / test, val from train |
+| ``load_utkface`` (``task="jin"``) | JIN (Wu et al.), §4.1 | race: White, Black, Asian, Indian | age < 30 young, >= 30 old | seeded random 0.7 / 0.1 / 0.2 |
+| ``load_utkface`` (``task="farmur"``) | FARMUR (Mousavi et al.), §5 | 5 age bins [0,15) [15,25) [25,40) [40,60) 60+ | race (4 partitions) | same |
+| ``load_cinic10`` | JIN (Wu et al.), §4.1 | the 10 CIFAR-10 classes | origin: CIFAR-10 or ImageNet | the official train / valid / test folders |
+| ``load_ham10000`` | JIN (Wu et al.), §4.1 | 7 diagnoses (nv, mel, bkl, bcc, akiec, vasc, df) | sex | seeded random 7:3 train:test, val from train |
+| ``load_mnist``, ``load_cifar10`` | FARMUR (Mousavi et al.), §5 | the 10 classes | the class (FARMUR's partitions) | the official train / test, val from train |
 
 Every loader returns ``DataSplits(train, val, test)`` of ``GroupDataset`` with uint8 images resized to
 ``size`` x ``size``. Photos are decoded one by one with Pillow (JPEG files at a reduced scale, see
@@ -263,7 +263,7 @@ def _utk_folder(root: Path, folder: str | None) -> tuple[Path, list[str]]:
 def load_utkface(root=None, seed: int = 0, *, task: str = "jin", size: int = 64,
                  fracs: Sequence[float] = (0.7, 0.1, 0.2), age_threshold: int = 30, folder: str | None = None,
                  stratify: bool = False, workers: int | None = None, cache: bool = False, **options) -> DataSplits:
-    """UTKFace (Zhang et al. 2017) for JIN (paper 000, §4.1) or FARMUR (paper 002, §5).
+    """UTKFace (Zhang et al. 2017) for JIN (Wu et al., §4.1) or FARMUR (Mousavi et al., §5).
 
     Reads ``[age]_[gender]_[race]_[date&time].jpg`` files (also ``.jpg.chip.jpg`` / ``.chip.jpg``) from
     ``root`` or one subfolder (``UTKFace/`` preferred, then ``crop_part1/``). Race 4 ("Others") is dropped,
@@ -356,7 +356,7 @@ def _cinic_root(root: Path) -> Path:
 
 def load_cinic10(root=None, seed: int = 0, *, size: int = 32, max_per_split: int | None = None,
                  workers: int | None = None, cache: bool = False, **options) -> DataSplits:
-    """CINIC-10 (Darlow et al. 2018) with groups by origin, as in JIN (paper 000, §4.1).
+    """CINIC-10 (Darlow et al. 2018) with groups by origin, as in JIN (Wu et al., §4.1).
 
     Reads ``root/train|valid|test/<class>/*.png`` (the official split, ``valid`` = val). The group is the
     image's origin, read from its name: ``cifar10-<split>-<n>.png`` are CIFAR-10 images, ``n<synset>_<n>.png``
@@ -463,7 +463,7 @@ def _read_ham_rows(path: Path) -> list[dict[str, str]]:
 def load_ham10000(root=None, seed: int = 0, *, size: int = 64, test_frac: float = 0.3, val_frac: float = 0.1,
                   metadata: str | None = None, stratify: bool = False, workers: int | None = None,
                   cache: bool = False, **options) -> DataSplits:
-    """HAM10000 (Tschandl et al. 2018) with groups by sex, as in JIN (paper 000, §4.1).
+    """HAM10000 (Tschandl et al. 2018) with groups by sex, as in JIN (Wu et al., §4.1).
 
     Reads ``HAM10000_metadata.csv`` and the images ``<image_id>.jpg`` in ``HAM10000_images_part_1/`` and
     ``HAM10000_images_part_2/`` (or ``images/``, or root). As in JIN: rows whose sex is not male or female
@@ -551,7 +551,7 @@ def _torchvision_split(cls, root: Path, train: bool, download: bool, dataset: st
 
 def _class_partitioned(name: str, x_train: torch.Tensor, y_train, x_test: torch.Tensor, y_test, classes: list[str],
                        *, seed: int, val_frac: float, size: int, meta: dict) -> DataSplits:
-    """Val carved from train (stratified by class, seeded); group = class, FARMUR's partitions (paper 002, §5)."""
+    """Val carved from train (stratified by class, seeded); group = class, FARMUR's partitions (FARMUR (Mousavi et al.), §5)."""
     if x_train.shape[-1] != size or x_train.shape[-2] != size:
         x_train, x_test = resize_uint8(x_train, size), resize_uint8(x_test, size)
     y_train = torch.as_tensor(y_train, dtype=torch.int64)
@@ -568,7 +568,7 @@ def _class_partitioned(name: str, x_train: torch.Tensor, y_train, x_test: torch.
 
 def load_mnist(root=None, seed: int = 0, *, size: int = 28, channels: int = 1, val_frac: float = 0.1,
                download: bool = False, **options) -> DataSplits:
-    """MNIST through ``torchvision.datasets.MNIST``, partitioned by class as in FARMUR (paper 002, §5).
+    """MNIST through ``torchvision.datasets.MNIST``, partitioned by class as in FARMUR (Mousavi et al., §5).
 
     Expects ``root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (``download=True`` fetches them).
 
@@ -600,7 +600,7 @@ def load_mnist(root=None, seed: int = 0, *, size: int = 28, channels: int = 1, v
 
 def load_cifar10(root=None, seed: int = 0, *, size: int = 32, val_frac: float = 0.1, download: bool = False,
                  **options) -> DataSplits:
-    """CIFAR-10 through ``torchvision.datasets.CIFAR10``, partitioned by class as in FARMUR (paper 002, §5).
+    """CIFAR-10 through ``torchvision.datasets.CIFAR10``, partitioned by class as in FARMUR (Mousavi et al., §5).
 
     Expects ``root/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}`` (``download=True``
     fetches them; torchvision checks their MD5 sums).

@@ -6,7 +6,7 @@ The JIN paper (Eq. 1, Tables 1-2) summarises a metric ``m_z`` over sensitive gro
 
 for standard (``std_``, clean inputs) and robust (``rob_``, white-box PGD-5, L-inf 4/255, step 2/255)
 performance; accuracy for UTKFace / CINIC-10, macro-F1 for the imbalanced HAM10000 (Table 3 adds the per-class
-F1 within the worst group). FairAT (paper 003) reports class-wise robust accuracy: worst class and average.
+F1 within the worst group). FairAT (Mou et al.) reports class-wise robust accuracy: worst class and average.
 
 ``group_report`` computes the clean and the adversarial logits in one pass (``fralkit.inference.infer``) and
 derives everything from them, as a flat dict of plain Python scalars (result-store metrics).

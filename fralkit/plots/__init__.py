@@ -1,7 +1,9 @@
 """Figures: one visual style, one way to save.
 
-``savefig(fig, name)`` is the only way a figure reaches ``figures/``: PNG (150 dpi) and PDF, written
-atomically and without the metadata that would make every run a new file in git. Per-study plot
+``savefig(fig, name)`` is the only way a figure reaches ``fralkit.utils.figures_dir()`` (``runs/<profile>/figures/``,
+or the committed ``figures/`` from a ``reproduce`` run of the ``gpu`` or ``paper`` profile): PNG (150 dpi) and PDF,
+written atomically and without the metadata that would make every run a new file in git. The figure stays open,
+so a notebook shows it inline (also in the executed copies papermill writes). Per-study plot
 functions live in the submodules (``adversarial``, ``active``, ``farmur``, ``bald``) and the data plots here.
 """
 from __future__ import annotations
@@ -30,14 +32,15 @@ def set_style() -> None:
 
 
 def savefig(fig, name: str, *, formats: Sequence[str] = ("png", "pdf"), dpi: int = 150, close: bool = False) -> list[Path]:
-    """Save ``fig`` as ``figures/<name>.png`` and ``.pdf`` (no churn metadata); return the paths.
+    """Save ``fig`` as ``<figures_dir()>/<name>.png`` and ``.pdf`` (no churn metadata); return the paths.
 
     Args:
         fig: a matplotlib Figure.
         name: file stem, conventionally prefixed by the notebook number (``"01_samples_synbols-utk"``).
         formats: file types to write.
         dpi: raster resolution for PNG.
-        close: close the figure after saving (batch runs).
+        close: close the figure after saving (scripts that draw many figures; a notebook shows and closes
+            each figure at the end of its cell).
     """
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"figure name must be a plain file stem like '01_samples', got {name!r}")
@@ -134,8 +137,12 @@ def dataset_browser(data: dict, *, per_page: int = 24):
 
     def refresh_options(*_):
         ds = current()
+        group, cls = group_dd.value, class_dd.value
         group_dd.options = [(gname, gi) for gi, gname in enumerate(ds.groups)]
         class_dd.options = [(cname, ci) for ci, cname in enumerate(ds.classes)]
+        # keep the selection where the new data set has it, else its first group and class: never empty
+        group_dd.value = group if group is not None and group < len(ds.groups) else 0
+        class_dd.value = cls if cls is not None and cls < len(ds.classes) else 0
 
     def draw(*_):
         ds = current()

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..active.strategies import STRATEGY_LABELS
 
-__all__ = ["plot_worst_vs_round", "plot_worst_group_classes", "plot_selection_cost", "strategy_palette",
-           "strategy_label", "round_explorer"]
+__all__ = ["plot_worst_vs_round", "plot_worst_group_classes", "plot_selection_cost", "STRATEGY_FAMILIES",
+           "STRATEGY_STYLE", "strategy_family", "strategy_style", "strategy_palette", "strategy_label", "round_explorer"]
 
 
 def strategy_label(name: str) -> str:
@@ -18,16 +18,58 @@ def strategy_label(name: str) -> str:
     return "Init. AT" if name == "init-at" else STRATEGY_LABELS.get(name, name)
 
 
-def strategy_palette(strategies: Sequence[str]) -> dict:
-    """One colour per strategy (JIN always the same strong colour, baselines from the colour-blind palette)."""
-    import seaborn as sns
+# One fixed colour, marker and line style per strategy, by family, shared by every plot and widget (notebooks 03
+# and 05): the active-learning baselines in blues and greys, the group-aware strategies in oranges, greens and
+# browns (dashed), JIN and its ablations in reds and purples (thick). Fixed by name, not by position, so a strategy
+# keeps its colour whichever subset a figure draws.
+STRATEGY_FAMILIES = {
+    "active-learning baselines": ("rand", "ent", "cset", "badge", "bald"),
+    "group-aware": ("g-rand", "g-ent", "minmax", "opt", "fairal"),
+    "JIN and its ablations": ("jin", "jin-p", "jin-r"),
+}
+STRATEGY_STYLE = {
+    "rand": {"color": "#7f7f7f", "marker": "o"},
+    "ent": {"color": "#1f77b4", "marker": "s"},
+    "cset": {"color": "#17becf", "marker": "^"},
+    "badge": {"color": "#6b8fd6", "marker": "D"},
+    "bald": {"color": "#393b79", "marker": "v"},
+    "g-rand": {"color": "#ff7f0e", "marker": "P"},
+    "g-ent": {"color": "#e6ab02", "marker": "X"},
+    "minmax": {"color": "#2ca02c", "marker": "*"},
+    "opt": {"color": "#98c379", "marker": "p"},
+    "fairal": {"color": "#8c564b", "marker": "h"},
+    "jin": {"color": "#d62728", "marker": "o"},
+    "jin-p": {"color": "#e377c2", "marker": "<"},
+    "jin-r": {"color": "#9467bd", "marker": ">"},
+    "init-at": {"color": "#444444", "marker": "x"},
+}
+_FAMILY_LINE = {"active-learning baselines": ("-", 1.3), "group-aware": ("--", 1.3), "JIN and its ablations": ("-", 2.2)}
+_OTHER_COLOURS = ("#bcbd22", "#a05195", "#003f5c", "#ff6361")  # strategies added outside the registry's families
 
-    others = [s for s in strategies if s not in ("jin", "init-at")]
-    colours = sns.color_palette("colorblind") + sns.color_palette("dark")  # 20 distinct colours
-    pal = {s: colours[(i + 1) % len(colours)] for i, s in enumerate(others)}
-    pal["jin"] = colours[0]
-    pal["init-at"] = (0.4, 0.4, 0.4)
-    return pal
+
+def strategy_family(name: str) -> str | None:
+    """The family of a strategy name (``STRATEGY_FAMILIES``), ``None`` for one added outside them."""
+    return next((fam for fam, names in STRATEGY_FAMILIES.items() if name in names), None)
+
+
+def strategy_style(name: str) -> dict:
+    """Matplotlib keywords of one strategy: its fixed colour and marker, its family's line style and width."""
+    style = STRATEGY_STYLE.get(name)
+    if style is None:
+        style = {"color": _OTHER_COLOURS[sum(map(ord, name)) % len(_OTHER_COLOURS)], "marker": "o"}
+    ls, lw = _FAMILY_LINE.get(strategy_family(name), ("-.", 1.3))
+    return {**style, "ls": ls, "lw": lw, "label": strategy_label(name)}
+
+
+def strategy_palette(strategies: Sequence[str] | None = None) -> dict:
+    """The fixed colour of each strategy (all of ``STRATEGY_STYLE`` by default), the same in every figure."""
+    names = list(STRATEGY_STYLE) if strategies is None else list(strategies)
+    return {s: strategy_style(s)["color"] for s in names}
+
+
+def _legend_outside(ax, **kw) -> None:
+    """A legend to the right of ``ax``, outside the data."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, **kw)
 
 
 def plot_worst_vs_round(rounds, *, strategies: Sequence[str] | None = None, title: str | None = None,
@@ -46,21 +88,20 @@ def plot_worst_vs_round(rounds, *, strategies: Sequence[str] | None = None, titl
     frame = rounds if strategies is None else rounds[rounds["strategy"].isin(strategies)]
     names = list(dict.fromkeys(strategies or frame["strategy"]))
     names = [s for s in names if s in set(frame["strategy"])]
-    pal = strategy_palette(names)
     word = "F1" if frame["metric"].iloc[0] == "f1" else "accuracy"
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharex=True)
     for ax, metric, label in ((axes[0], "std_worst", f"worst-group standard {word} (%)"),
                               (axes[1], "rob_worst", f"worst-group robust {word} (%)")):
         for s in names:
             sub = frame[frame["strategy"] == s].groupby(x)[metric]
             mean, std = sub.mean(), sub.std().fillna(0.0)
-            lw = 2.4 if s == "jin" else 1.3
-            ls = "--" if s in ("jin-p", "jin-r", "g-ent") else "-"
-            ax.plot(mean.index, mean.values, marker="o", ms=3, lw=lw, ls=ls, color=pal[s], label=strategy_label(s))
-            ax.fill_between(mean.index, mean - std, mean + std, color=pal[s], alpha=0.12, lw=0)
+            style = strategy_style(s)
+            ax.plot(mean.index, mean.values, ms=4, **style)
+            ax.fill_between(mean.index, (mean - std).clip(0, 100), (mean + std).clip(0, 100), color=style["color"],
+                            alpha=0.12, lw=0)
         ax.set_ylabel(label)
         ax.set_xlabel("labelled images |D_L|" if x == "labelled" else "active round")
-    axes[1].legend(fontsize=7, ncol=2, loc="best")
+    _legend_outside(axes[1])
     sns.despine(fig)
     fig.suptitle(title or f"{frame['dataset'].iloc[0]} ({frame['backbone'].iloc[0]}): minimax fairness per round", fontsize=10)
     fig.tight_layout()
@@ -109,12 +150,11 @@ def plot_selection_cost(cost, *, title: str | None = None):
         cost: ``jin_study.table_cost(records)``.
     """
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     frame = cost.reset_index()
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(frame) + 1.2))
-    colours = [(0.4, 0.4, 0.4) if m == "Init. AT" else (sns.color_palette("colorblind")[0] if m == "JIN" else
-                                                         sns.color_palette("colorblind")[7]) for m in frame["method"]]
+    by_label = {strategy_label(s): s for s in STRATEGY_STYLE}
+    colours = [strategy_style(by_label.get(m, m))["color"] for m in frame["method"]]
     secs = frame["seconds"].clip(lower=1e-3)
     ax.barh(frame["method"][::-1], secs[::-1], color=colours[::-1])
     ax.set_xscale("log")
@@ -131,24 +171,27 @@ def round_explorer(rounds):
     import ipywidgets as w
     import matplotlib.pyplot as plt
 
-    metrics = ["std_worst", "rob_worst", "std_avg", "rob_avg", "std_disp", "rob_disp"]
+    word = "F1" if "metric" in rounds and (rounds["metric"] == "f1").any() else "Acc"
+    metrics = [(f"{kind} {stat} ({word}, %)", f"{kind.lower()}_{stat.lower()}")
+               for stat in ("Worst", "Avg", "Disp") for kind in ("Std", "Rob")]
     names = list(dict.fromkeys(rounds["strategy"]))
     ds_dd = w.Dropdown(options=list(dict.fromkeys(rounds["dataset"])), description="dataset")
-    metric_dd = w.Dropdown(options=metrics, description="metric")
-    pick = w.SelectMultiple(options=names, value=tuple(names), description="strategies", rows=min(8, len(names)))
+    metric_dd = w.Dropdown(options=metrics, value="rob_worst", description="metric")
+    pick = w.SelectMultiple(options=[(strategy_label(s), s) for s in names], value=tuple(names),
+                            description="strategies", rows=min(8, len(names)))
     out = w.Output()
 
     def draw(*_):
         sub = rounds[(rounds["dataset"] == ds_dd.value) & rounds["strategy"].isin(pick.value)]
         with out:
             out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(6, 3.5))
+            fig, ax = plt.subplots(figsize=(7, 3.5))
             for s, g in sub.groupby("strategy", sort=False):
                 mean = g.groupby("labelled")[metric_dd.value].mean()
-                ax.plot(mean.index, mean.values, marker="o", ms=3, label=s, lw=2.4 if s == "jin" else 1.2)
+                ax.plot(mean.index, mean.values, ms=4, **strategy_style(s))
             ax.set_xlabel("labelled images |D_L|")
-            ax.set_ylabel(metric_dd.value + " (%)")
-            ax.legend(fontsize=7)
+            ax.set_ylabel(metric_dd.label)
+            _legend_outside(ax)
             plt.show()
 
     for widget in (ds_dd, metric_dd, pick):

@@ -1,4 +1,4 @@
-"""Figures of the BALD + GRAD study (paper 004): Fig. 1 (uncertainty gap), Figs. 2-3 (learning curves),
+"""Figures of the BALD+GRAD study (Branchaud-Charron et al.): Fig. 1 (uncertainty gap), Figs. 2-3 (learning curves),
 the share of under-represented cells in the labelled set, and the queried images of a step split by group (static and ipywidgets).
 
 Every function takes the long per-step table of ``fralkit.studies.bald_grad.steps_frame`` (one row per
@@ -13,15 +13,19 @@ import numpy as np
 
 from ..active.methods import TABLE1_METHODS, method_label, parse_method
 from ..data import dataset_facts
+from .active import strategy_style
 
 __all__ = ["method_style", "plot_uncertainty_gap", "plot_learning_curves", "plot_rare_share", "plot_query_grid",
            "query_browser"]
 
-_HEURISTIC_COLOR = {"uniform": 0, "bald": 1, "balanced": 2, None: 7}
+# Each heuristic in the colour of its family's strategy in notebook 03 (plots.active.STRATEGY_STYLE): uniform as
+# RAND, BALD as BALD, the group-balancing oracle as G-RAND; REPAIR (no heuristic) grey-black.
+_HEURISTIC_STRATEGY = {"uniform": "rand", "bald": "bald", "balanced": "g-rand", None: "init-at"}
 _LAMBDA_STYLE = {0.0: "-", 0.5: "--", 1.0: ":"}
 _Y_LABEL = {"parity": "predictive parity δ_A (%)", "accuracy": "accuracy (%)", "nll": "NLL",
             "bald_gap": "|Δ mean BALD| between groups", "eq_odds": "equalized odds (%)", "eq_opp": "equal opportunity (%)"}
 _PERCENT = ("parity", "accuracy", "eq_odds", "eq_opp", "dem_parity")
+_RANGE = {"accuracy": (0.0, 100.0), "share": (0.0, 1.0)}  # a ± std band never leaves the metric's range
 
 
 def _title(dataset: str) -> str:
@@ -29,12 +33,11 @@ def _title(dataset: str) -> str:
 
 
 def method_style(method: str) -> dict:
-    """Matplotlib line keywords of a method: colour by heuristic, line style by GRAD weight."""
-    import seaborn as sns
-
+    """Matplotlib line keywords of a method: colour and marker by heuristic (shared with notebook 03's strategy
+    families), line style by GRAD weight."""
     spec = parse_method(method)
-    palette = sns.color_palette("colorblind", 10)
-    return {"color": palette[_HEURISTIC_COLOR.get(spec.heuristic, 7)], "linestyle": _LAMBDA_STYLE.get(spec.lambd, "-."),
+    base = strategy_style(_HEURISTIC_STRATEGY.get(spec.heuristic, "init-at"))
+    return {"color": base["color"], "marker": base["marker"], "linestyle": _LAMBDA_STYLE.get(spec.lambd, "-."),
             "label": method_label(method)}
 
 
@@ -55,8 +58,11 @@ def _draw_metric(ax, frame, metric: str, *, x: str = "labelled") -> None:
         if len(stats) == 1:
             ax.axhline(mean[0], color=style["color"], linestyle="-.", linewidth=1.2, label=style["label"])
             continue
-        ax.plot(stats["x"], mean, color=style["color"], linestyle=style["linestyle"], linewidth=1.6, label=style["label"])
-        ax.fill_between(stats["x"], mean - std, mean + std, color=style["color"], alpha=0.12, linewidth=0)
+        ax.plot(stats["x"], mean, color=style["color"], linestyle=style["linestyle"], marker=style["marker"], ms=3,
+                linewidth=1.6, label=style["label"])
+        low, high = _RANGE.get(metric, (0.0, 100.0 if metric in _PERCENT else None))  # gaps, parity, NLL: >= 0
+        ax.fill_between(stats["x"], np.clip(mean - std, low, high), np.clip(mean + std, low, high), color=style["color"],
+                        alpha=0.12, linewidth=0)
     ax.set_xlabel("labelled examples" if x == "labelled" else x)
     ax.set_ylabel(_Y_LABEL.get(metric, metric))
 
@@ -159,10 +165,11 @@ def query_browser(records: Sequence[dict], train_sets: dict, *, max_per_group: i
             if r["config"]["method"] != "repair"}
     if not runs:
         return w.HTML("No active-learning runs to browse.")
-    ds_dd = w.Dropdown(options=sorted({k[0] for k in runs}), description="dataset")
+    # Wide enough for the longest label ("Balanced uniform + GRAD (λ = 0.5)"), which the default 300 px cuts.
+    ds_dd = w.Dropdown(options=sorted({k[0] for k in runs}), description="dataset", layout=w.Layout(width="260px"))
     m_dd = w.Dropdown(options=[(method_label(m), m) for m in TABLE1_METHODS if any(k[1] == m for k in runs)],
-                      description="method")
-    s_dd = w.Dropdown(options=sorted({k[2] for k in runs}), description="seed")
+                      description="method", layout=w.Layout(width="380px"))
+    s_dd = w.Dropdown(options=sorted({k[2] for k in runs}), description="seed", layout=w.Layout(width="160px"))
     step = w.IntSlider(min=0, max=0, description="step", continuous_update=False)
     out = w.Output()
 
@@ -184,7 +191,8 @@ def query_browser(records: Sequence[dict], train_sets: dict, *, max_per_group: i
             s = steps[min(step.value, len(steps) - 1)]
             fig = plot_query_grid(train_sets[ds_dd.value], s["queried"], max_per_group=max_per_group,
                                   title=f"{ds_dd.value} · {method_label(m_dd.value)} · seed {s_dd.value} · "
-                                        f"queries after step {s['step']} ({s['labelled']} labelled)")
+                                        f"the {len(s['queried'])} queries after step {s['step']} "
+                                        f"({s['labelled']} labelled)")
             plt.show()
             plt.close(fig)
 

@@ -1,4 +1,4 @@
-"""FARMUR figures (paper 002): Fig. 2 (I_P(tau) per sub-partition and their mean), Rob(P) bars, and an
+"""FARMUR (Mousavi et al.) figures: Fig. 2 (I_P(tau) per sub-partition and their mean), Rob(P) bars, and an
 interactive tau slider. Everything is drawn from saved result records (``fralkit.studies.farmur``), never from
 live models, so a figure can be redrawn without re-running the study."""
 from __future__ import annotations
@@ -132,7 +132,7 @@ def tau_explorer(records: Sequence[dict], *, seed: int | None = None):
     out = w.Output()
 
     def set_range(*_):
-        tmax = _tau_max(list(sel[row_dd.value].values()))
+        tmax = _tau_max(list(sel[row_dd.value].values()), q=95.0)  # a few outliers would stretch the slider
         tau_sl.max = round(tmax, 3)
         tau_sl.step = max(tmax / 200, 1e-4)
 

@@ -36,7 +36,6 @@ from ..plots import adversarial as plots_adv
 from ..plots import savefig
 from ..runtime import resolve_device, set_seed
 from ..train import Recipe, fit
-from ..utils import in_papermill
 
 __all__ = ["ADV_METHODS", "METHOD_LABELS", "STUDY", "AdvConfig", "adv_configs", "load_adv_data", "run_adv",
            "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "datasets_of", "method_label", "table_groups", "classwise_frame", "history_frame",
@@ -443,7 +442,7 @@ def figures(records: Sequence[dict], *names: str) -> list[Path]:
         if name not in FIGURES:
             raise ValueError(f"unknown figure {name!r}; valid: {sorted(FIGURES)}")
         for ds in datasets_of(records):
-            paths += savefig(FIGURES[name](records, ds), f"{NOTEBOOK}_{name}_{ds}", close=in_papermill())
+            paths += savefig(FIGURES[name](records, ds), f"{NOTEBOOK}_{name}_{ds}")
     return paths
 
 

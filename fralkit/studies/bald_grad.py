@@ -58,7 +58,7 @@ from ..plots import savefig
 from ..plots.bald import steps_from_record
 from ..runtime import offset_seed, query_seed, resolve_device, set_seed, step_seed, sync
 from ..train import Recipe
-from ..utils import cache_dir, config_hash, in_papermill, load_checkpoint, progress
+from ..utils import cache_dir, config_hash, load_checkpoint, progress
 from ..active.bald import bald_scores, mc_probs
 from ..active.loop import initial_state, run_active_loop
 from ..active.strategies import SelectionContext, select
@@ -726,7 +726,7 @@ def figures(records: Sequence[dict], *names: str) -> list:
         if name not in FIGURES:
             raise ValueError(f"unknown figure {name!r}; valid: {sorted(FIGURES)}")
         for stem, fig in FIGURES[name](records):
-            paths += savefig(fig, f"{NOTEBOOK}_{stem}", close=in_papermill())
+            paths += savefig(fig, f"{NOTEBOOK}_{stem}")
     return paths
 
 

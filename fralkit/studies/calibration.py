@@ -21,7 +21,7 @@ from ..models import make_model
 from ..train import fit
 from ..runtime import resolve_device, set_seed
 
-__all__ = ["DISADVANTAGED", "calibrate_preset", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "calibration_table", "describe_calibration",
+__all__ = ["DISADVANTAGED", "calibrate_preset", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "calibration_table", "calibration_group_table", "describe_calibration",
            "CALIBRATION_TARGETS"]
 
 # The group each FRAL preset is designed to disadvantage (index into its group names), read from the registry.
@@ -163,13 +163,35 @@ def parts(configs):
     return [[c] for c in configs]
 
 
+def calibration_group_table(records: list[dict]):
+    """One row per (data set, group): its role, TRADES clean and robust accuracy on the initial 20 %, and the
+    preset's verdict, in %; the standard model's accuracy is the preset's (all groups together)."""
+    import pandas as pd
+
+    rows = []
+    for rec in records:
+        m, c = rec["metrics"], rec["config"]
+        bad = m["disadvantaged_group"]
+        for gname in [k[len("trades_clean_"):] for k in m if k.startswith("trades_clean_")]:
+            rows.append({"dataset": c["dataset"], "group": gname,
+                         "role": "disadvantaged" if gname == bad else "other",
+                         "TRADES 20% clean": 100 * m[f"trades_clean_{gname}"],
+                         "TRADES 20% rob": 100 * m[f"trades_rob_{gname}"],
+                         "std acc (all labels)": 100 * m["std_acc"], "backbone": c["method"], "n_train": c["n"],
+                         "disadvantaged in both (>=3 pts)": "yes" if m["disadvantaged_both"] else "no",
+                         "device": rec.get("device", "?")})
+    return pd.DataFrame(rows).round(1)
+
+
 def tables(records, *, save: bool = True) -> dict:
-    """The calibration table (``calibration``), saved as ``01_calibration``; empty without records."""
+    """The calibration per (data set, group) (``calibration``, saved as ``01_calibration``) and one row per preset
+    with its gaps (``summary``, ``01_calibration_summary``); empty without records."""
     if not records:
         return {}
-    out = {"calibration": calibration_table(records)}
+    out = {"calibration": calibration_group_table(records), "summary": calibration_table(records)}
     if save:
-        save_table(out["calibration"], f"{NOTEBOOK}_calibration")
+        save_table(out["calibration"], f"{NOTEBOOK}_calibration", index=False)
+        save_table(out["summary"], f"{NOTEBOOK}_calibration_summary")
     return out
 
 

@@ -42,7 +42,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -53,19 +53,19 @@ from ..data import DataSplits, GroupDataset, GroupStyle, SynbolsConfig, load_dat
 from ..data.core import to_float
 from ..experiments import ResultStore, save_table
 from ..inference import clean_logits
-from ..metrics.robustness import curves_from_record, i_f, i_p, robustness_report, vulnerable_split
+from ..metrics.robustness import curves_from_record, robustness_report, vulnerable_split
 from ..plots import farmur as plots_farmur
 from ..plots import savefig
 from ..plots.farmur import METHOD_TITLES, METHODS
 from ..runtime import offset_seed, resolve_device, set_seed, sync
 from ..train import PAIRINGS, SCHEDULES, Recipe, farmur_loss, fit
-from ..utils import atomic_torch_save, config_hash, in_papermill, load_checkpoint
+from ..utils import atomic_torch_save, config_hash, load_checkpoint
 
 __all__ = [
     "FarmurRow", "ROWS", "METHODS", "PAPER_TABLE1", "PAPER_TEXT_RATIOS", "STUDY",
     "load_mnist_like", "load_row_data", "parse_rows",
     "measure_robustness", "farmur_loss", "farmur_retrain",
-    "run_farmur_row", "run_farmur_study", "farmur_records",
+    "run_farmur_row", "farmur_records", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES",
     "curves_from_record", "table1", "paper_ratios", "describe_farmur",
 ]
 
@@ -546,7 +546,7 @@ def paper_ratios(records: list[dict]):
     import pandas as pd
 
     summ = _summary(records)
-    rows = []
+    rows, notes = [], []
     for (row, label) in dict.fromkeys((r, l) for r, l, _ in summ.index):
         ours = {m: tuple(summ.loc[(row, label, m)][f"{k}_mean"] for k in ("accuracy", "rob_f", "v_f"))
                 for m in METHODS if (row, label, m) in summ.index}
@@ -564,7 +564,22 @@ def paper_ratios(records: list[dict]):
             "Rob(f) lost % (paper table)": _pct(r_paper.get("rob_lost")),
             "AT × Rob(f) (run)": r_ours.get("at_rob_gain"), "AT × Rob(f) (paper)": r_paper.get("at_rob_gain"),
         })
-    return pd.DataFrame(rows).set_index("Model (f) / data").astype(float).round(3)
+        notes.append(_ratio_note(ours))
+    table = pd.DataFrame(rows).set_index("Model (f) / data").astype(float).round(3)
+    table["note"] = notes
+    return table
+
+
+def _ratio_note(ours: dict) -> str:
+    """Which of the run's ratios divide by a value near zero: a model that classifies almost nothing correctly, or
+    whose sub-partitions are equally robust, has V_f (or Rob(f)) near 0 on small runs (the smoke profile), and a
+    ratio over it is meaningless there."""
+    v = {m: ours[m][2] for m in METHODS if m in ours}
+    rob = {m: ours[m][1] for m in METHODS if m in ours}
+    scale_v, scale_rob = max(v.values(), default=0.0), max(rob.values(), default=0.0)
+    tiny = [f"V_f({m}) = {v[m]:.2g}" for m in ("natural", "trades") if m in v and v[m] <= 1e-3 * scale_v]
+    tiny += [f"Rob(f)(trades) = {rob['trades']:.2g}"] if "trades" in rob and rob["trades"] <= 1e-3 * scale_rob else []
+    return ("near zero at this size: " + ", ".join(tiny) + "; the run's ratios over it are meaningless") if tiny else ""
 
 
 def _pct(v):
@@ -679,7 +694,7 @@ def figures(records: Sequence[dict], *names: str) -> list:
     for name in names or FIGURES:
         if name not in FIGURES:
             raise ValueError(f"unknown figure {name!r}; valid: {sorted(FIGURES)}")
-        paths += savefig(FIGURES[name](records), f"{NOTEBOOK}_{name}", close=in_papermill())
+        paths += savefig(FIGURES[name](records), f"{NOTEBOOK}_{name}")
     return paths
 
 

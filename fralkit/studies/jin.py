@@ -19,7 +19,6 @@ from ..experiments import ResultStore, format_mean_std, save_table, summarize
 from ..plots import active as plots_active
 from ..plots import savefig
 from ..plots.active import strategy_label
-from ..utils import in_papermill
 from ..active.loop import FRALConfig, load_fral_data, run_fral
 from ..active.strategies import BALD_GRAD_ONLY, STRATEGIES
 
@@ -482,7 +481,7 @@ def figures(records: Sequence[dict], *names: str) -> list:
         if fig_name not in FIGURES:
             raise ValueError(f"unknown figure {fig_name!r}; valid: {sorted(FIGURES)}")
         for name, recs in by_dataset(records).items():
-            paths += savefig(FIGURES[fig_name](recs, name), f"{NOTEBOOK}_{fig_name}_{name}", close=in_papermill())
+            paths += savefig(FIGURES[fig_name](recs, name), f"{NOTEBOOK}_{fig_name}_{name}")
     return paths
 
 

@@ -50,6 +50,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn as nn
 
+from ..utils import progress as progress_bar
+
 __all__ = ["DeepFoolResult", "deepfool", "DEEPFOOL_BEFORE", "DEEPFOOL_GRAD_MODES"]
 
 DEEPFOOL_BEFORE = ("boundary", "iterate")
@@ -281,9 +283,7 @@ def deepfool(
     step = n if batch_size is None else int(batch_size)
     starts = range(0, n, max(1, step))
     if progress:
-        from ..utils import progress as _bar
-
-        starts = _bar(starts, desc="deepfool", total=len(starts))
+        starts = progress_bar(starts, desc="deepfool", total=len(starts))
     parts = []
     try:
         with _full_fp32(dev):

@@ -33,9 +33,9 @@ from ..experiments import ResultStore, flatten_records, format_mean_std, save_ta
 from ..metrics.groups import group_report
 from ..models import make_model
 from ..plots import adversarial as plots_adv
-from ..plots import savefig
 from ..runtime import resolve_device, set_seed
 from ..train import Recipe, fit
+from .protocol import draw
 
 __all__ = ["ADV_METHODS", "METHOD_LABELS", "STUDY", "AdvConfig", "adv_configs", "load_adv_data", "run_adv",
            "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "datasets_of", "method_label", "table_groups", "classwise_frame", "history_frame",
@@ -428,22 +428,21 @@ def tables(records: Sequence[dict], *, save: bool = True) -> dict:
     return render_tables(records, save=save)
 
 
+def _per_dataset(name: str, frame_of, plot):
+    return lambda records: [(f"{name}_{ds}", plot(frame, ds)) for frame in [frame_of(records)]
+                            for ds in datasets_of(records)]
+
+
 FIGURES = {
-    "classwise": lambda records, ds: plots_adv.plot_classwise(classwise_frame(records), ds),
-    "groups": lambda records, ds: plots_adv.plot_group_accuracy(group_frame(records), ds),
-    "curves": lambda records, ds: plots_adv.plot_training_curves(history_frame(records), ds),
+    "classwise": _per_dataset("classwise", classwise_frame, plots_adv.plot_classwise),
+    "groups": _per_dataset("groups", group_frame, plots_adv.plot_group_accuracy),
+    "curves": _per_dataset("curves", history_frame, plots_adv.plot_training_curves),
 }
 
 
 def figures(records: Sequence[dict], *names: str) -> list[Path]:
     """Draw and save ``02_<name>_<dataset>`` for each of ``names`` (default all of ``FIGURES``) and data set."""
-    paths = []
-    for name in names or FIGURES:
-        if name not in FIGURES:
-            raise ValueError(f"unknown figure {name!r}; valid: {sorted(FIGURES)}")
-        for ds in datasets_of(records):
-            paths += savefig(FIGURES[name](records, ds), f"{NOTEBOOK}_{name}_{ds}")
-    return paths
+    return draw(NOTEBOOK, FIGURES, records, names)
 
 
 def claims(records: Sequence[dict]) -> str:

@@ -54,11 +54,13 @@ from ..metrics.fairness import fairness_report
 from ..active.methods import HEURISTIC_NAMES, TABLE1_METHODS, MethodSpec, method_label, parse_method
 from ..inference import clean_logits
 from ..plots import bald as plots_bald
-from ..plots import savefig
 from ..plots.bald import steps_from_record
 from ..runtime import offset_seed, query_seed, resolve_device, set_seed, step_seed, sync
+from .. import train as training
+from ..models import GRADModel, make_model
 from ..train import Recipe
-from ..utils import cache_dir, config_hash, load_checkpoint, progress
+from ..utils import atomic_torch_save, cache_dir, config_hash, load_checkpoint, progress
+from .protocol import draw
 from ..active.bald import bald_scores, mc_probs
 from ..active.loop import initial_state, run_active_loop
 from ..active.strategies import SelectionContext, select
@@ -256,7 +258,6 @@ def _model_kw(protocol: BaldProtocol) -> dict:
 def _pretrained_trunk(train: GroupDataset, protocol: BaldProtocol, device: torch.device) -> dict:
     """Trunk weights trained once on a separate Synbols task (8 other characters, random colours, no groups); cached
     in ``$FRALKIT_CACHE/pretrained`` by the task, the model and the optimiser settings."""
-    from ..models import make_model
 
     chars = ("b", "c", "e", "f", "g", "h", "k", "m")
     cfg = SynbolsConfig(n=protocol.pretrain_n, chars=chars, joint=tuple((1.0 / len(chars),) for _ in chars),
@@ -268,14 +269,12 @@ def _pretrained_trunk(train: GroupDataset, protocol: BaldProtocol, device: torch
     path = cache_dir() / "pretrained" / f"{protocol.backbone}-{key}.pt"
     if path.exists():
         return load_checkpoint(path, map_location="cpu")
-    from ..train import fit
-    from ..utils import atomic_torch_save
 
     data = make_synbols(cfg).to(device)
     set_seed(0)
     model = make_model(protocol.backbone, len(chars), in_channels=train.channels, image_size=train.image_size,
                        **_model_kw(protocol)).to(device)
-    fit(model, data, seed=0, device=device, show_progress=False,
+    training.fit(model, data, seed=0, device=device, show_progress=False,
         **_recipe(protocol, "standard", epochs=protocol.pretrain_epochs, lr=protocol.pretrain_lr).kwargs())
     trunk = {k: v.detach().cpu() for k, v in model.state_dict().items() if not k.startswith("head")}
     atomic_torch_save(trunk, path)
@@ -290,7 +289,6 @@ def make_start_model(train: GroupDataset, protocol: BaldProtocol, *, seed: int, 
     of a seed share it; with ``lambd > 0`` it is wrapped in ``GRADModel`` (reversal factor 1, group head
     seeded separately); ``lambd`` itself is the weight of the group loss, given to ``fit`` by ``run_method``.
     """
-    from ..models import GRADModel, make_model
 
     dev = resolve_device(device)
     set_seed(seed)
@@ -367,7 +365,6 @@ def run_method(splits: DataSplits, method: str, *, seed: int = 0, protocol: Bald
         counts), ``labelled_g<a>`` (labelled examples of group a), ``labelled_rare`` (in the under-represented
         class x group cells) and ``train_s`` / ``score_s`` / ``eval_s`` seconds.
     """
-    from ..train import fit
 
     protocol = protocol or BaldProtocol()
     spec = parse_method(method)
@@ -385,7 +382,7 @@ def run_method(splits: DataSplits, method: str, *, seed: int = 0, protocol: Bald
         idx = repair_resample(w, generator=torch.Generator().manual_seed(int(seed)))
         score_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        fit(model, train, idx=idx, seed=seed, device=dev, show_progress=False,
+        training.fit(model, train, idx=idx, seed=seed, device=dev, show_progress=False,
             **_recipe(protocol, "standard", epochs=protocol.repair_epochs).kwargs())
         sync(dev)
         train_s = time.perf_counter() - t0
@@ -411,7 +408,7 @@ def run_method(splits: DataSplits, method: str, *, seed: int = 0, protocol: Bald
 
     def retrain(k: int, state: dict) -> None:
         # The labelled set in index order, as the paper's code keeps it.
-        fit(model, train, idx=state["labelled"].sort().values, seed=step_seed(seed, k), device=dev, show_progress=False,
+        training.fit(model, train, idx=state["labelled"].sort().values, seed=step_seed(seed, k), device=dev, show_progress=False,
             **_recipe(protocol, objective, epochs=protocol.epochs, group_weight=spec.lambd).kwargs())
 
     def evaluate(k: int, state: dict) -> dict:
@@ -721,13 +718,7 @@ FIGURES = {
 
 def figures(records: Sequence[dict], *names: str) -> list:
     """Draw and save ``05_<figure>`` for each of ``names`` (default all of ``FIGURES``)."""
-    paths = []
-    for name in names or FIGURES:
-        if name not in FIGURES:
-            raise ValueError(f"unknown figure {name!r}; valid: {sorted(FIGURES)}")
-        for stem, fig in FIGURES[name](records):
-            paths += savefig(fig, f"{NOTEBOOK}_{stem}")
-    return paths
+    return draw(NOTEBOOK, FIGURES, records, names)
 
 
 def claims(records: Sequence[dict]) -> str:

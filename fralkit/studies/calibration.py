@@ -16,6 +16,7 @@ import time
 
 from ..data import DATASETS, PRESETS, fral_split, load_dataset
 from ..experiments import ResultStore, save_table
+from .protocol import draw
 from ..metrics import group_report
 from ..models import make_model
 from ..train import fit
@@ -199,10 +200,7 @@ FIGURES: dict = {}  # notebook 01's figures show the data sets themselves (``fra
 
 
 def figures(records, *names: str) -> list:
-    bad = [n for n in names if n not in FIGURES]
-    if bad:
-        raise ValueError(f"unknown figure(s) {bad}; the calibration study draws none")
-    return []
+    return draw(NOTEBOOK, FIGURES, records, names)
 
 
 def claims(records) -> str:

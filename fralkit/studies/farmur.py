@@ -51,15 +51,16 @@ import torch.nn as nn
 from ..attacks.deepfool import deepfool
 from ..data import DataSplits, GroupDataset, GroupStyle, SynbolsConfig, load_dataset, make_synbols, stratified_split
 from ..data.core import to_float
-from ..experiments import ResultStore, save_table
+from ..experiments import ResultStore, format_mean_std, save_table, summarize
+from ..models import make_model
 from ..inference import clean_logits
 from ..metrics.robustness import curves_from_record, robustness_report, vulnerable_split
 from ..plots import farmur as plots_farmur
-from ..plots import savefig
 from ..plots.farmur import METHOD_TITLES, METHODS
 from ..runtime import offset_seed, resolve_device, set_seed, sync
 from ..train import PAIRINGS, SCHEDULES, Recipe, farmur_loss, fit
 from ..utils import atomic_torch_save, config_hash, load_checkpoint
+from .protocol import draw
 
 __all__ = [
     "FarmurRow", "ROWS", "METHODS", "PAPER_TABLE1", "PAPER_TEXT_RATIOS", "STUDY",
@@ -323,7 +324,6 @@ def _fit(model, train, objective: str, epochs: int, hp: dict, seed: int, dev, wa
 
 
 def _make(backbone: str, train: GroupDataset, dev):
-    from ..models import make_model
 
     return make_model(backbone, train.num_classes, in_channels=train.channels, image_size=train.image_size).to(dev)
 
@@ -483,7 +483,6 @@ def _row_label(rec: dict) -> str:
 def _summary(records: list[dict]):
     import pandas as pd
 
-    from ..experiments import summarize
 
     rows = []
     for rec in records:
@@ -501,7 +500,6 @@ def table1(records: list[dict], *, with_paper: bool = False):
     FARMUR, ``mean ± std`` over seeds; ``with_paper`` adds the paper's values below each row."""
     import pandas as pd
 
-    from ..experiments import format_mean_std
 
     summ = _summary(records)
     parts = {"Accuracy (%)": format_mean_std(summ, ["accuracy"], digits=2),
@@ -679,8 +677,8 @@ def tables(records: Sequence[dict], *, save: bool = True) -> dict:
     return out
 
 
-FIGURES = {"rob_p": lambda records: plots_farmur.plot_rob_p(labelled(records)),
-           "fig2_i_p": lambda records: plots_farmur.plot_i_p_grid(labelled(records))}
+FIGURES = {"rob_p": lambda records: [("rob_p", plots_farmur.plot_rob_p(labelled(records)))],
+           "fig2_i_p": lambda records: [("fig2_i_p", plots_farmur.plot_i_p_grid(labelled(records)))]}
 
 
 def labelled(records: Sequence[dict]) -> list[dict]:
@@ -690,12 +688,7 @@ def labelled(records: Sequence[dict]) -> list[dict]:
 
 def figures(records: Sequence[dict], *names: str) -> list:
     """Draw and save ``04_<name>`` for each of ``names`` (default all of ``FIGURES``)."""
-    paths = []
-    for name in names or FIGURES:
-        if name not in FIGURES:
-            raise ValueError(f"unknown figure {name!r}; valid: {sorted(FIGURES)}")
-        paths += savefig(FIGURES[name](records), f"{NOTEBOOK}_{name}")
-    return paths
+    return draw(NOTEBOOK, FIGURES, records, names)
 
 
 def claims(records: Sequence[dict]) -> str:

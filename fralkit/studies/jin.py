@@ -17,8 +17,8 @@ import numpy as np
 from ..data import DATASETS
 from ..experiments import ResultStore, format_mean_std, save_table, summarize
 from ..plots import active as plots_active
-from ..plots import savefig
 from ..plots.active import strategy_label
+from .protocol import draw
 from ..active.loop import FRALConfig, load_fral_data, run_fral
 from ..active.strategies import BALD_GRAD_ONLY, STRATEGIES
 
@@ -466,23 +466,22 @@ def tables(records: Sequence[dict], *, save: bool = True) -> dict:
     return {name: render_tables(recs, name, save=save) for name, recs in by_dataset(records).items()}
 
 
+def _per_dataset(name: str, plot):
+    return lambda records: [(f"{name}_{ds}", plot(recs, ds)) for ds, recs in by_dataset(records).items()]
+
+
 FIGURES = {
-    "worst_vs_round": lambda recs, name: plots_active.plot_worst_vs_round(rounds_frame(recs)),
-    "worst_group_classes": lambda recs, name: plots_active.plot_worst_group_classes(
-        class_share_frame(recs), title=f"{name}: labelled classes of the worst group"),
-    "cost": lambda recs, name: plots_active.plot_selection_cost(table_cost(recs), title=f"{name}: selection cost"),
+    "worst_vs_round": _per_dataset("worst_vs_round", lambda recs, ds: plots_active.plot_worst_vs_round(rounds_frame(recs))),
+    "worst_group_classes": _per_dataset("worst_group_classes", lambda recs, ds: plots_active.plot_worst_group_classes(
+        class_share_frame(recs), title=f"{ds}: labelled classes of the worst group")),
+    "cost": _per_dataset("cost", lambda recs, ds: plots_active.plot_selection_cost(table_cost(recs),
+                                                                                  title=f"{ds}: selection cost")),
 }
 
 
 def figures(records: Sequence[dict], *names: str) -> list:
     """Draw and save ``03_<name>_<dataset>`` for each of ``names`` (default all of ``FIGURES``) and data set."""
-    paths = []
-    for fig_name in names or FIGURES:
-        if fig_name not in FIGURES:
-            raise ValueError(f"unknown figure {fig_name!r}; valid: {sorted(FIGURES)}")
-        for name, recs in by_dataset(records).items():
-            paths += savefig(FIGURES[fig_name](recs, name), f"{NOTEBOOK}_{fig_name}_{name}")
-    return paths
+    return draw(NOTEBOOK, FIGURES, records, names)
 
 
 def claims(records: Sequence[dict]) -> str:

@@ -1,12 +1,16 @@
-"""The fast path of ``fit`` on CUDA: the attack on a batch-norm-folded twin, the PGD loop captured as a CUDA graph,
-and ``torch.compile``.
+"""The fast path of ``fit`` on CUDA: the whole training step captured as one CUDA graph, the attack on a
+batch-norm-folded twin, the PGD loop alone as a CUDA graph, and ``torch.compile``.
 
-PGD runs the model in eval mode, where batch norm is a fixed affine map: ``FoldedTwin`` folds it into the
-convolutions (bf16 weights under autocast) and is refreshed from the model after every step with multi-tensor
-kernels (``fold_bn=True``, also on CPU: the same attack with fewer layers). ``cuda_graph=True`` replays the
-fixed-shape PGD loop as one CUDA graph (``_GraphedAttack``; other shapes run eagerly); ``compile=True`` wraps the
-model and the twin in ``torch.compile``. Both default off and are ignored on CPU.
-``benchmarks/trades_throughput.py`` times a TRADES epoch against a plain fp32 reference loop.
+``CapturedStep`` replays ``fit``'s whole step (gather, augmentation, twin refresh, attack, loss, backward,
+clipping, optimiser step, the epoch's running sums) as one CUDA graph: the default on CUDA (``cuda_graph=True``)
+for the fixed-shape objectives (``Objective.graphable``). The optimiser reads its learning rate from a device
+tensor that ``fit`` writes before every replay (``graph_safe_optimizer``). PGD runs the model in eval mode, where
+batch norm is a fixed affine map: ``FoldedTwin`` folds it into the convolutions (bf16 weights under autocast) and
+is refreshed from the model before every step with multi-tensor kernels (``fold_bn=True``, also on CPU: the same
+attack with fewer layers). FairAT keeps an eager step and replays only its fixed-shape PGD loops
+(``_GraphedAttack``); ``compile=True`` wraps the model and the twin in ``torch.compile`` (eager step). CPU ignores
+``cuda_graph`` and ``compile``. ``benchmarks/trades_throughput.py`` times a TRADES epoch against a plain fp32
+reference loop.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from ..attacks.pgd import pgd
 from ..runtime import autocast
 from .objectives import ATTACK_OF
 
-__all__ = ["FoldedTwin", "attack_setup", "compiled"]
+__all__ = ["FoldedTwin", "CapturedStep", "attack_setup", "compiled", "graph_safe_optimizer"]
 
 
 def compiled(module: nn.Module, on: bool) -> nn.Module:
@@ -50,6 +54,77 @@ def attack_setup(objective: str, options: dict, model: nn.Module, net: nn.Module
         return (lambda m, x, t: pgd(attack_net, x, t if attack_loss == "ce" else None, eps=eps, alpha=alpha,
                                     steps=steps, loss=attack_loss, random_start=start)), twin
     return None, None
+
+
+def graph_safe_optimizer(opt: torch.optim.Optimizer) -> tuple[Callable[[], None] | None, str]:
+    """Prepare ``opt`` for a captured step: its learning rate becomes a 0-d device tensor, read by every replay.
+
+    SGD (fused or not) runs as fused SGD, whose kernel takes the lr tensor (the multi-tensor SGD would read it on
+    the host); Adam / AdamW must already be fused and are switched to ``capturable``. All parameter groups share
+    one lr tensor (``fit`` schedules one lr for every group). Returns ``(restore, "")``,
+    where ``restore()`` puts back the optimiser's settings and a float lr, or ``(None, reason)`` when ``opt``
+    cannot run inside a graph (``fit`` then trains eagerly).
+    """
+    groups = opt.param_groups
+    if type(opt) is torch.optim.SGD:
+        if any(g.get("differentiable") for g in groups):
+            return None, "differentiable SGD has no fused kernel"
+        keys = ("fused", "foreach")
+    elif type(opt) in (torch.optim.Adam, torch.optim.AdamW):
+        if not all(g.get("fused") for g in groups):
+            return None, f"{type(opt).__name__} is not fused"
+        keys = ("capturable",)
+    else:
+        return None, f"{type(opt).__name__} is not one of SGD, fused Adam, fused AdamW"
+    params = [p for g in groups for p in g["params"]]
+    if not params or any(p.device.type != "cuda" for p in params):
+        return None, "the optimiser's parameters are not on CUDA"
+    saved = [{k: g.get(k) for k in (*keys, "lr")} for g in groups]
+    lr = torch.tensor(float(groups[0]["lr"]), dtype=torch.float32, device=params[0].device)
+    for g in groups:  # one tensor for all groups: fit's schedule sets one lr for every group
+        if "fused" in keys:
+            g["fused"], g["foreach"] = True, False
+        else:
+            g["capturable"] = True
+        g["lr"] = lr
+
+    def restore() -> None:
+        for g, old in zip(groups, saved):
+            g.update(old)
+            g["lr"] = float(lr)
+
+    return restore, ""
+
+
+class CapturedStep:
+    """A step function without arguments, run eagerly ``warmup`` times, then captured once and replayed.
+
+    ``fn`` reads its inputs from tensors that stay in place (an index buffer, the lr tensor) and writes its results
+    in place (parameters, optimiser state, running sums), so a replay is the next step. The warm-up calls are real
+    steps, run on a side stream (cuDNN / cuBLAS set-up and the optimiser's lazily created state stay out of the
+    graph); the call that captures then replays, so every call is one step. Random draws (augmentation, the attack's
+    start) come from the CUDA generator, which advances on every replay and follows ``torch.manual_seed``.
+    """
+
+    def __init__(self, fn: Callable[[], None], warmup: int = 2):
+        self.fn, self.warmup, self.calls = fn, int(warmup), 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.side = torch.cuda.Stream()
+
+    def __call__(self) -> None:
+        if self.graph is None and self.calls < self.warmup:
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
+                self.fn()
+            torch.cuda.current_stream().wait_stream(self.side)
+            self.calls += 1
+            return
+        if self.graph is None:
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.fn()
+            self.graph = graph
+        self.graph.replay()
 
 
 class _GraphedAttack:

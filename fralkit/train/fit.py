@@ -15,7 +15,14 @@ refused with the fields that differ.
 
 **Speed.** On CUDA: the data set lives on the GPU and batches are gathered by index; augmentation runs on the
 GPU; bf16 autocast; channels_last; a fused optimizer; losses and accuracies accumulate on the device and are
-read once per epoch (no host-device sync in the inner loop). CPU trains in fp32.
+read once per epoch (no host-device sync in the inner loop). For the fixed-shape objectives (standard, PGD-AT,
+TRADES, GRAD) the whole step, from the gather to the optimiser step, is one CUDA graph (``_graphed_epoch``,
+``cuda_graph=True`` by default): its first two steps run eagerly, the third is captured, every later one is a
+replay, with the scheduled lr written into a device tensor before each. A graph needs one batch shape, so on
+this path **the last batch of an epoch is filled up to the full batch by drawing indices of the epoch at random
+(with replacement)**; a training set smaller than ``batch_size`` is one batch of all its examples. FairAT,
+FARMUR, ``compile=True`` and optimisers other than SGD / fused Adam(W) train eagerly (the reason is in
+``fit``'s docstring). CPU trains in fp32, eagerly, with today's batches.
 """
 from __future__ import annotations
 
@@ -34,7 +41,7 @@ from ..inference import infer
 from ..runtime import autocast, channels_last as to_layout, resolve_device, sync
 from ..utils import atomic_torch_save, load_checkpoint, progress
 from .augment import AUGMENTATIONS, augment_batch
-from .fast import FoldedTwin, attack_setup, compiled
+from .fast import CapturedStep, FoldedTwin, attack_setup, compiled, graph_safe_optimizer
 from .objectives import OBJECTIVES, Objective, Step
 from .optim import OPTIMIZERS, SCHEDULES, lr_at, make_optimizer
 
@@ -70,7 +77,8 @@ class Recipe:
         amp: bf16 autocast on CUDA (ignored on CPU, which trains in fp32).
         channels_last: channels_last memory format on CUDA.
         compile: wrap the model in ``torch.compile`` on CUDA.
-        cuda_graph: capture the PGD inner loop of ``pgd_at`` / ``trades`` / ``fairat`` as a CUDA graph.
+        cuda_graph: on CUDA, the whole step of a graphable objective as one CUDA graph (module docstring; the
+            last batch of an epoch is then filled by sampling); FairAT: its PGD loops. Ignored on CPU.
         fold_bn: attack a ``FoldedTwin`` of the model (batch norm folded into the convolutions).
         cudnn_benchmark: let cuDNN time its algorithms for every new input shape during the call (CUDA only; the
             previous setting is restored on return). It pays off when the shapes stay fixed; a caller whose batch
@@ -98,7 +106,7 @@ class Recipe:
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
-    cuda_graph: bool = False
+    cuda_graph: bool = True
     fold_bn: bool = True
     cudnn_benchmark: bool = True
 
@@ -157,6 +165,7 @@ class FitResult:
         epochs: epochs completed in total (including those restored from a checkpoint).
         objective: the objective's name.
         images: training images processed by this call (copies included), for throughput.
+        graphed: the whole step ran as one CUDA graph; ``eager_reason``: why a CUDA run with ``cuda_graph`` did not.
     """
 
     history: dict[str, list[float]]
@@ -164,6 +173,8 @@ class FitResult:
     epochs: int = 0
     objective: str = ""
     images: int = 0
+    graphed: bool = False
+    eager_reason: str = ""
 
     @property
     def images_per_s(self) -> float:
@@ -191,6 +202,8 @@ class _Run:
     crop_pad: int
     amp: bool
     channels_last: bool
+    graphed: bool = False  # the whole step as one CUDA graph (``_graphed_epoch``)
+    eager_reason: str = ""  # why a CUDA run with ``cuda_graph`` trains eagerly
 
 
 def _indices(idx, n: int) -> torch.Tensor:
@@ -220,14 +233,34 @@ def _prepare(model: nn.Module, data: GroupDataset, r: Recipe, options: dict, *, 
     sampler = obj.sampler(data, base_idx, batch_size=r.batch_size, seed=seed, oversample=r.oversample, options=options)
     opt = r.optimizer if isinstance(r.optimizer, torch.optim.Optimizer) else make_optimizer(
         model, r.optimizer, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay, nesterov=r.nesterov, device=dev)
+    graphed, reason = False, ""
+    if on_cuda and r.cuda_graph:
+        reason = _eager_reason(r, obj, opt)
+        graphed = not reason
+    # Inside the whole-step graph the attack runs eagerly (a graph cannot be captured inside another one).
     attack, twin = attack_setup(r.objective, options, model, net, eps=r.eps, alpha=r.alpha, steps=r.steps, amp=amp,
-                                on_cuda=on_cuda, fold_bn=r.fold_bn, cuda_graph=r.cuda_graph, compile=r.compile)
+                                on_cuda=on_cuda, fold_bn=r.fold_bn, cuda_graph=r.cuda_graph and not graphed,
+                                compile=r.compile)
     hp = {"eps": r.eps, "alpha": r.alpha, "steps": r.steps, "beta": r.beta, "attack": attack,
           "num_classes": data.num_classes}
     return _Run(model, net, data, val, dev, obj, options, sampler, opt, hp, twin, len(base_idx),
                 total_steps=max(1, r.epochs * sampler.steps_per_epoch),
                 warmup=int(round(r.warmup_epochs * sampler.steps_per_epoch)),
-                crop_pad=max(1, data.image_size // 8), amp=amp, channels_last=layout)
+                crop_pad=max(1, data.image_size // 8), amp=amp, channels_last=layout, graphed=graphed,
+                eager_reason=reason)
+
+
+def _eager_reason(r: Recipe, obj: Objective, opt: torch.optim.Optimizer) -> str:
+    """Why a CUDA run with ``cuda_graph`` trains eagerly; ``""`` when its whole step can be one graph."""
+    if not obj.graphable:
+        return f"objective {obj.name!r} is not graphable (variable shapes or host reads)"
+    if r.compile:
+        return "compile=True: the compiled model runs eagerly, with the PGD loop graphed"
+    if type(opt) is torch.optim.SGD:
+        return "differentiable SGD has no fused kernel" if any(g.get("differentiable") for g in opt.param_groups) else ""
+    if type(opt) in (torch.optim.Adam, torch.optim.AdamW):
+        return "" if all(g.get("fused") for g in opt.param_groups) else f"{type(opt).__name__} is not fused"
+    return f"optimizer {type(opt).__name__} has no graph-safe step"
 
 
 def _update(run: _Run, loss: torch.Tensor, grad_clip: float | None) -> None:
@@ -272,6 +305,52 @@ def _accuracy(model: nn.Module, data: GroupDataset, *, amp: bool, channels_last:
     out = infer(model, data, batch_size=1024, amp=amp, channels_last=channels_last, clean=attack is None, attack=attack)
     logits = out.logits if attack is None else out.adv_logits
     return float((logits.argmax(1) == data.y).sum()) / max(1, len(data))
+
+
+def _graphed_epoch(run: _Run, r: Recipe, epoch: int, step: int, bar, state: dict) -> tuple[dict, int]:
+    """``_epoch`` with the whole step as one CUDA graph (module docstring): the same gather, augmentation, twin
+    refresh, objective step and update, reading the batch from a fixed index buffer and the lr from a device
+    tensor; the last batch is filled up to the full batch by sampling the epoch's indices with replacement."""
+    batches = run.sampler.epoch(epoch)
+    if "step" not in state:
+        _capture_setup(run, r, len(batches[0]), state)
+    size, sums, idx, lr_t = state["size"], state["sums"], state["idx"], state["lr"]
+    for v in sums.values():
+        v.zero_()
+    pool = torch.cat(batches) if len(batches[-1]) < size else None
+    for b in batches:
+        if len(b) < size:
+            b = torch.cat([b, pool[torch.randint(len(pool), (size - len(b),), device=pool.device)]])
+        idx.copy_(b)
+        lr_t.fill_(lr_at(step, run.total_steps, lr=r.lr, schedule=r.schedule, warmup=run.warmup))
+        state["step"]()
+        step += 1
+        bar.update(1)
+    return {"sums": dict(sums), "logs": {}, "seen": size * len(batches), "batches": len(batches)}, step
+
+
+def _capture_setup(run: _Run, r: Recipe, size: int, state: dict) -> None:
+    """The fixed buffers of ``_graphed_epoch`` and its step function (``fralkit.train.fast.CapturedStep``)."""
+    dev, data = run.device, run.data
+    restore, reason = graph_safe_optimizer(run.opt)
+    if restore is None:
+        raise ValueError(f"fit: the optimiser cannot run inside a CUDA graph ({reason}); pass cuda_graph=False")
+    idx = torch.zeros(size, dtype=torch.long, device=dev)
+    sums = {"loss": torch.zeros((), device=dev), "correct": torch.zeros((), device=dev)}
+
+    def one_step() -> None:
+        x = to_layout(augment_batch(to_float(data.x[idx]), r.augment, run.crop_pad), run.channels_last)
+        y, g = data.y[idx], data.g[idx]
+        if run.twin is not None:
+            run.twin.refresh()
+        with autocast(dev, run.amp, cache=False):  # autocast's weight cache must not outlive a capture
+            out = Step(*run.objective.step(run.net, x, y, g, run.hp, run.options))
+        _update(run, out.loss, r.grad_clip)
+        sums["loss"] += out.loss.detach().float() * out.labels.shape[0]
+        sums["correct"] += (out.logits.detach().argmax(1) == out.labels).sum()
+
+    state.update(size=size, sums=sums, idx=idx, lr=run.opt.param_groups[0]["lr"], restore=restore,
+                 step=CapturedStep(one_step))
 
 
 def _new_history(obj: Objective, val: GroupDataset | None, val_robust: bool) -> dict[str, list[float]]:
@@ -344,6 +423,11 @@ def fit(model: nn.Module, data: GroupDataset, recipe: Recipe | None = None, *,
             PGD accuracy under the recipe's threat model (``val_rob_acc``).
         show_progress: one tqdm bar over all batches (``fralkit.utils.progress``).
 
+    On CUDA with ``cuda_graph`` (the default) a graphable objective trains with the whole step as one CUDA graph
+    and the last batch of every epoch filled by sampling (module docstring); it trains eagerly, as on CPU, for
+    FairAT and FARMUR (not graphable: FairAT's copies, FARMUR's variable parts), with ``compile=True``, and with an
+    optimiser other than SGD or fused Adam / AdamW (``FitResult.eager_reason`` says which).
+
     Returns:
         ``FitResult`` with per-epoch ``history`` and the wall time.
     """
@@ -363,11 +447,15 @@ def fit(model: nn.Module, data: GroupDataset, recipe: Recipe | None = None, *,
     benchmark_before = torch.backends.cudnn.benchmark
     if run.device.type == "cuda":
         torch.backends.cudnn.benchmark = bool(r.cudnn_benchmark)
+    graph_state: dict = {}
     try:
         step = start_epoch * run.sampler.steps_per_epoch
         for epoch in range(start_epoch, r.epochs):
             t_epoch = time.perf_counter()
-            stats, step = _epoch(run, r, epoch, step, bar)
+            if run.graphed:
+                stats, step = _graphed_epoch(run, r, epoch, step, bar, graph_state)
+            else:
+                stats, step = _epoch(run, r, epoch, step, bar)
             images += stats["seen"]
             _log_epoch(history, run, r, stats, val_robust)
             history["seconds"].append(time.perf_counter() - t_epoch)
@@ -378,6 +466,11 @@ def fit(model: nn.Module, data: GroupDataset, recipe: Recipe | None = None, *,
     finally:
         bar.close()
         torch.backends.cudnn.benchmark = benchmark_before
+        if "restore" in graph_state:
+            graph_state["restore"]()
+            # The gradients live in the graph's memory pool: drop them with the graph, not at the next gc pass.
+            run.opt.zero_grad(set_to_none=True)
+            graph_state.clear()
     sync(run.device)
     return FitResult(history=history, seconds=time.perf_counter() - t0, epochs=r.epochs, objective=r.objective,
-                     images=images)
+                     images=images, graphed=run.graphed, eager_reason=run.eager_reason)

@@ -230,7 +230,9 @@ class Step(NamedTuple):
 @dataclass(frozen=True)
 class Objective:
     """A training objective: its per-batch step, its own options with defaults, the paper it follows, the
-    sampler that makes its batches (``fralkit.train.samplers``) and the names of the values its step logs."""
+    sampler that makes its batches (``fralkit.train.samplers``), the names of the values its step logs, and
+    whether its step may be captured as one CUDA graph (``graphable``: every shape fixed by the batch size and
+    no host read of a device value; ``fit``'s default on CUDA, ``fralkit.train.fast.CapturedStep``)."""
 
     name: str
     step: Callable
@@ -238,6 +240,7 @@ class Objective:
     about: str = ""
     sampler: Callable = epoch_sampler
     logs: tuple[str, ...] = ()
+    graphable: bool = False
 
 
 def _step_standard(model, x, y, g, hp, opts):
@@ -278,16 +281,19 @@ def _step_farmur(model, x, y, g, hp, opts):
                 {"farmur_loss": loss.detach(), "trades": parts["trades"], "natural": parts["natural"]})
 
 
+# Not graphable: FairAT's hard-example copies and their own attack calls stay eager (its PGD loops are graphed,
+# ``fralkit.train.fast._GraphedAttack``); FARMUR's parts change size with every batch and are counted on the host.
 OBJECTIVES: dict[str, Objective] = {
-    "standard": Objective("standard", _step_standard, {}, "cross-entropy on clean inputs"),
-    "pgd_at": Objective("pgd_at", _step_pgd_at, {}, "Madry et al. 2018: CE on PGD-CE examples"),
-    "trades": Objective("trades", _step_trades, {}, "Zhang et al. 2019: CE + beta KL(p(x) || p(x'))"),
+    "standard": Objective("standard", _step_standard, {}, "cross-entropy on clean inputs", graphable=True),
+    "pgd_at": Objective("pgd_at", _step_pgd_at, {}, "Madry et al. 2018: CE on PGD-CE examples", graphable=True),
+    "trades": Objective("trades", _step_trades, {}, "Zhang et al. 2019: CE + beta KL(p(x) || p(x'))",
+                        graphable=True),
     "fairat": Objective("fairat", _step_fairat,
                         {"hard_frac": 0.2, "hard_by": "adv", "hard_aug": "cutout", "hard_aug_strength": 0.5,
                          "crop_pad": None, "flip": False, "base": "trades"},
                         "FairAT (paper 003): base AT loss + augmented copies of the highest-CE examples"),
     "grad": Objective("grad", _step_grad, {"group_weight": 1.0},
-                      "paper 004 GRAD: CE(class) + w CE(group) through a gradient-reversal head"),
+                      "paper 004 GRAD: CE(class) + w CE(group) through a gradient-reversal head", graphable=True),
     "farmur": Objective("farmur", _step_farmur, {"vulnerable": (), "pairing": "split"},
                         "FARMUR (Mousavi et al. 2023): TRADES on the vulnerable sub-partitions, CE on the robust ones",
                         sampler=paired_sampler, logs=("farmur_loss", "trades", "natural")),

@@ -23,7 +23,7 @@ def test_the_facts_of_the_papers():
         "synbols-utk": 1, "synbols-cinic": 1, "synbols-ham": 1}
     assert DATASETS["synbols-minority"].title == "Minority group"
     assert DATASETS["synbols-sensitive"].title == "Sensitive attribute"
-    assert {n for n, i in DATASETS.items() if i.synthetic} == set(PRESETS)   # every Synbols preset, only those
+    assert {n for n, i in DATASETS.items() if i.synthetic} == set(PRESETS) | {"synbols-mnist"}  # the generated ones
     assert REAL_DATASETS == ("utkface", "cinic10", "ham10000", "mnist", "cifar10")
 
 
@@ -52,3 +52,21 @@ def test_entries_are_called_like_their_loaders(monkeypatch):
                                                          loader=lambda **kw: seen.update(kw) or "splits"))
     assert DATASETS["synbols-utk"](seed=3, n=10) == "splits" and seen == {"root": None, "seed": 3, "n": 10}
     assert load_dataset("synbols-utk", seed=4, n=12) == "splits" and seen["seed"] == 4
+
+
+def test_dataset_root_accepts_the_download_or_its_parent(tmp_path):
+    from fralkit.data import dataset_root
+
+    (tmp_path / "cinic10").mkdir()
+    assert dataset_root("cinic10", tmp_path) == str(tmp_path / "cinic10")  # a parent holding cinic10/
+    assert dataset_root("utkface", tmp_path) == str(tmp_path)  # the download itself
+    assert dataset_root("utkface", None) is None
+
+
+def test_farmurs_mnist_stand_in_is_a_registry_entry():
+    from fralkit.data import DATASETS, load_dataset
+
+    assert DATASETS["synbols-mnist"].synthetic and "FARMUR" in DATASETS["synbols-mnist"].papers
+    splits = load_dataset("synbols-mnist", n=20, n_test=10, size=12, seed=0)
+    assert splits.train.channels == 1 and len(splits.train) == 20 and len(splits.test) == 10
+    assert splits.train.classes == list("0123456789")

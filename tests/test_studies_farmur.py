@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fralkit.data import load_dataset
 from fralkit.studies import farmur
 from fralkit.experiments import ResultStore
 
@@ -76,12 +77,12 @@ def test_retrain_rejects_bad_ids_and_pairing_and_warns_on_no_vulnerable(tiny_gro
 
 
 def test_mnist_like_data_is_grey_digits_partitioned_by_class():
-    splits = farmur.load_mnist_like(n=40, n_test=20, size=12, seed=0)
+    splits = load_dataset("synbols-mnist", n=40, n_test=20, size=12, seed=0)
     tr = splits.train
     assert tuple(tr.x.shape) == (40, 1, 12, 12) and tr.classes == list("0123456789")
     assert torch.equal(tr.g, tr.y) and tr.groups == tr.classes
     assert torch.bincount(tr.y, minlength=10).tolist() == [4] * 10
-    again = farmur.load_mnist_like(n=40, n_test=20, size=12, seed=0)
+    again = load_dataset("synbols-mnist", n=40, n_test=20, size=12, seed=0)
     assert torch.equal(again.train.x, tr.x)
 
 

@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import DataSplits, GroupDataset, dataset_facts, fral_split, load_dataset
+from ..data import DataSplits, GroupDataset, dataset_facts, dataset_root, fral_split, load_dataset
 from ..experiments import ResultStore
 from ..metrics import group_report
 from ..models import make_model
@@ -301,9 +301,7 @@ def load_fral_data(config: FRALConfig) -> DataSplits:
     """The train / val / test splits of ``config.dataset``: Synbols presets take ``n``; real sets read ``data_root``,
     the folder of the download or a parent holding a folder named after the data set (``utkface/``, ...)."""
     opts = {}
-    root = config.data_root
-    if root is not None and (Path(root).expanduser() / config.dataset).is_dir():
-        root = str(Path(root).expanduser() / config.dataset)  # a parent folder holding utkface/, cinic10/, ham10000/
+    root = dataset_root(config.dataset, config.data_root)
     if dataset_facts(config.dataset).synthetic:
         opts.update({k: int(getattr(config, k)) for k in ("n", "n_val", "n_test") if getattr(config, k) is not None})
     if config.size is not None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import DataSplits
+from .core import DataSplits, GroupDataset
 from .synbols import GroupStyle, SynbolsConfig, make_synbols
 
 __all__ = ["PRESETS", "preset_configs", "load_synbols_preset"]
@@ -127,4 +127,32 @@ def load_synbols_preset(name: str, root=None, seed: int = 0, *, cache: bool = Tr
     parts = [make_synbols(c, cache=cache, root=root) for c in cfgs]
     for part in parts:
         part.meta["about"] = PRESETS[name]["about"]
+    return DataSplits(*parts)
+
+
+_DIGITS = tuple("0123456789")
+_MNIST_STYLE = GroupStyle(fg_color=(255, 255, 255), bg_color=(0, 0, 0), background="plain", scale=(0.6, 0.85),
+                          rotation=15.0, translation=0.1)
+
+
+def load_synbols_mnist(root=None, seed: int = 0, *, n: int = 10_000, n_val: int | None = None,
+                       n_test: int | None = None, size: int = 28) -> DataSplits:
+    """``synbols-mnist``: grey (1-channel) Synbols digits 0-9, white on black, balanced; partitions = classes.
+
+    The built-in stand-in for MNIST in FARMUR's first two rows. Rendered by ``fralkit.data.make_synbols``
+    (cached by config), then reduced to one channel (the three channels are equal).
+    """
+    if n < 1:
+        raise ValueError(f"n must be a positive number of training images, got {n}")
+    n_val = max(1, n // 5) if n_val is None else int(n_val)
+    n_test = max(1, n // 5) if n_test is None else int(n_test)
+    joint = tuple((0.1,) for _ in _DIGITS)
+    parts = []
+    for k, count in enumerate((n, n_val, n_test)):
+        cfg = SynbolsConfig(n=int(count), chars=_DIGITS, joint=joint, styles=(_MNIST_STYLE,), group_names=("all",),
+                            size=int(size), supersample=2, seed=3 * int(seed) + k, name="synbols-mnist")
+        ds = make_synbols(cfg, root=root)
+        parts.append(GroupDataset(ds.x[:, :1].contiguous(), ds.y, ds.y.clone(), list(_DIGITS), list(_DIGITS),
+                                  "synbols-mnist", {**ds.meta, "partition": "class",
+                                                    "about": "MNIST analog: grey Synbols digits, partitions = classes"}))
     return DataSplits(*parts)

@@ -17,15 +17,16 @@ built itself (custom ``DataSplits`` under any name), with the defaults of a plai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from . import real
 from .core import DataSplits
-from .presets import PRESETS, load_synbols_preset
+from .presets import PRESETS, load_synbols_mnist, load_synbols_preset
 
-__all__ = ["DatasetInfo", "DATASETS", "REAL_DATASETS", "dataset_facts", "load_dataset"]
+__all__ = ["DatasetInfo", "DATASETS", "REAL_DATASETS", "dataset_facts", "dataset_root", "load_dataset"]
 
 METRICS = ("acc", "f1")
 
@@ -93,6 +94,8 @@ DATASETS: dict[str, DatasetInfo] = {
                                True, disadvantaged=1, **_HAM),
     "synbols-farmur": DatasetInfo(_preset("synbols-farmur"), "UTKFace-like (FARMUR)", "UTKFace in FARMUR (002)",
                                   ("FARMUR",), True),
+    "synbols-mnist": DatasetInfo(load_synbols_mnist, "MNIST-like", "MNIST in FARMUR (002): grey digits, partitions = "
+                                 "classes", ("FARMUR",), True),
     "utkface": DatasetInfo(real.load_utkface, "UTKFace", "UTKFace (JIN 000: race groups; FARMUR 002: age bins)",
                            ("JIN", "FARMUR")),
     "cinic10": DatasetInfo(real.load_cinic10, "CINIC-10", "CINIC-10 (JIN 000)", ("JIN",)),
@@ -138,3 +141,12 @@ def load_dataset(name: str, root=None, seed: int = 0, **options) -> DataSplits:
     if not info.synthetic and root is None:
         raise ValueError(f"dataset {name!r} reads files from disk: pass root=<folder of its official download>")
     return info(root=root, seed=seed, **options)
+
+
+def dataset_root(name: str, root) -> str | None:
+    """The folder of data set ``name``'s download: ``root`` itself, or ``root/<name>`` when ``root`` is a parent
+    folder holding one folder per data set (``data/utkface``, ``data/cinic10``, ...)."""
+    if root is None:
+        return None
+    nested = Path(root).expanduser() / name
+    return str(nested) if nested.is_dir() else str(root)

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..data import DataSplits, dataset_facts, load_dataset
+from ..data import DataSplits, dataset_facts, dataset_root, load_dataset
 from ..experiments import ResultStore, flatten_records, format_mean_std, save_table, summarize
 from ..metrics.groups import group_report
 from ..models import make_model
@@ -141,10 +141,7 @@ def load_adv_data(cfg: AdvConfig) -> DataSplits:
     from ``data_root`` (the download folder, or a parent holding ``<dataset>/``) and, with ``n > 0``, a seeded random subset of ``n`` training images."""
     if dataset_facts(cfg.dataset).synthetic:
         return load_dataset(cfg.dataset, root=cfg.data_root, seed=cfg.data_seed, **({"n": cfg.n} if cfg.n else {}))
-    root = cfg.data_root
-    if root is not None and (Path(root).expanduser() / cfg.dataset).is_dir():
-        root = str(Path(root).expanduser() / cfg.dataset)  # a parent folder holding utkface/, cinic10/, ham10000/
-    splits = load_dataset(cfg.dataset, root=root, seed=cfg.data_seed)
+    splits = load_dataset(cfg.dataset, root=dataset_root(cfg.dataset, cfg.data_root), seed=cfg.data_seed)
     if cfg.n and cfg.n < len(splits.train):
         keep = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(cfg.data_seed))[:cfg.n]
         splits = DataSplits(splits.train.subset(keep.sort().values), splits.val, splits.test)

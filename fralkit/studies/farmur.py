@@ -49,7 +49,7 @@ import torch
 import torch.nn as nn
 
 from ..attacks.deepfool import deepfool
-from ..data import DataSplits, GroupDataset, GroupStyle, SynbolsConfig, load_dataset, make_synbols, stratified_split
+from ..data import DataSplits, GroupDataset, load_dataset, stratified_split
 from ..data.core import to_float
 from ..experiments import ResultStore, format_mean_std, save_table, summarize
 from ..models import make_model
@@ -64,7 +64,7 @@ from .protocol import draw
 
 __all__ = [
     "FarmurRow", "ROWS", "METHODS", "PAPER_TABLE1", "PAPER_TEXT_RATIOS", "STUDY",
-    "load_mnist_like", "load_row_data", "parse_rows",
+    "load_row_data", "parse_rows",
     "measure_robustness", "farmur_loss", "farmur_retrain",
     "run_farmur_row", "farmur_records", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES",
     "curves_from_record", "table1", "paper_ratios", "describe_farmur",
@@ -111,37 +111,9 @@ PAPER_TEXT_RATIOS: dict[str, dict[str, float]] = {
 # Data
 # ----------------------------------------------------------------------------------------------------------
 
-_DIGITS = tuple("0123456789")
-_MNIST_STYLE = GroupStyle(fg_color=(255, 255, 255), bg_color=(0, 0, 0), background="plain", scale=(0.6, 0.85),
-                          rotation=15.0, translation=0.1)
-
-
 def _partition_by_class(ds: GroupDataset) -> GroupDataset:
     return GroupDataset(ds.x, ds.y, ds.y.clone(), list(ds.classes), list(ds.classes), ds.name,
                         {**ds.meta, "partition": "class"})
-
-
-def load_mnist_like(*, n: int = 10_000, n_val: int | None = None, n_test: int | None = None, size: int = 28,
-                    seed: int = 0, root=None) -> DataSplits:
-    """``synbols-mnist``: grey (1-channel) Synbols digits 0-9, white on black, balanced; partitions = classes.
-
-    The built-in stand-in for MNIST in FARMUR's first two rows. Rendered by ``fralkit.data.make_synbols``
-    (cached by config), then reduced to one channel (the three channels are equal).
-    """
-    if n < 1:
-        raise ValueError(f"n must be a positive number of training images, got {n}")
-    n_val = max(1, n // 5) if n_val is None else int(n_val)
-    n_test = max(1, n // 5) if n_test is None else int(n_test)
-    joint = tuple((0.1,) for _ in _DIGITS)
-    parts = []
-    for k, count in enumerate((n, n_val, n_test)):
-        cfg = SynbolsConfig(n=int(count), chars=_DIGITS, joint=joint, styles=(_MNIST_STYLE,), group_names=("all",),
-                            size=int(size), supersample=2, seed=3 * int(seed) + k, name="synbols-mnist")
-        ds = make_synbols(cfg, root=root)
-        parts.append(GroupDataset(ds.x[:, :1].contiguous(), ds.y, ds.y.clone(), list(_DIGITS), list(_DIGITS),
-                                  "synbols-mnist", {**ds.meta, "partition": "class",
-                                                    "about": "MNIST analog: grey Synbols digits, partitions = classes"}))
-    return DataSplits(*parts)
 
 
 def _subsample(ds: GroupDataset, n: int | None, seed: int) -> GroupDataset:
@@ -174,8 +146,6 @@ def load_row_data(row: str, *, data_root=None, seed: int = 0, n: int | None = No
         splits = load_dataset(spec.real, root=data_root, seed=seed, **opts)
         splits = DataSplits(_subsample(splits.train, n, seed), splits.val,
                             _subsample(splits.test, n_test, offset_seed(seed, 1)))
-    elif spec.synthetic == "synbols-mnist":
-        splits = load_mnist_like(n=n or 10_000, n_test=n_test, size=size or 28, seed=seed)
     else:
         opts = {k: v for k, v in (("n", n), ("n_test", n_test), ("size", size)) if v}
         splits = load_dataset(spec.synthetic, seed=seed, **opts)

@@ -140,9 +140,10 @@ def test_trunk_dropout_falls_back_to_full_passes():
 
 
 # ----------------------------------------------------------------------------------------------- selection
-def test_paper_004_bald_uses_the_models_own_dropout_on_a_seeded_subset(tiny_groups):
-    """``bald`` with ``bald_dropout=None``: paper 004's BALD (full MC-dropout passes, masks from ``mc_seed``) on a
-    random subset of the pool drawn with the query generator, as the BALD + GRAD loop scored it."""
+def test_bald_grad_paper_bald_uses_the_models_own_dropout_on_a_seeded_subset(tiny_groups):
+    """``bald`` with ``bald_dropout=None``: the BALD of BALD+GRAD (Branchaud-Charron et al.; full MC-dropout passes,
+    masks from ``mc_seed``) on a random subset of the pool drawn with the query generator, as the BALD + GRAD loop
+    scored it."""
     torch.manual_seed(0)
     model = HeadDropout()
     pool = torch.arange(8, 48)

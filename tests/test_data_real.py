@@ -18,6 +18,10 @@ from PIL import Image
 
 from fralkit.data import DataSplits, load_dataset, real
 
+# The fixtures are far smaller than the official downloads, so every load warns about its counts; the tests of that
+# warning record it themselves.
+pytestmark = pytest.mark.filterwarnings("ignore:.*where the official download has:UserWarning")
+
 RACE_AGES = (3, 14, 15, 24, 29, 30, 45, 59, 60, 80)  # 5 young / 5 old; two of each FARMUR age bin
 
 
@@ -429,3 +433,85 @@ def test_load_dataset_rejects_a_bad_seed_before_any_work(seed, cinic_root):
         load_dataset("cinic10", root=cinic_root, seed=seed)
     with pytest.raises(ValueError, match="seed must be a non-negative integer"):
         load_dataset("synbols-utk", seed=seed, n=50)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Counts printed on load, warned about where a full download's count differs
+# --------------------------------------------------------------------------------------------------------
+
+COUNT_CASES = {  # loader: (fixture, what the line says, the counts the warning names)
+    "utkface": ("utk_root", "train 28 / val 4 / test 8 from 45 image files (40 of race 0-3)",
+                ["45 image files where the official download has 23,708"]),
+    "cinic10": ("cinic_root", "train 30 / val 30 / test 30 from 30 train, 30 valid, 30 test",
+                [f"30 {s} where the official download has 90,000" for s in ("train", "valid", "test")]),
+    "ham10000": ("ham_root", "train 38 / val 4 / test 18 from 64 metadata rows, 63 images, 63 lesions "
+                 "(one image per lesion, sex known)",
+                 ["64 metadata rows where the official download has 10,015", "63 images where the official "
+                  "download has 10,015", "63 lesions where the official download has 7,470"]),
+    "mnist": ("mnist_root", "train 90 / val 10 / test 10 from 100 train, 10 test (val = 0.1 of train)",
+              ["100 train where the official download has 60,000", "10 test where the official download has 10,000"]),
+    "cifar10": ("cifar_root", "train 90 / val 10 / test 10 from 100 train, 10 test (val = 0.1 of train)",
+                ["100 train where the official download has 50,000", "10 test where the official download has 10,000"]),
+}
+OFFICIAL_TEXT = {
+    "utkface": 'the aligned & cropped set has 23,708 images, about 22,000 without race "Others"',
+    "cinic10": "the official download has 90,000 / 90,000 / 90,000 train / valid / test images",
+    "ham10000": "the official download has 10,015 images of 7,470 lesions",
+    "mnist": "the official download has 60,000 / 10,000 train / test images",
+    "cifar10": "the official download has 50,000 / 10,000 train / test images",
+}
+
+
+def _count_line(out: str, name: str) -> str:
+    lines = [line for line in out.splitlines() if line.startswith(f"{name}: train ")]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", sorted(COUNT_CASES))
+def test_loader_prints_split_sizes_and_official_counts(name, request, capsys):
+    fixture, says, _ = COUNT_CASES[name]
+    root = request.getfixturevalue(fixture)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        load_dataset(name, root=root, seed=0)
+    line = _count_line(capsys.readouterr().out, name)
+    assert line.startswith(f"{name}: {says} in '{root.resolve()}")
+    assert line.endswith(f"; {OFFICIAL_TEXT[name]}")
+
+
+@pytest.mark.parametrize("name", sorted(COUNT_CASES))
+def test_loader_warns_when_a_count_differs_from_the_official_download(name, request):
+    fixture, _, differ = COUNT_CASES[name]
+    root = request.getfixturevalue(fixture)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_dataset(name, root=root, seed=0)
+    counts = [str(w.message) for w in caught if "official download" in str(w.message)]
+    assert len(counts) == 1 and counts[0].startswith(f"{name}: found ")
+    assert all(part in counts[0] for part in differ) and "partial download" in counts[0]
+    assert "wrong folder" in counts[0]
+
+
+def test_full_download_subsampled_does_not_warn(cinic_root, mnist_root, monkeypatch, capsys):
+    """Counts are taken before ``max_per_split`` and the validation split: a full download never warns."""
+    monkeypatch.setitem(real.OFFICIAL_COUNTS, "cinic10", {"train": 30, "valid": 30, "test": 30})
+    monkeypatch.setitem(real.OFFICIAL_COUNTS, "mnist", {"train": 100, "test": 10})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        real.load_cinic10(cinic_root, size=8, max_per_split=7)
+        real.load_mnist(mnist_root, val_frac=0.2)
+    assert not [w for w in caught if "official download" in str(w.message)]
+    out = capsys.readouterr().out
+    assert _count_line(out, "cinic10").startswith("cinic10: train 7 / val 7 / test 7 from 30 train, 30 valid, 30 test "
+                                                   "(at most 7 kept per split)")
+    assert _count_line(out, "mnist").startswith("mnist: train 80 / val 20 / test 10 from 100 train, 10 test "
+                                                "(val = 0.2 of train)")
+
+
+def test_utkface_subset_folder_warns(utk_root):
+    """crop_part1/ (a subset of the faces) where the full set was meant: the count warning says so."""
+    _solid(utk_root / "crop_part1" / "40_0_1_20170101000000001.jpg.chip.jpg", (60, 80, 100))
+    with pytest.warns(UserWarning, match=r"utkface: found 1 image files where the official download has 23,708 in "
+                                         r"'.*crop_part1'"):
+        real.load_utkface(utk_root, size=8, folder="crop_part1", fracs=(1.0, 0.0, 0.0))

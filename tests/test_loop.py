@@ -160,7 +160,8 @@ def test_resume_after_a_kill_gives_identical_indices_and_metrics(strategy, split
 
 @pytest.mark.parametrize("policy", POLICIES)
 def test_the_policy_decides_what_each_round_trains_from(policy):
-    """'reset' loads the starting weights before every training (paper 004); 'finetune' keeps training (FRAL)."""
+    """'reset' loads the starting weights before every training (BALD+GRAD, Branchaud-Charron et al.); 'finetune'
+    keeps training (FRAL)."""
     model = TinyConv()
     start = {k: v.clone() for k, v in model.state_dict().items()}
     seen = []

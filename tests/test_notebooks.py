@@ -38,8 +38,10 @@ def test_notebook_is_thin_and_parameterised(path):
 
 
 @pytest.mark.parametrize("key", sorted(NOTEBOOKS))
-def test_notebook_smoke_run(key, tmp_path):
+def test_notebook_smoke_run(key, tmp_path, monkeypatch):
     (key_, path), = find_notebooks([key], NB_DIR)
+    if key == "04":  # bars on (conftest turns them off) to check what a batch run saves of them
+        monkeypatch.delenv("FRALKIT_NO_PROGRESS", raising=False)
     entry = run_notebook(key_, path, "smoke", executed_dir=tmp_path / "executed", figures=tmp_path / "figures",
                          results=tmp_path / "results", log_output=False)
     assert entry["files"], f"{path.name} wrote no figure or table"
@@ -52,6 +54,11 @@ def test_notebook_smoke_run(key, tmp_path):
         f"{path.name}: a widget (or a widget progress bar) was saved by a batch run"
     assert not any("PosixPath(" in "".join(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
                    for o in outputs), f"{path.name}: a figure cell printed its file paths"
+    if key == "04":  # the study's bar over (row, seed) as plain text; its stage bars show in interactive runs only
+        run_cell = next(c for c in executed["cells"] if "fk.studies.run(" in "".join(c["source"]))
+        text = "".join("".join(o.get("text", "")) for o in run_cell["outputs"])
+        assert "farmur runs: 100%|" in text and "[farmur] lenet5-mnist seed 0" in text
+        assert "\x1b[" not in text, f"{path.name}: a progress bar wrote terminal cursor moves"
     html = tmp_path / "executed" / path.with_suffix(".html").name
     assert html.exists() and entry["html"].endswith(html.name) and "data:image/png;base64" in html.read_text()
 
@@ -228,3 +235,16 @@ def test_figures_dir_writes_committed_figures_only_for_committed_reproduce_runs(
     assert figures_dir() == ROOT / "runs" / "smoke" / "figures"
     monkeypatch.setenv("FRALKIT_FIGURES", str(tmp_path / "elsewhere"))
     assert figures_dir("gpu", reproduce=True) == tmp_path / "elsewhere"
+
+
+def test_readme_and_notebooks_name_the_papers():
+    """The papers by name ("JIN (Wu et al.)", "FARMUR (Mousavi et al.)", ...), never by number ("paper 004")."""
+    import re
+
+    for path in [ROOT / "README.md", *ALL]:
+        found = re.findall(r"[Pp]aper[ _]?00\d", path.read_text())
+        assert not found, f"{path.name}: papers named by number {found}"
+    readme = (ROOT / "README.md").read_text()
+    for name in ("JIN (Wu et al.)", "FARMUR (Mousavi et al.)", "FairAT (Mou et al.)",
+                 "BALD+GRAD (Branchaud-Charron et al.)"):
+        assert name in readme, name

@@ -4,10 +4,11 @@
 then every round k = 1..K selects ``budgets[k - 1]`` pool samples, adds them to the labelled set, trains and
 evaluates, and returns one plain record (dict) per round. Its ``policy`` says what the model starts each round's
 training from: ``"finetune"`` keeps the model of the previous round (FRAL: M_R is adversarially fine-tuned on the
-growing D_L), ``"reset"`` loads the same starting weights before every training (paper 004, §4). Every budget is
-checked against the pool that round will have before any work (``check_budgets``). The study supplies three
-functions (select, train, evaluate) and, to make the loop resumable, a hook that saves the state after each
-round. ``fralkit.studies.bald_grad.run_method`` runs paper 004's loop on it; ``run_fral`` runs FRAL's:
+growing D_L), ``"reset"`` loads the same starting weights before every training (BALD+GRAD (Branchaud-Charron et
+al.), §4). Every budget is checked against the pool that round will have before any work (``check_budgets``).
+The study supplies three functions (select, train, evaluate) and, to make the loop resumable, a hook that saves
+the state after each round. ``fralkit.studies.bald_grad.run_method`` runs the BALD+GRAD paper's loop on it;
+``run_fral`` runs FRAL's:
 
 1. Init: a robust model M_R by TRADES on D_L (``init_frac`` = 20 % of D, §4.1). It depends only on
    (dataset, backbone, seed, D_L, training settings), so it is trained once, cached in the result folder and
@@ -102,7 +103,7 @@ def run_active_loop(model: nn.Module, state: dict, *, policy: str, budgets: Sequ
                     select: Callable[[int, dict], torch.Tensor | tuple[torch.Tensor, dict]],
                     train: Callable[[int, dict], dict | None], evaluate: Callable[[int, dict], dict],
                     start: dict | None = None, on_round: Callable[[dict], None] | None = None) -> list[dict]:
-    """Run (or resume) an active loop: JIN Algorithm 1 with ``policy="finetune"``, paper 004 §4 with ``"reset"``.
+    """Run (or resume) an active loop: JIN Algorithm 1 with ``policy="finetune"``, BALD+GRAD §4 with ``"reset"``.
 
     Round 0 (when ``state`` lacks it): train on the initial labels, evaluate. Round k = 1..len(budgets):
     ``select(k, state)`` picks ``budgets[k - 1]`` pool indices (with the model of round k - 1); they move from

@@ -1,4 +1,5 @@
-"""Paper 004's Table 1 methods by name: a query heuristic, optionally trained with GRAD, or the REPAIR reference.
+"""The Table 1 methods of BALD+GRAD (Branchaud-Charron et al.) by name: a query heuristic, optionally trained
+with GRAD, or the REPAIR reference.
 
 ``"bald+grad0.5"`` is BALD queries with a gradient-reversal head of weight 0.5; ``"repair"`` trains once on a
 reweighted full training set. Used by the BALD+GRAD study and its plots alike.

@@ -1,5 +1,5 @@
 """Acquisition strategies of both active-learning studies: JIN (Eq. 2-4 of the JIN paper), its ablations and
-baselines (the FRAL loop, notebook 03), and the heuristics of the BALD + GRAD paper (004, notebook 05).
+baselines (the FRAL loop, notebook 03), and the heuristics of BALD+GRAD (Branchaud-Charron et al., notebook 05).
 
 Every strategy is a plain function ``fn(ctx, budget) -> LongTensor`` of ``budget`` distinct indices into
 ``ctx.train`` taken from the pool ``ctx.pool`` (D_U), listed in ``STRATEGIES`` and called through
@@ -15,9 +15,9 @@ carry labels, as in Algorithm 1 of the JIN paper.
 | ``ent`` | ENT, Wang & Shang 2014 | highest predictive entropy of M_R |
 | ``cset`` | CSET, Sener & Savarese 2018 | k-center greedy on penultimate embeddings (labelled points are centres) |
 | ``badge`` | BADGE, Ash et al. 2020 | k-means++ seeding on last-layer gradient embeddings |
-| ``bald`` | BALD, Gal et al. 2017; paper 004 Eq. 1 | highest MC-dropout mutual information (last-layer dropout in FRAL; the model's own dropout in paper 004, see ``select_bald``) |
-| ``uniform`` | paper 004 "Uniform" | RAND under paper 004's name |
-| ``balanced`` | paper 004 "Balanced uniform" | the group oracle: a random ranking interleaved across groups |
+| ``bald`` | BALD, Gal et al. 2017; BALD+GRAD Eq. 1 | highest MC-dropout mutual information (last-layer dropout in FRAL; the model's own dropout in BALD+GRAD, see ``select_bald``) |
+| ``uniform`` | BALD+GRAD "Uniform" | RAND under the BALD+GRAD paper's name |
+| ``balanced`` | BALD+GRAD "Balanced uniform" | the group oracle: a random ranking interleaved across groups |
 | ``g-rand`` | G-RAND (JIN §4.1) | uniformly from the worst group z* |
 | ``g-ent`` | G-ENT (JIN Table 6) | highest entropy within z* |
 | ``minmax`` | MinMax, Abernethy et al. 2022 | with prob. p from the pool, else uniformly from the highest-loss group |
@@ -96,7 +96,7 @@ class StrategyOptions:
         fairal_a: FairAL's trade-off a in  a * entropy + (1 - a) * expected fairness (both min-max normalised).
         bald_samples: MC-dropout samples T of ``bald``.
         bald_dropout: ``bald``'s dropout rate on the input of the last linear layer; None = the model's own
-            Dropout layers (paper 004, ``fralkit.active.bald.mc_probs``).
+            Dropout layers (the BALD+GRAD paper, ``fralkit.active.bald.mc_probs``).
     """
 
     jin_attack_loss: str = "ce"
@@ -142,7 +142,7 @@ class SelectionContext(StrategyOptions):
         mc_seed: seeds the MC-dropout masks of ``bald`` with the model's own dropout (``bald_dropout=None``);
             None: ``generator(2)``'s seed. The BALD + GRAD loop gives ``seed * 1_000 + step``.
         bald_subset: ``bald`` scores a random subset of this many pool samples (drawn with ``generator()``,
-            sorted); None scores the whole pool. Paper 004's ``pool_subset``.
+            sorted); None scores the whole pool. The BALD+GRAD paper's ``pool_subset``.
         timings: filled by the strategies (seconds, counts); ``select`` adds ``select_s``.
     """
 
@@ -510,7 +510,7 @@ def select_bald(ctx: SelectionContext, budget: int) -> torch.Tensor:
     - ``bald_dropout`` a rate (FRAL's baseline, 0.2): dropout on the input of M_R's last linear layer, T =
       ``bald_samples`` draws seeded by (seed, round), the trunk run once in eval mode. The FRAL backbones
       (MobileNetV2, ResNet-18) have no dropout of their own. Not in the JIN paper; it links the two papers.
-    - ``bald_dropout=None`` (paper 004, §4): T passes with the model's own Dropout layers on (``mc_probs``,
+    - ``bald_dropout=None`` (the BALD+GRAD paper, §4): T passes with the model's own Dropout layers on (``mc_probs``,
       masks seeded by ``mc_seed``), on a random ``bald_subset`` of the pool when one is set.
     """
     cand = ctx.pool
@@ -526,7 +526,7 @@ def select_bald(ctx: SelectionContext, budget: int) -> torch.Tensor:
 
 def interleave_groups(pool: torch.Tensor, groups: torch.Tensor, k: int, *, generator: torch.Generator | None = None,
                       scores: torch.Tensor | None = None) -> torch.Tensor:
-    """The balanced oracle's ranking (paper 004, "Balanced uniform"): rank the pool (randomly, or by ``scores``,
+    """The balanced oracle's ranking (BALD+GRAD's "Balanced uniform"): rank the pool (randomly, or by ``scores``,
     highest first) within each group and take the groups' ranked lists in turn, so the ``k`` queries are balanced
     across groups (a group that runs out leaves its turns to the others).
 
@@ -554,7 +554,7 @@ def interleave_groups(pool: torch.Tensor, groups: torch.Tensor, k: int, *, gener
 
 
 def select_balanced(ctx: SelectionContext, budget: int) -> torch.Tensor:
-    """Balanced uniform (paper 004, Table 1): the oracle that knows every pool sample's group and interleaves a
+    """Balanced uniform (BALD+GRAD, Table 1): the oracle that knows every pool sample's group and interleaves a
     random ranking across groups (``interleave_groups``), so the queries are balanced across groups."""
     return interleave_groups(ctx.pool, ctx.train.g.cpu()[ctx.pool], budget, generator=ctx.generator())
 
@@ -726,7 +726,7 @@ STRATEGIES: dict[str, Callable[[SelectionContext, int], torch.Tensor]] = {
     "cset": select_cset,
     "badge": select_badge,
     "bald": select_bald,
-    "uniform": select_rand,  # paper 004's name for RAND: the same draw
+    "uniform": select_rand,  # the BALD+GRAD paper's name for RAND: the same draw
     "balanced": select_balanced,
     "g-rand": select_g_rand,
     "g-ent": select_g_ent,
@@ -745,7 +745,7 @@ STRATEGY_LABELS = {"rand": "RAND", "ent": "ENT", "cset": "CSET", "badge": "BADGE
 
 # Strategies that draw only from the estimated worst group z* (Algorithm 1, line 6).
 GROUP_AWARE = frozenset({"g-rand", "g-ent", "jin", "jin-p", "jin-r"})
-# Heuristics only paper 004's study draws on: "uniform" is RAND under that paper's name, "balanced" its group
+# Heuristics only the BALD+GRAD study draws on: "uniform" is RAND under that paper's name, "balanced" its group
 # oracle. The FRAL study's "all" leaves them out, so its grid stays JIN's comparison.
 BALD_GRAD_ONLY = frozenset({"uniform", "balanced"})
 

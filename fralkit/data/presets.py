@@ -1,13 +1,17 @@
-"""Synbols presets that recreate each paper's bias condition on built-in data.
+"""Synbols presets: built-in data with the bias of each paper's data sets.
 
-| preset | paper | classes | groups | bias |
+BALD+GRAD (Branchaud-Charron et al.) defines two Synbols sets of its own, a minority group and a sensitive
+attribute; the other presets stand in for real data sets: UTKFace, CINIC-10 and HAM10000 as JIN (Wu et al.)
+groups them, and UTKFace as FARMUR (Mousavi et al.) partitions it.
+
+| preset | stands for | classes | groups | bias |
 |---|---|---|---|---|
-| ``synbols-minority`` | BALD+GRAD "minority group" | a, d | blue, red | red is 10 % of train, 50 % of val/test |
-| ``synbols-sensitive`` | BALD+GRAD "sensitive attribute" | a, d | blue, red | P(blue given a) = P(red given d) = 0.9 in train only |
-| ``synbols-utk`` | JIN UTKFace (4 races, young/old) | 4 glyphs, 42/20/20/18 % | 2, the 30 % group low-contrast, noisy, occluded | disadvantaged group (clean and robust) |
-| ``synbols-cinic`` | JIN CINIC-10 (CIFAR vs ImageNet origin) | 10 glyphs, balanced | 2 domains: plain vs textured, low-contrast, occluded | harder domain |
-| ``synbols-ham`` | JIN HAM10000 (7 dx, sex) | 7 glyphs, 67/11/11/5/3/1.4/1.1 % | 2, the 46 % group low-contrast, noisy, occluded | long tail + harder group |
-| ``synbols-farmur`` | FARMUR UTKFace (age label, race partition) | 5 glyphs | 4 partitions, contrast graded | partition is not the label |
+| ``synbols-minority`` | BALD+GRAD's "minority group" set | a, d | blue, red | red is 10 % of train, 50 % of val/test |
+| ``synbols-sensitive`` | BALD+GRAD's "sensitive attribute" set | a, d | blue, red | P(blue given a) = P(red given d) = 0.9 in train only |
+| ``synbols-utk`` | UTKFace in JIN (4 races, young/old) | 4 glyphs, 42/20/20/18 % | 2, the 30 % group low-contrast, noisy, occluded | disadvantaged group (clean and robust) |
+| ``synbols-cinic`` | CINIC-10 in JIN (CIFAR vs ImageNet origin) | 10 glyphs, balanced | 2 domains: plain vs textured, low-contrast, occluded | harder domain |
+| ``synbols-ham`` | HAM10000 in JIN (7 dx, sex) | 7 glyphs, 67/11/11/5/3/1.4/1.1 % | 2, the 46 % group low-contrast, noisy, occluded | long tail + harder group |
+| ``synbols-farmur`` | UTKFace in FARMUR (age label, race partition) | 5 glyphs | 4 partitions, contrast graded | partition is not the label |
 
 Why the disadvantaged group looks as it does: under the L-inf threat model eps = 4/255 every pixel may move
 4 grey levels; against a 30-60 level glyph/background difference under noise of sd 20 and an occluding disk,

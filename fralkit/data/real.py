@@ -17,6 +17,10 @@ another seed or task reuses it. ``root`` may be the data set's folder or its par
 so one folder holding ``UTKFace/``, ``CINIC-10/``, ``HAM10000/``, ``MNIST/`` and ``cifar-10-batches-py/``
 serves every loader.
 
+After loading, every loader prints one line: the split sizes, what it found on disk, and the counts of the
+complete official download (``OFFICIAL_COUNTS``); where a found count differs from the official one (a partial
+download, or root pointing at the wrong folder) it also warns, and the splits use what was found.
+
 Choices the papers leave open, exposed as options: image size (64 px for UTKFace and HAM10000, the native
 32 px for CINIC-10 and CIFAR-10, 28 px for MNIST), the UTKFace and HAM10000 validation sets (JIN evaluates
 on its 30 % hold-out, named ``test`` here), and which image of a HAM10000 lesion is kept (the first by
@@ -51,6 +55,7 @@ __all__ = [
     "CINIC10_CLASSES",
     "HAM10000_CLASSES",
     "HAM10000_COLUMNS",
+    "OFFICIAL_COUNTS",
 ]
 
 UTKFACE_RACES = ("White", "Black", "Asian", "Indian")  # race ids 0..3; id 4 ("Others") is dropped (JIN §4.1)
@@ -72,6 +77,24 @@ _HAM_METADATA = ("HAM10000_metadata.csv", "HAM10000_metadata.tab", "HAM10000_met
 _HAM_IMAGE_DIRS = ("ham10000_images_part_1", "ham10000_images_part_2", "images")
 _HAM_LAYOUT = ("root/HAM10000_metadata.csv (columns " + ", ".join(HAM10000_COLUMNS) + ") and the images "
                "<image_id>.jpg in root/HAM10000_images_part_1/ and root/HAM10000_images_part_2/ (or root/images/, or root)")
+# What a complete official download holds (README, Real data). UTKFace counts every .jpg of the aligned & cropped
+# set, malformed names and race "Others" included (about 22,000 faces remain once "Others" is dropped); CINIC-10
+# counts the recognised images of each split before ``max_per_split``; HAM10000 counts the metadata's rows, the
+# images of those rows found on disk and the distinct lesions, before JIN's filters.
+OFFICIAL_COUNTS: dict[str, dict[str, int]] = {
+    "utkface": {"image files": 23_708},
+    "cinic10": {"train": 90_000, "valid": 90_000, "test": 90_000},
+    "ham10000": {"metadata rows": 10_015, "images": 10_015, "lesions": 7_470},
+    "mnist": {"train": 60_000, "test": 10_000},
+    "cifar10": {"train": 50_000, "test": 10_000},
+}
+_OFFICIAL_TEXT = {
+    "utkface": 'the aligned & cropped set has 23,708 images, about 22,000 without race "Others"',
+    "cinic10": "the official download has 90,000 / 90,000 / 90,000 train / valid / test images",
+    "ham10000": "the official download has 10,015 images of 7,470 lesions",
+    "mnist": "the official download has 60,000 / 10,000 train / test images",
+    "cifar10": "the official download has 50,000 / 10,000 train / test images",
+}
 _MAX_EXAMPLES = 5  # file names quoted in meta for each kind of skipped file
 
 
@@ -203,6 +226,26 @@ def _warn_unreadable(dataset: str, paths: Sequence[Path], ok: np.ndarray) -> lis
     return bad
 
 
+def _report_counts(dataset: str, splits: DataSplits, found: dict[str, int], source, note: str = "") -> DataSplits:
+    """Print one line with the split sizes, the counts found and the official download's; warn where they differ.
+
+    Args:
+        found: the counts of ``OFFICIAL_COUNTS[dataset]``, as found under ``source``.
+        note: what the loader kept of them, in words (e.g. ``"40 of race 0-3"``).
+    """
+    sizes = splits.sizes()
+    seen = ", ".join(f"{n:,} {what}" for what, n in found.items())
+    print(f"{dataset}: train {sizes['train']:,} / val {sizes['val']:,} / test {sizes['test']:,} from {seen}"
+          f"{f' ({note})' if note else ''} in {str(source)!r}; {_OFFICIAL_TEXT[dataset]}")
+    official = OFFICIAL_COUNTS[dataset]
+    differ = [f"{found[what]:,} {what} where the official download has {n:,}"
+              for what, n in official.items() if found[what] != n]
+    if differ:
+        warnings.warn(f"{dataset}: found {'; '.join(differ)} in {str(source)!r}: a partial download, or root points at "
+                      f"the wrong folder? The splits use what was found.", stacklevel=3)
+    return splits
+
+
 def _splits(x: torch.Tensor, y, g, parts: Sequence[torch.Tensor], classes, groups, name: str, meta: dict) -> DataSplits:
     y = torch.as_tensor(np.asarray(y), dtype=torch.int64)
     g = torch.as_tensor(np.asarray(g), dtype=torch.int64)
@@ -329,7 +372,8 @@ def load_utkface(root=None, seed: int = 0, *, task: str = "jin", size: int = 64,
     meta = {"source": str(path), "task": task, "size": size, "seed": int(seed), "fracs": list(fracs),
             "stratify": bool(stratify), "skipped": len(skipped), "skipped_examples": _examples(skipped),
             "dropped_others": others, "unreadable": len(unreadable), "cached": cached, "about": about}
-    return _splits(x, y, g, parts, classes, groups, "utkface", meta)
+    splits = _splits(x, y, g, parts, classes, groups, "utkface", meta)
+    return _report_counts("utkface", splits, {"image files": len(names)}, path, f"{len(kept):,} of race 0-3")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -375,7 +419,7 @@ def load_cinic10(root=None, seed: int = 0, *, size: int = 32, max_per_split: int
     if max_per_split is not None and max_per_split < 1:
         raise ValueError(f"cinic10: max_per_split must be a positive number of images or None, got {max_per_split}")
     base = _cinic_root(_root_dir(root, "cinic10", _CINIC_LAYOUT))
-    parts_out, skipped_all, unreadable_all, cached_all = [], [], 0, True
+    parts_out, skipped_all, unreadable_all, cached_all, found = [], [], 0, True, {}
     for s, (split, dirs) in enumerate(_CINIC_SPLITS):
         split_dir = next(base / d for d in dirs if (base / d).is_dir())
         missing = [c for c in CINIC10_CLASSES if not (split_dir / c).is_dir()]
@@ -396,6 +440,7 @@ def load_cinic10(root=None, seed: int = 0, *, size: int = 32, max_per_split: int
                 g.append(origin)
         if not paths:
             raise FileNotFoundError(f"cinic10: no images in {str(split_dir)!r}; expected {_CINIC_LAYOUT}")
+        found[dirs[0]] = len(paths)
         if max_per_split is not None and len(paths) > max_per_split:
             gen = torch.Generator().manual_seed(int(seed) * 3 + s)
             keep = torch.randperm(len(paths), generator=gen)[:max_per_split].sort().values.tolist()
@@ -411,8 +456,10 @@ def load_cinic10(root=None, seed: int = 0, *, size: int = 32, max_per_split: int
     meta = {"source": str(base), "size": size, "seed": int(seed), "max_per_split": max_per_split,
             "skipped": len(skipped_all), "skipped_examples": _examples(skipped_all), "unreadable": unreadable_all,
             "cached": bool(cached_all), "about": "CINIC-10, JIN: 10 classes, groups = origin (CIFAR-10 / ImageNet)"}
-    return DataSplits(*(GroupDataset(x, y, g, list(CINIC10_CLASSES), ["cifar10", "imagenet"], "cinic10",
-                                     {**meta, "split": split}) for split, x, y, g in parts_out))
+    splits = DataSplits(*(GroupDataset(x, y, g, list(CINIC10_CLASSES), ["cifar10", "imagenet"], "cinic10",
+                                       {**meta, "split": split}) for split, x, y, g in parts_out))
+    note = f"at most {max_per_split:,} kept per split" if max_per_split is not None else ""
+    return _report_counts("cinic10", splits, found, base, note)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -532,7 +579,10 @@ def load_ham10000(root=None, seed: int = 0, *, size: int = 64, test_frac: float 
             "dropped_sex": dropped_sex, "duplicates": duplicates, "missing": len(missing),
             "missing_examples": _examples(missing), "unreadable": len(unreadable), "cached": cached,
             "about": "HAM10000, JIN: 7 diagnoses, groups = sex; one image per lesion"}
-    return _splits(x, y, g, parts, HAM10000_CLASSES, sexes, "ham10000", meta)
+    splits = _splits(x, y, g, parts, HAM10000_CLASSES, sexes, "ham10000", meta)
+    found = {"metadata rows": len(rows), "images": sum(r["image_id"] in index for r in rows),
+             "lesions": len({r["lesion_id"] for r in rows})}
+    return _report_counts("ham10000", splits, found, image_base, "one image per lesion, sex known")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -551,7 +601,7 @@ def _torchvision_split(cls, root: Path, train: bool, download: bool, dataset: st
 
 def _class_partitioned(name: str, x_train: torch.Tensor, y_train, x_test: torch.Tensor, y_test, classes: list[str],
                        *, seed: int, val_frac: float, size: int, meta: dict) -> DataSplits:
-    """Val carved from train (stratified by class, seeded); group = class, FARMUR's partitions (FARMUR (Mousavi et al.), §5)."""
+    """Val carved from train (stratified by class, seeded); group = class: FARMUR's partitions (Mousavi et al., §5)."""
     if x_train.shape[-1] != size or x_train.shape[-2] != size:
         x_train, x_test = resize_uint8(x_train, size), resize_uint8(x_test, size)
     y_train = torch.as_tensor(y_train, dtype=torch.int64)
@@ -594,8 +644,10 @@ def load_mnist(root=None, seed: int = 0, *, size: int = 28, channels: int = 1, v
     xs = [p.data.to(torch.uint8)[:, None].repeat(1, channels, 1, 1) for p in parts]
     classes = [str(d) for d in range(10)]
     meta = {"source": str(base / "MNIST"), "channels": channels, "about": "MNIST, FARMUR: 10 digits, partitions = classes"}
-    return _class_partitioned("mnist", xs[0], parts[0].targets, xs[1], parts[1].targets, classes,
-                              seed=seed, val_frac=val_frac, size=size, meta=meta)
+    splits = _class_partitioned("mnist", xs[0], parts[0].targets, xs[1], parts[1].targets, classes,
+                                seed=seed, val_frac=val_frac, size=size, meta=meta)
+    return _report_counts("mnist", splits, {"train": len(xs[0]), "test": len(xs[1])}, base / "MNIST",
+                          f"val = {val_frac:g} of train")
 
 
 def load_cifar10(root=None, seed: int = 0, *, size: int = 32, val_frac: float = 0.1, download: bool = False,
@@ -623,5 +675,7 @@ def load_cifar10(root=None, seed: int = 0, *, size: int = 32, val_frac: float = 
     parts = [_torchvision_split(CIFAR10, base, train, download, "cifar10", layout) for train in (True, False)]
     xs = [torch.from_numpy(np.ascontiguousarray(p.data.transpose(0, 3, 1, 2))) for p in parts]
     meta = {"source": str(base / "cifar-10-batches-py"), "about": "CIFAR-10, FARMUR: 10 classes, partitions = classes"}
-    return _class_partitioned("cifar10", xs[0], parts[0].targets, xs[1], parts[1].targets, list(parts[0].classes),
-                              seed=seed, val_frac=val_frac, size=size, meta=meta)
+    splits = _class_partitioned("cifar10", xs[0], parts[0].targets, xs[1], parts[1].targets, list(parts[0].classes),
+                                seed=seed, val_frac=val_frac, size=size, meta=meta)
+    return _report_counts("cifar10", splits, {"train": len(xs[0]), "test": len(xs[1])}, base / "cifar-10-batches-py",
+                          f"val = {val_frac:g} of train")

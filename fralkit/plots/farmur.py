@@ -1,6 +1,8 @@
-"""FARMUR (Mousavi et al.) figures: Fig. 2 (I_P(tau) per sub-partition and their mean), Rob(P) bars, and an
-interactive tau slider. Everything is drawn from saved result records (``fralkit.studies.farmur``), never from
-live models, so a figure can be redrawn without re-running the study."""
+"""Figures of the FARMUR paper (Mousavi et al.): its Fig. 2 (I_P(tau) of every sub-partition and their mean),
+bars of Rob(P) per sub-partition, and an interactive tau slider.
+
+Everything is drawn from saved result records (``fralkit.studies.farmur``), never from live models, so a figure
+can be redrawn without re-running the study."""
 from __future__ import annotations
 
 from typing import Sequence

@@ -59,7 +59,7 @@ from ..plots import farmur as plots_farmur
 from ..plots.farmur import METHOD_TITLES, METHODS
 from ..runtime import offset_seed, resolve_device, set_seed, sync
 from ..train import PAIRINGS, SCHEDULES, Recipe, farmur_loss, fit
-from ..utils import atomic_torch_save, config_hash, load_checkpoint
+from ..utils import atomic_torch_save, config_hash, in_papermill, load_checkpoint, progress
 from .protocol import draw
 
 __all__ = [
@@ -337,7 +337,8 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
         df_*: DeepFool options (``fralkit.attacks.deepfool``).
         methods: which of ``METHODS`` to run.
         store: where records go (default ``ResultStore()``); ``force`` re-runs done runs.
-        log: one line per stage (None: silent).
+        log: one line per stage (None: silent). With a log, an interactive run also shows a bar over the
+            stages of this row and seed (natural, TRADES phase 1, TRADES, Algorithm 1's split, FARMUR).
         keys_only: return the records' configs (their store keys) without computing anything.
     """
     bad = [m for m in methods if m not in METHODS]
@@ -386,44 +387,60 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
             f"V_f {metrics['v_f']:.3g}  vulnerable {[test.groups[v] for v in metrics['vulnerable']]}  "
             f"(DeepFool {metrics['deepfool_s']:.1f} s, {metrics['n_unflipped']} unflipped)")
 
-    if "natural" in todo:
-        set_seed(seed)
-        model = _make(backbone, train, dev)
-        fit_s = _fit(model, train, "standard", natural_epochs, hp, seed, dev, warmup_epochs)
-        evaluate_and_save("natural", model, {"fit_s": fit_s})
-        del model
+    n_stages = ("natural" in todo) + bool({"trades", "farmur"} & set(todo)) + ("trades" in todo) \
+        + 2 * ("farmur" in todo)
+    # A second text bar below the study's would write cursor moves into a batch-run notebook; there the log's
+    # lines are the stages' progress.
+    with progress(total=n_stages, desc=f"{row} seed {seed}", leave=False,
+                  disable=True if log is None or in_papermill() else None) as bar:
+        if "natural" in todo:
+            bar.set_postfix_str("natural")
+            set_seed(seed)
+            model = _make(backbone, train, dev)
+            fit_s = _fit(model, train, "standard", natural_epochs, hp, seed, dev, warmup_epochs)
+            evaluate_and_save("natural", model, {"fit_s": fit_s})
+            del model
+            bar.update()
 
-    if "trades" in todo or "farmur" in todo:
-        pre_epochs = at_epochs - farmur_epochs
-        ckpt = store.root / STUDY / "checkpoints" / f"{row}-{backbone}-s{seed}-{config_hash({**base, 'phase': 'pre'})}.pt"
-        set_seed(seed)
-        pre = _make(backbone, train, dev)
-        if ckpt.exists() and not force:
-            pre.load_state_dict(load_checkpoint(ckpt, map_location=dev))
-            pre_s = 0.0
-            say(f"[farmur]   TRADES phase 1 ({pre_epochs} epochs) loaded from {ckpt.name}")
-        else:
-            pre_s = _fit(pre, train, "trades", pre_epochs, hp, seed, dev, warmup_epochs)
-            atomic_torch_save(pre.state_dict(), ckpt)
-        state = {k: v.detach().clone() for k, v in pre.state_dict().items()}
+        if "trades" in todo or "farmur" in todo:
+            bar.set_postfix_str("TRADES phase 1")
+            pre_epochs = at_epochs - farmur_epochs
+            ckpt = store.root / STUDY / "checkpoints" / f"{row}-{backbone}-s{seed}-{config_hash({**base, 'phase': 'pre'})}.pt"
+            set_seed(seed)
+            pre = _make(backbone, train, dev)
+            if ckpt.exists() and not force:
+                pre.load_state_dict(load_checkpoint(ckpt, map_location=dev))
+                pre_s = 0.0
+                say(f"[farmur]   TRADES phase 1 ({pre_epochs} epochs) loaded from {ckpt.name}")
+            else:
+                pre_s = _fit(pre, train, "trades", pre_epochs, hp, seed, dev, warmup_epochs)
+                atomic_torch_save(pre.state_dict(), ckpt)
+            state = {k: v.detach().clone() for k, v in pre.state_dict().items()}
+            bar.update()
 
-        if "trades" in todo:
-            fit_s = _fit(pre, train, "trades", farmur_epochs, hp, offset_seed(seed, 1), dev)
-            evaluate_and_save("trades", pre, {"fit_s": pre_s + fit_s, "phase1_s": pre_s})
-        if "farmur" in todo:
-            pre.load_state_dict(state)
-            split_idx = _subsample_idx(train, split_n, offset_seed(seed, 12))
-            split_metrics, _ = measure_robustness(pre, train, idx=split_idx, **df_kw)
-            vul, _rob = vulnerable_split(split_metrics["rob_p"])
-            say(f"[farmur]   Algorithm 1 on {len(split_idx)} training points: Rob(P) "
-                f"{[round(r, 4) for r in split_metrics['rob_p']]} -> vulnerable {[train.groups[v] for v in vul]}")
-            hist = farmur_retrain(pre, train, vulnerable=vul.tolist(), epochs=farmur_epochs, pairing=pairing,
-                                  seed=offset_seed(seed, 1), device=dev, **hp)
-            extra = {"split_rob_p": split_metrics["rob_p"], "split_rob_f": split_metrics["rob_f"],
-                     "split_vulnerable": vul.tolist(), "split_n": len(split_idx), "farmur_loss": hist["loss"]}
-            evaluate_and_save("farmur", pre, {"fit_s": pre_s + hist["seconds"], "phase1_s": pre_s,
-                                              "split_deepfool_s": split_metrics["deepfool_s"]}, extra)
-        del pre
+            if "trades" in todo:
+                bar.set_postfix_str("TRADES")
+                fit_s = _fit(pre, train, "trades", farmur_epochs, hp, offset_seed(seed, 1), dev)
+                evaluate_and_save("trades", pre, {"fit_s": pre_s + fit_s, "phase1_s": pre_s})
+                bar.update()
+            if "farmur" in todo:
+                bar.set_postfix_str("Algorithm 1")
+                pre.load_state_dict(state)
+                split_idx = _subsample_idx(train, split_n, offset_seed(seed, 12))
+                split_metrics, _ = measure_robustness(pre, train, idx=split_idx, **df_kw)
+                vul, _rob = vulnerable_split(split_metrics["rob_p"])
+                say(f"[farmur]   Algorithm 1 on {len(split_idx)} training points: Rob(P) "
+                    f"{[round(r, 4) for r in split_metrics['rob_p']]} -> vulnerable {[train.groups[v] for v in vul]}")
+                bar.update()
+                bar.set_postfix_str("FARMUR")
+                hist = farmur_retrain(pre, train, vulnerable=vul.tolist(), epochs=farmur_epochs, pairing=pairing,
+                                      seed=offset_seed(seed, 1), device=dev, **hp)
+                extra = {"split_rob_p": split_metrics["rob_p"], "split_rob_f": split_metrics["rob_f"],
+                         "split_vulnerable": vul.tolist(), "split_n": len(split_idx), "farmur_loss": hist["loss"]}
+                evaluate_and_save("farmur", pre, {"fit_s": pre_s + hist["seconds"], "phase1_s": pre_s,
+                                                  "split_deepfool_s": split_metrics["deepfool_s"]}, extra)
+                bar.update()
+            del pre
     return [store.load(configs[m]) for m in methods]
 
 

@@ -2,12 +2,12 @@
 
 | name | stands in for | metric | oversample | disadvantaged group | title |
 |---|---|---|---|---|---|
-| ``synbols-minority`` | paper 004, minority group | acc | no | none | Minority group |
-| ``synbols-sensitive`` | paper 004, sensitive attribute | acc | no | none | Sensitive attribute |
-| ``synbols-utk`` | UTKFace (JIN, paper 000) | acc | no | 1 (low-contrast) | UTKFace-like |
-| ``synbols-cinic`` | CINIC-10 (JIN, paper 000) | acc | no | 1 (textured) | CINIC-10-like |
-| ``synbols-ham`` | HAM10000 (JIN, paper 000) | macro-F1 | yes | 1 (female-like) | HAM10000-like |
-| ``synbols-farmur`` | UTKFace (FARMUR, paper 002) | acc | no | none | UTKFace-like (FARMUR) |
+| ``synbols-minority`` | BALD+GRAD (Branchaud-Charron et al.), minority group | acc | no | none | Minority group |
+| ``synbols-sensitive`` | BALD+GRAD, sensitive attribute | acc | no | none | Sensitive attribute |
+| ``synbols-utk`` | UTKFace (JIN, Wu et al.) | acc | no | 1 (low-contrast) | UTKFace-like |
+| ``synbols-cinic`` | CINIC-10 (JIN) | acc | no | 1 (textured) | CINIC-10-like |
+| ``synbols-ham`` | HAM10000 (JIN) | macro-F1 | yes | 1 (female-like) | HAM10000-like |
+| ``synbols-farmur`` | UTKFace (FARMUR, Mousavi et al.) | acc | no | none | UTKFace-like (FARMUR) |
 | ``utkface``, ``cinic10``, ``ham10000``, ``mnist``, ``cifar10`` | themselves | acc (HAM10000: macro-F1) | HAM10000 | none | their names |
 
 A study reads a data set's facts here (``DATASETS[name].metric``, ``.oversample``, ``.disadvantaged``, ``.title``)
@@ -39,13 +39,13 @@ class DatasetInfo:
         loader: ``fn(root=None, seed=0, **options) -> DataSplits``; calling the entry calls it.
         title: short human name for figure titles and table columns (``"Minority group"``); unique.
         stands_for: the data set it is (real) or stands in for (Synbols presets), and the paper that uses it.
-        papers: the papers whose protocols use it (``"JIN"`` = 000, ``"FARMUR"`` = 002, ``"BALD+GRAD"`` = 004).
+        papers: the papers whose protocols use it (``"JIN"``, ``"FARMUR"``, ``"BALD+GRAD"``).
         synthetic: generated offline by the Synbols generator (False: read from an official download).
         metric: ``"acc"`` or ``"f1"`` (macro-F1 within each group: HAM10000 in the JIN paper, §4.1).
         oversample: class-balanced random oversampling when training (HAM10000's long tail, JIN §4.1).
         disadvantaged: the group index a FRAL preset is designed to disadvantage (clean and robust, JIN Table 1);
             None where no group is designated.
-        rare_cells: the under-represented class x group cells, in words (paper 004's sets), for figure titles.
+        rare_cells: the under-represented class x group cells, in words (BALD+GRAD's sets), for figure titles.
     """
 
     loader: Callable[..., DataSplits] | None
@@ -80,28 +80,28 @@ _HAM = dict(metric="f1", oversample=True)
 
 DATASETS: dict[str, DatasetInfo] = {
     "synbols-minority": DatasetInfo(_preset("synbols-minority"), "Minority group",
-                                    "paper 004's minority-group Synbols set", ("BALD+GRAD",), True,
+                                    "BALD+GRAD's minority-group Synbols set", ("BALD+GRAD",), True,
                                     rare_cells="red glyphs"),
     "synbols-sensitive": DatasetInfo(_preset("synbols-sensitive"), "Sensitive attribute",
-                                     "paper 004's sensitive-attribute Synbols set", ("BALD+GRAD",), True,
+                                     "BALD+GRAD's sensitive-attribute Synbols set", ("BALD+GRAD",), True,
                                      rare_cells="red a, blue d"),
-    "synbols-utk": DatasetInfo(_preset("synbols-utk"), "UTKFace-like", "UTKFace in the JIN paper (000)", ("JIN",), True,
+    "synbols-utk": DatasetInfo(_preset("synbols-utk"), "UTKFace-like", "UTKFace in the JIN paper", ("JIN",), True,
                                disadvantaged=1),
     "synbols-cinic": DatasetInfo(_preset("synbols-cinic"), "CINIC-10-like",
-                                 "CINIC-10 in the JIN paper (000); CIFAR-10 in FARMUR (002)", ("JIN", "FARMUR"), True,
+                                 "CINIC-10 in the JIN paper; CIFAR-10 in FARMUR", ("JIN", "FARMUR"), True,
                                  disadvantaged=1),
-    "synbols-ham": DatasetInfo(_preset("synbols-ham"), "HAM10000-like", "HAM10000 in the JIN paper (000)", ("JIN",),
+    "synbols-ham": DatasetInfo(_preset("synbols-ham"), "HAM10000-like", "HAM10000 in the JIN paper", ("JIN",),
                                True, disadvantaged=1, **_HAM),
-    "synbols-farmur": DatasetInfo(_preset("synbols-farmur"), "UTKFace-like (FARMUR)", "UTKFace in FARMUR (002)",
+    "synbols-farmur": DatasetInfo(_preset("synbols-farmur"), "UTKFace-like (FARMUR)", "UTKFace in FARMUR",
                                   ("FARMUR",), True),
-    "synbols-mnist": DatasetInfo(load_synbols_mnist, "MNIST-like", "MNIST in FARMUR (002): grey digits, partitions = "
+    "synbols-mnist": DatasetInfo(load_synbols_mnist, "MNIST-like", "MNIST in FARMUR: grey digits, partitions = "
                                  "classes", ("FARMUR",), True),
-    "utkface": DatasetInfo(real.load_utkface, "UTKFace", "UTKFace (JIN 000: race groups; FARMUR 002: age bins)",
+    "utkface": DatasetInfo(real.load_utkface, "UTKFace", "UTKFace (JIN: race groups; FARMUR: age bins)",
                            ("JIN", "FARMUR")),
-    "cinic10": DatasetInfo(real.load_cinic10, "CINIC-10", "CINIC-10 (JIN 000)", ("JIN",)),
-    "ham10000": DatasetInfo(real.load_ham10000, "HAM10000", "HAM10000 (JIN 000)", ("JIN",), **_HAM),
-    "mnist": DatasetInfo(real.load_mnist, "MNIST", "MNIST (FARMUR 002)", ("FARMUR",)),
-    "cifar10": DatasetInfo(real.load_cifar10, "CIFAR-10", "CIFAR-10 (FARMUR 002)", ("FARMUR",)),
+    "cinic10": DatasetInfo(real.load_cinic10, "CINIC-10", "CINIC-10 (JIN)", ("JIN",)),
+    "ham10000": DatasetInfo(real.load_ham10000, "HAM10000", "HAM10000 (JIN)", ("JIN",), **_HAM),
+    "mnist": DatasetInfo(real.load_mnist, "MNIST", "MNIST (FARMUR)", ("FARMUR",)),
+    "cifar10": DatasetInfo(real.load_cifar10, "CIFAR-10", "CIFAR-10 (FARMUR)", ("FARMUR",)),
 }
 
 # Read from disk: load_dataset needs their root.

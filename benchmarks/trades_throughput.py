@@ -14,8 +14,9 @@ the inner maximisation as a Python loop with the model in eval mode. Same archit
 process. fralkit (``fit(objective="trades")``, its defaults): bf16 autocast, channels_last, the data set on the GPU
 with GPU-side batching, fused SGD, larger batches, the attack on a copy with batch norm folded into the
 convolutions (``FoldedTwin``), the whole step as one CUDA graph; one eager variant (``cuda_graph=False``) shows
-what the graph brings, and ``--compile`` adds ``torch.compile`` (eager step, graphed PGD). Each variant
-trains a fresh model (same initial weights) for one warm-up epoch (not timed) and ``--epochs`` timed ones.
+what the graph brings, and ``--compile`` adds ``torch.compile`` of the model and the twin inside the graphed
+step. Each variant trains a fresh model (same initial weights) for one warm-up epoch (not timed) and ``--epochs``
+timed ones.
 
     python benchmarks/trades_throughput.py                       # GPU: all default variants
     python benchmarks/trades_throughput.py --compile             # also the torch.compile variants (slower start)

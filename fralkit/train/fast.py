@@ -8,7 +8,8 @@ tensor that ``fit`` writes before every replay (``graph_safe_optimizer``). PGD r
 batch norm is a fixed affine map: ``FoldedTwin`` folds it into the convolutions (bf16 weights under autocast) and
 is refreshed from the model before every step with multi-tensor kernels (``fold_bn=True``, also on CPU: the same
 attack with fewer layers). FairAT keeps an eager step and replays only its fixed-shape PGD loops
-(``_GraphedAttack``); ``compile=True`` wraps the model and the twin in ``torch.compile`` (eager step). CPU ignores
+(``_GraphedAttack``); ``compile=True`` wraps the model and the twin in ``torch.compile`` (default mode: its
+kernels are captured by ``CapturedStep`` like any other, so compile and the whole-step graph combine). CPU ignores
 ``cuda_graph`` and ``compile``. ``benchmarks/trades_throughput.py`` times a TRADES epoch against a plain fp32
 reference loop.
 """
@@ -28,7 +29,8 @@ __all__ = ["FoldedTwin", "CapturedStep", "attack_setup", "compiled", "graph_safe
 
 
 def compiled(module: nn.Module, on: bool) -> nn.Module:
-    """``torch.compile(module)`` when ``on`` (CUDA only in ``fit``), else the module itself."""
+    """``torch.compile(module)`` when ``on`` (CUDA only in ``fit``), else the module itself. The default mode: no
+    CUDA graphs of the compiler's own, so the compiled kernels can be captured inside ``CapturedStep``."""
     return torch.compile(module) if on else module
 
 

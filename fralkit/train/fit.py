@@ -20,9 +20,10 @@ TRADES, GRAD) the whole step, from the gather to the optimiser step, is one CUDA
 ``cuda_graph=True`` by default): its first two steps run eagerly, the third is captured, every later one is a
 replay, with the scheduled lr written into a device tensor before each. A graph needs one batch shape, so on
 this path **the last batch of an epoch is filled up to the full batch by drawing indices of the epoch at random
-(with replacement)**; a training set smaller than ``batch_size`` is one batch of all its examples. FairAT,
-FARMUR, ``compile=True`` and optimisers other than SGD / fused Adam(W) train eagerly (the reason is in
-``fit``'s docstring). CPU trains in fp32, eagerly, with today's batches.
+(with replacement)**; a training set smaller than ``batch_size`` is one batch of all its examples.
+``compile=True`` compiles the model and the attack's twin with ``torch.compile`` (default mode, which leaves
+CUDA graphs to ``fit``) inside that captured step. FairAT, FARMUR and optimisers other than SGD / fused Adam(W)
+train eagerly (the reason is in ``fit``'s docstring). CPU trains in fp32, eagerly, with today's batches.
 """
 from __future__ import annotations
 
@@ -76,7 +77,9 @@ class Recipe:
             ``vulnerable``, ``pairing``).
         amp: bf16 autocast on CUDA (ignored on CPU, which trains in fp32).
         channels_last: channels_last memory format on CUDA.
-        compile: wrap the model in ``torch.compile`` on CUDA.
+        compile: wrap the model (and the attack's twin) in ``torch.compile`` on CUDA, inside the captured step when
+            the step is graphed (the compiler's warm-up, tens of seconds per new model shape, is paid by the first
+            steps of the process).
         cuda_graph: on CUDA, the whole step of a graphable objective as one CUDA graph (module docstring; the
             last batch of an epoch is then filled by sampling); FairAT: its PGD loops. Ignored on CPU.
         fold_bn: attack a ``FoldedTwin`` of the model (batch norm folded into the convolutions).
@@ -254,8 +257,6 @@ def _eager_reason(r: Recipe, obj: Objective, opt: torch.optim.Optimizer) -> str:
     """Why a CUDA run with ``cuda_graph`` trains eagerly; ``""`` when its whole step can be one graph."""
     if not obj.graphable:
         return f"objective {obj.name!r} is not graphable (variable shapes or host reads)"
-    if r.compile:
-        return "compile=True: the compiled model runs eagerly, with the PGD loop graphed"
     if type(opt) is torch.optim.SGD:
         return "differentiable SGD has no fused kernel" if any(g.get("differentiable") for g in opt.param_groups) else ""
     if type(opt) in (torch.optim.Adam, torch.optim.AdamW):
@@ -425,8 +426,7 @@ def fit(model: nn.Module, data: GroupDataset, recipe: Recipe | None = None, *,
 
     On CUDA with ``cuda_graph`` (the default) a graphable objective trains with the whole step as one CUDA graph
     and the last batch of every epoch filled by sampling (module docstring); it trains eagerly, as on CPU, for
-    FairAT and FARMUR (not graphable: FairAT's copies, FARMUR's variable parts), with ``compile=True``, and with an
-    optimiser other than SGD or fused Adam / AdamW (``FitResult.eager_reason`` says which).
+    FairAT and FARMUR (not graphable: FairAT's copies, FARMUR's variable parts) and with an optimiser other than SGD or fused Adam / AdamW (``FitResult.eager_reason`` says which).
 
     Returns:
         ``FitResult`` with per-epoch ``history`` and the wall time.

@@ -6,7 +6,7 @@
 | ``pgd_at`` | ``CE(f(x'), y)``, ``x'`` = PGD-CE from a uniform start in the eps-ball | Madry et al. 2018, Eq. 2.1 |
 | ``trades`` | ``CE(f(x), y) + beta KL(p(x) || p(x'))``, ``x'`` = PGD-KL from ``x + 0.001 N(0, 1)`` | Zhang et al. 2019, Eq. 5 |
 | ``fairat`` | the base adversarial loss on the batch plus augmented copies of its highest-CE examples | Mou et al. 2025 (FairAT), abstract |
-| ``grad`` | ``CE(class) + w CE(group)`` through a gradient-reversal head (``model.forward_with_group``) | paper 004, GRAD |
+| ``grad`` | ``CE(class) + w CE(group)`` through a gradient-reversal head (``model.forward_with_group``) | BALD+GRAD (Branchaud-Charron et al.) |
 | ``farmur`` | ``L_TRADES(b^vul) + L_CE(b^rob)`` on batches paired by ``PairedSampler`` | Mousavi et al. 2023, Eqs. 9-11 |
 
 The threat model defaults to the JIN paper's (PGD-5, L-inf eps 4/255, step 2/255, §4.1), with TRADES' beta 6.
@@ -104,7 +104,7 @@ def trades_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: floa
 
 def grad_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, *,
               group_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """GRAD (paper 004): ``CE(class) + group_weight * CE(group)`` through ``model.forward_with_group(x)``.
+    """GRAD (BALD+GRAD, Branchaud-Charron et al.): ``CE(class) + group_weight * CE(group)`` through ``model.forward_with_group(x)``.
 
     The gradient-reversal layer inside ``fralkit.models.GRADModel(lambd=...)`` multiplies the group loss'
     gradient by ``-lambd`` before it reaches the features, so the trunk unlearns the group while the group head
@@ -129,7 +129,7 @@ def fairat_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: floa
                 hard_aug: str = "cutout", hard_aug_strength: float = 0.5, crop_pad: int | None = None,
                 flip: bool = False, base: str = "trades", num_classes: int | None = None,
                 attack: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """FairAT (paper 003, abstract): adversarial training on the batch plus augmented copies of its hard examples.
+    """FairAT (Mou et al., abstract): adversarial training on the batch plus augmented copies of its hard examples.
 
     Per batch: rank the examples by cross-entropy (``hard_by="adv"``: of their adversarial examples under the base
     attack; ``"clean"``: of the clean inputs; both in eval mode), take the top ``hard_frac`` as hard examples
@@ -291,9 +291,9 @@ OBJECTIVES: dict[str, Objective] = {
     "fairat": Objective("fairat", _step_fairat,
                         {"hard_frac": 0.2, "hard_by": "adv", "hard_aug": "cutout", "hard_aug_strength": 0.5,
                          "crop_pad": None, "flip": False, "base": "trades"},
-                        "FairAT (paper 003): base AT loss + augmented copies of the highest-CE examples"),
+                        "FairAT (Mou et al.): base AT loss + augmented copies of the highest-CE examples"),
     "grad": Objective("grad", _step_grad, {"group_weight": 1.0},
-                      "paper 004 GRAD: CE(class) + w CE(group) through a gradient-reversal head", graphable=True),
+                      "GRAD (Branchaud-Charron et al.): CE(class) + w CE(group) through a gradient-reversal head", graphable=True),
     "farmur": Objective("farmur", _step_farmur, {"vulnerable": (), "pairing": "split"},
                         "FARMUR (Mousavi et al. 2023): TRADES on the vulnerable sub-partitions, CE on the robust ones",
                         sampler=paired_sampler, logs=("farmur_loss", "trades", "natural")),

@@ -101,11 +101,11 @@ def test_search_and_target_tables_layout():
     search = search_table(out)
     assert len(search) == len(out["trials"])
     for col in ("trial", "hard_contrast", "Std Worst", "Rob Avg", "seed std Rob Worst", "worst group (clean)",
-                "max |diff| (points)", "within 3", "best"):
+                "max deviation (points)", "within 3", "best"):
         assert col in search.columns
     assert (search["best"] == "*").sum() == 1
     table = target_table([out])
-    assert list(table.index) == ["MobileNetV2 / synbols-utk (calibrated)", "paper: MobileNetV2 / UTKFace"]
+    assert list(table.index) == ["model / synbols-utk (calibrated)", "paper: MobileNetV2 / UTKFace"]
     assert list(table.columns[:8]) == ["n seeds", "metric", "Std Worst (%)", "Std Disp (%)", "Std Avg (%)",
                                        "Rob Worst (%)", "Rob Disp (%)", "Rob Avg (%)"]
     assert table.loc["paper: MobileNetV2 / UTKFace", "Rob Avg (%)"] == pytest.approx(56.61)
@@ -161,5 +161,6 @@ def test_search_on_tiny_real_trials_writes_one_record_per_trial(tmp_path):
         assert key["knobs"] == t["knobs"] and store.has(key)
         rec = store.load(key)
         assert rec["metrics"]["std_worst"] * 100 == pytest.approx(t["row"]["std_worst"])
+    assert target_table([out]).index[0] == "small_cnn / synbols-utk (calibrated)"
     saved = store.save({"study": "calibration", "dataset": "synbols-utk", "method": "search", "seed": 0}, out)
     assert calibration.target_tables([saved], save=False)["search"].shape[0] == 2

@@ -157,6 +157,7 @@ PAPER_INIT_AT: dict[str, dict] = {
                     "rob_worst": 15.84, "rob_disp": 1.92, "rob_avg": 16.80},
 }
 ROW_KEYS = ("std_worst", "std_disp", "std_avg", "rob_worst", "rob_disp", "rob_avg")
+_BACKBONES = {"mobilenetv2": "MobileNetV2", "resnet18": "ResNet-18"}
 _ROW_NAMES = dict(zip(ROW_KEYS, ("Std Worst", "Std Disp", "Std Avg", "Rob Worst", "Rob Disp", "Rob Avg")))
 
 
@@ -307,6 +308,7 @@ def calibrate_to_target(name: str, target: dict | None = None, *, knobs=None, st
         raise ValueError(f"trials must be >= 1, got {trials}")
     space = _space(name, knobs)
     seed_ids = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    measure_is_default = measure is None
     if measure is None:
         measure = functools.partial(_measured_row, name, dict(config or {}), store, device)
 
@@ -359,7 +361,8 @@ def calibrate_to_target(name: str, target: dict | None = None, *, knobs=None, st
             step = max(1, step // 2)
     if best["within_tol"]:
         stopped = "within tol"
-    return {"dataset": name, "target": target, "tol": float(tol), "trials": history, "best": best,
+    return {"dataset": name, "backbone": (config or {}).get("backbone", "mobilenetv2") if measure_is_default else None,
+            "target": target, "tol": float(tol), "trials": history, "best": best,
             "within_tol": bool(best["within_tol"]), "distance": best["distance"], "stopped": stopped,
             "space": {k: list(v.grid) for k, v in space.items()}}
 
@@ -380,7 +383,7 @@ def search_table(search: dict):
         row.update({"seed std Std Worst": t["seed_std"]["std_worst"], "seed std Rob Worst": t["seed_std"]["rob_worst"],
                     "n seeds": t["n_seeds"], "worst group (clean)": _group_name(t, t["worst_std_group"]),
                     "worst group (robust)": _group_name(t, t["worst_rob_group"]),
-                    "max |diff| (points)": t["distance"], f"within {search['tol']:g}": "yes" if t["within_tol"] else "no",
+                    "max deviation (points)": t["distance"], f"within {search['tol']:g}": "yes" if t["within_tol"] else "no",
                     "best": "*" if t["trial"] == search["best"]["trial"] else ""})
         rows.append(row)
     return pd.DataFrame(rows).round(2)
@@ -396,17 +399,18 @@ def target_table(searches: Sequence[dict]):
     for sr in searches:
         b, name = sr["best"], sr["dataset"]
         paper = PAPER_INIT_AT.get(name, {})
-        rows.append({"Init. AT / data": f"MobileNetV2 / {name} (calibrated)", "n seeds": b["n_seeds"],
+        backbone = _BACKBONES.get(sr.get("backbone"), sr.get("backbone") or "model")
+        rows.append({"Init. AT / data": f"{backbone} / {name} (calibrated)", "n seeds": b["n_seeds"],
                      "metric": paper.get("metric", sr["target"].get("metric", "acc")),
                      **{f"{_ROW_NAMES[k]} (%)": round(b["row"][k], 2) for k in ROW_KEYS},
                      "worst group (clean / robust)": f"{_group_name(b, b['worst_std_group'])} / "
                                                      f"{_group_name(b, b['worst_rob_group'])}",
-                     "max |diff| (points)": round(b["distance"], 2),
+                     "max deviation (points)": round(b["distance"], 2),
                      f"within +-{sr['tol']:g}": "yes" if sr["within_tol"] else "NOT within tol"})
         rows.append({"Init. AT / data": f"paper: MobileNetV2 / {sr['target'].get('data', paper.get('data', name))}",
                      "n seeds": "", "metric": sr["target"].get("metric", paper.get("metric", "acc")),
                      **{f"{_ROW_NAMES[k]} (%)": float(sr["target"][k]) for k in ROW_KEYS},
-                     "worst group (clean / robust)": "", "max |diff| (points)": "", f"within +-{sr['tol']:g}": ""})
+                     "worst group (clean / robust)": "", "max deviation (points)": "", f"within +-{sr['tol']:g}": ""})
     return pd.DataFrame(rows).set_index("Init. AT / data")
 
 

@@ -37,8 +37,11 @@ PROFILES: dict[str, dict[str, dict]] = {
     "01": {
         "smoke": {"datasets": "synbols-utk,synbols-minority", "n": 400, "calib_n": 600, "calib_std_epochs": 1,
                   "calib_trades_epochs": 1},
+        # calib_target: search the JIN presets' knobs for the paper's Init. AT rows (calibration.calibrate_to_target),
+        # one record per trial; a cut run resumes from the trials in the store.
         "gpu": {"calib_lr": 0.05, "calib_warmup_epochs": 2.0, "calib_grad_clip": 5.0, "n": 15000, "calib_n": 15000,
-                "calib_backbone": "mobilenetv2", "calib_std_epochs": 12, "calib_trades_epochs": 30},
+                "calib_backbone": "mobilenetv2", "calib_std_epochs": 12, "calib_trades_epochs": 30,
+                "calib_target": True},
         "paper": {"calib_lr": 0.05, "calib_warmup_epochs": 2.0, "calib_grad_clip": 5.0,
                   "datasets": "utkface,cinic10,ham10000", "n": 0, "calibrate": False, "calib_n": 0,
                   "calib_backbone": "mobilenetv2", "calib_std_epochs": 12, "calib_trades_epochs": 30},

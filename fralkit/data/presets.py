@@ -24,15 +24,22 @@ points, with standard training on all labels at 93.1-98.7 % (``figures/01_calibr
 (45-75 levels on a plain background for utk and ham; 50-90 levels on texture for cinic), measured the same way
 with one standard epoch, left the clean gap at 0.1-1.4 points.
 Glyph images are never flipped: a flip turns b into d.
+
+Difficulty knobs (``KNOBS``): a few named overrides of a preset's ``GroupStyle``s, so a calibration trial is
+``preset + knobs`` (``load_dataset(name, knobs={"hard_contrast": 40.0})``); ``CALIBRATED`` holds the knobs a
+recorded search (``fralkit.studies.calibration.calibrate_to_target``) found for the JIN paper's Init. AT rows.
+Without knobs a preset renders exactly as before (the same configs, the same cache keys, the same bytes).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .core import DataSplits, GroupDataset
 from .synbols import GroupStyle, SynbolsConfig, make_synbols
 
-__all__ = ["PRESETS", "preset_configs", "load_synbols_preset"]
+__all__ = ["PRESETS", "Knob", "KNOBS", "CALIBRATED", "apply_knobs", "knob_values", "preset_configs", "load_synbols_preset"]
 
 RED, BLUE, BLACK = (255, 0, 0), (0, 0, 255), (0, 0, 0)
 
@@ -97,13 +104,104 @@ PRESETS: dict[str, dict] = {
     ),
 }
 
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One difficulty knob of a preset: a ``GroupStyle`` field of some groups, set from one number.
+
+    Attributes:
+        field: ``"contrast"`` (value v sets the range (v, 2v) levels, as every preset's ranges are),
+            ``"noise_sd"`` (background noise / texture sd in levels), ``"occlusion"`` (occluding-disk diameter as
+            a share of the side; 0 removes the disk) or ``"scale"`` (glyph height v..v+0.2 of the side: a small
+            glyph caps the accuracy of every group it applies to).
+        groups: the group indices it applies to.
+        grid: the values a search may take, in increasing order.
+        harder: +1 if a larger value makes the task harder, -1 if easier (the search's direction).
+    """
+
+    field: str
+    groups: tuple[int, ...]
+    grid: tuple[float, ...]
+    harder: int = 1
+
+    def __post_init__(self) -> None:
+        if self.field not in _KNOB_FIELDS:
+            raise ValueError(f"unknown knob field {self.field!r}; valid: {list(_KNOB_FIELDS)}")
+        if list(self.grid) != sorted(self.grid) or not self.grid:
+            raise ValueError(f"a knob's grid must be non-empty and increasing, got {self.grid}")
+
+    def override(self, value: float) -> dict:
+        """The ``GroupStyle`` fields this knob sets at ``value``."""
+        return _KNOB_FIELDS[self.field](float(value))
+
+
+_KNOB_FIELDS = {
+    "contrast": lambda v: {"contrast": (v, min(255.0, 2 * v))},
+    "noise_sd": lambda v: {"noise_sd": v},
+    "occlusion": lambda v: {"occlusions": int(v > 0), "occlusion_scale": v if v > 0 else 0.4},
+    "scale": lambda v: {"scale": (v, v + 0.2)},
+}
+
+_CONTRAST = (20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 60.0, 70.0, 80.0, 90.0, 105.0, 120.0)
+_NOISE = (0.0, 4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 28.0)
+_OCCLUSION = (0.0, 0.25, 0.35, 0.45, 0.55)
+_SCALE = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55)
+
+
+def _jin_knobs() -> dict[str, Knob]:
+    """The JIN presets' knobs: the contrast of each group (larger is easier), the harder group's background
+    noise and occluder, and the glyph scale of both groups (smaller is harder: caps both)."""
+    return {"easy_contrast": Knob("contrast", (0,), _CONTRAST, harder=-1),
+            "hard_contrast": Knob("contrast", (1,), _CONTRAST, harder=-1),
+            "hard_noise": Knob("noise_sd", (1,), _NOISE),
+            "hard_occlusion": Knob("occlusion", (1,), _OCCLUSION),
+            "glyph_scale": Knob("scale", (0, 1), _SCALE, harder=-1)}
+
+
+# The knob space of each preset the JIN paper's Init. AT rows calibrate (group 1 is the designated harder group).
+KNOBS: dict[str, dict[str, Knob]] = {name: _jin_knobs() for name in ("synbols-utk", "synbols-cinic", "synbols-ham")}
+
+# Knobs found by ``calibrate_to_target`` under notebook 01's ``gpu`` protocol, per preset; empty until that search
+# has run on a GPU (notebook 01, profile ``gpu``) and its best trial is copied here.
+CALIBRATED: dict[str, dict[str, float]] = {}
+
+
+def knob_values(name: str) -> dict[str, float]:
+    """The values the knobs of preset ``name`` take in its own styles (a search's starting point)."""
+    read = {"contrast": lambda st: st.contrast[0], "noise_sd": lambda st: st.noise_sd,
+            "occlusion": lambda st: st.occlusion_scale if st.occlusions > 0 else 0.0, "scale": lambda st: st.scale[0]}
+    styles = PRESETS[name]["styles"]
+    return {kname: float(read[k.field](styles[k.groups[0]])) for kname, k in KNOBS.get(name, {}).items()}
+
+
+def apply_knobs(name: str, knobs: dict[str, float] | None) -> tuple[GroupStyle, ...]:
+    """The ``GroupStyle``s of preset ``name`` with ``knobs`` (knob name -> value) applied, in ``KNOBS[name]`` order."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown Synbols preset {name!r}; valid: {sorted(PRESETS)}")
+    styles = list(PRESETS[name]["styles"])
+    if not knobs:
+        return tuple(styles)
+    space = KNOBS.get(name, {})
+    unknown = sorted(set(knobs) - set(space))
+    if unknown:
+        raise ValueError(f"unknown knobs {unknown} for preset {name!r}; valid: {sorted(space)}")
+    for kname, knob in space.items():
+        if kname in knobs:
+            for gi in knob.groups:
+                styles[gi] = replace(styles[gi], **knob.override(knobs[kname]))
+    return tuple(styles)
+
+
 _DEFAULT_N = {"synbols-minority": 10_000, "synbols-sensitive": 10_000}
 
 
 def preset_configs(name: str, *, n: int | None = None, n_val: int | None = None, n_test: int | None = None,
                    size: int | None = None, seed: int = 0, supersample: int | None = None,
-                   fonts: tuple[str, ...] | None = None) -> tuple[SynbolsConfig, SynbolsConfig, SynbolsConfig]:
-    """The train / val / test ``SynbolsConfig`` of a preset (``n`` = train size; val and test default to n/5)."""
+                   fonts: tuple[str, ...] | None = None, knobs: dict[str, float] | None = None
+                   ) -> tuple[SynbolsConfig, SynbolsConfig, SynbolsConfig]:
+    """The train / val / test ``SynbolsConfig`` of a preset (``n`` = train size; val and test default to n/5);
+    ``knobs`` override its group styles (``apply_knobs``)."""
     if name not in PRESETS:
         raise ValueError(f"unknown Synbols preset {name!r}; valid: {sorted(PRESETS)}")
     p = PRESETS[name]
@@ -113,7 +211,7 @@ def preset_configs(name: str, *, n: int | None = None, n_val: int | None = None,
     n_val = int(n_val if n_val is not None else max(1, n // 5))
     n_test = int(n_test if n_test is not None else max(1, n // 5))
     eval_joint = p["eval_joint"] or p["train_joint"]
-    common = dict(chars=p["chars"], styles=p["styles"], group_names=p["groups"], class_names=p.get("class_names"),
+    common = dict(chars=p["chars"], styles=apply_knobs(name, knobs), group_names=p["groups"], class_names=p.get("class_names"),
                   size=int(size or p["size"]), supersample=int(supersample or p["supersample"]), fonts=fonts, name=name)
     # Three different seeds from one: splits never share an image.
     return (SynbolsConfig(n=n, joint=p["train_joint"], seed=3 * seed, **common),
@@ -124,13 +222,16 @@ def preset_configs(name: str, *, n: int | None = None, n_val: int | None = None,
 def load_synbols_preset(name: str, root=None, seed: int = 0, *, cache: bool = True, **options) -> DataSplits:
     """Generate (or load from cache) the train/val/test splits of a Synbols preset.
 
-    Options: ``n`` (train size), ``n_val``, ``n_test``, ``size`` (pixels), ``supersample``, ``fonts``.
+    Options: ``n`` (train size), ``n_val``, ``n_test``, ``size`` (pixels), ``supersample``, ``fonts``, ``knobs``
+    (difficulty knobs, ``KNOBS[name]``: e.g. ``{"hard_contrast": 40.0}`` or ``CALIBRATED[name]``).
     ``root`` is where the cache lives (default ``$FRALKIT_CACHE``).
     """
     cfgs = preset_configs(name, seed=seed, **options)
     parts = [make_synbols(c, cache=cache, root=root) for c in cfgs]
     for part in parts:
         part.meta["about"] = PRESETS[name]["about"]
+        if options.get("knobs"):
+            part.meta["knobs"] = dict(options["knobs"])
     return DataSplits(*parts)
 
 

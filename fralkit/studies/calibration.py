@@ -9,21 +9,33 @@ measures, on the test split:
    PGD robust accuracy per group; the designated group should trail the other by >= 3 points in both.
 
 Results are result-store records (study ``calibration``), so notebook 01 re-measures and renders them.
+
+Calibration to a target row (``calibrate_to_target``): the preset's difficulty knobs (``fralkit.data.KNOBS``)
+are searched until the Init. AT row (JIN Tables 1-2: Worst / Disp / Avg of clean and PGD-robust accuracy, macro-F1
+for HAM-like data, of TRADES on the initial 20 %) lands within ``tol`` points of the paper's (``PAPER_INIT_AT``)
+with the same group worst clean and robust. Every trial is one result record (method ``init-at``, its knobs in the
+config); ``search_table`` and ``target_table`` render the search and the calibrated row beside the paper's.
 """
 from __future__ import annotations
 
+import functools
 import time
+from typing import Callable, Sequence
 
-from ..data import DATASETS, PRESETS, fral_split, load_dataset
+import numpy as np
+
+from ..active import FRALConfig, evaluate_groups
+from ..data import DATASETS, KNOBS, PRESETS, fral_split, knob_values, load_dataset
 from ..experiments import ResultStore, save_table
 from .protocol import draw
 from ..metrics import group_report
 from ..models import make_model
-from ..train import fit
-from ..runtime import resolve_device, set_seed
+from ..train import Recipe, fit
+from ..runtime import resolve_device, set_seed, stage_seed
 
 __all__ = ["DISADVANTAGED", "calibrate_preset", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "calibration_table", "calibration_group_table", "describe_calibration",
-           "CALIBRATION_TARGETS"]
+           "CALIBRATION_TARGETS", "PAPER_INIT_AT", "ROW_KEYS", "init_at_config", "measure_init_at",
+           "calibrate_to_target", "search_table", "target_table", "target_tables", "describe_search"]
 
 # The group each FRAL preset is designed to disadvantage (index into its group names), read from the registry.
 DISADVANTAGED = {name: info.disadvantaged for name, info in DATASETS.items() if info.disadvantaged is not None}
@@ -134,6 +146,274 @@ def describe_calibration(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------------------------- calibration to a row
+# The JIN paper's Init. AT rows (Tables 1-2, mean of 3 seeds, %), one per preset that stands for its data set.
+PAPER_INIT_AT: dict[str, dict] = {
+    "synbols-utk": {"data": "UTKFace", "metric": "acc", "std_worst": 67.58, "std_disp": 5.38, "std_avg": 70.27,
+                    "rob_worst": 52.98, "rob_disp": 7.26, "rob_avg": 56.61},
+    "synbols-cinic": {"data": "CINIC-10", "metric": "acc", "std_worst": 52.53, "std_disp": 12.48, "std_avg": 58.77,
+                      "rob_worst": 31.29, "rob_disp": 10.64, "rob_avg": 36.61},
+    "synbols-ham": {"data": "HAM10000", "metric": "f1", "std_worst": 37.37, "std_disp": 3.62, "std_avg": 39.18,
+                    "rob_worst": 15.84, "rob_disp": 1.92, "rob_avg": 16.80},
+}
+ROW_KEYS = ("std_worst", "std_disp", "std_avg", "rob_worst", "rob_disp", "rob_avg")
+_BACKBONES = {"mobilenetv2": "MobileNetV2", "resnet18": "ResNet-18"}
+_ROW_NAMES = dict(zip(ROW_KEYS, ("Std Worst", "Std Disp", "Std Avg", "Rob Worst", "Rob Disp", "Rob Avg")))
+
+
+def init_at_config(name: str, *, seed: int = 0, n: int | None = 15_000, backbone: str = "mobilenetv2",
+                   epochs: int = 30, batch_size: int = 256, lr: float = 0.05, warmup_epochs: float = 2.0,
+                   grad_clip: float = 5.0, init_frac: float = 0.2) -> FRALConfig:
+    """The FRAL run whose initial model is measured: TRADES (beta 6) on the initial ``init_frac`` of ``n`` training
+    images, PGD-5 at eps 4/255, step 2/255 (JIN §4.1); the metric and oversampling are the data set's own."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown Synbols preset {name!r}; valid: {sorted(PRESETS)}")
+    return FRALConfig(dataset=name, backbone=backbone, seed=seed, n=n, init_frac=init_frac, init_epochs=epochs,
+                      batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, grad_clip=grad_clip)
+
+
+def _trial_key(config: FRALConfig, knobs: dict) -> dict:
+    return {**config.init_key(), "study": "calibration", "method": "init-at",
+            "knobs": {k: float(knobs[k]) for k in sorted(knobs)}}
+
+
+def measure_init_at(config: FRALConfig, knobs: dict[str, float] | None = None, *, store: ResultStore | None = None,
+                    device="auto", force: bool = False, keys_only: bool = False) -> dict:
+    """The Init. AT row (JIN Tables 1-2) of preset ``config.dataset`` with difficulty ``knobs``: one result record.
+
+    The initial model is trained and evaluated as ``fralkit.active.initial_model`` does (the same seeds, recipe and
+    ``evaluate_groups`` on the test split), so without knobs the row is notebook 03's Init. AT row for ``config``.
+    Metrics are fractions: ``std_worst`` ... ``rob_avg``, ``std_group`` / ``rob_group`` (per group) and the worst
+    group of each; the config is the initial model's key with ``knobs`` added.
+    """
+    knobs = dict(knobs or {})
+    key = _trial_key(config, knobs)
+    if keys_only:
+        return key
+    store = store or ResultStore()
+    if store.has(key) and not force:
+        return store.load(key)
+    dev = resolve_device(device)
+    opts = {k: int(getattr(config, k)) for k in ("n", "n_val", "n_test") if getattr(config, k) is not None}
+    if config.size is not None:
+        opts["size"] = int(config.size)
+    splits = load_dataset(config.dataset, seed=config.seed, knobs=knobs, **opts)
+    train, test = splits.train.to(dev), splits.test.to(dev)
+    labelled, _ = fral_split(splits.train, init_frac=config.init_frac, seed=config.seed)
+    seed0 = stage_seed(config.seed, 0, 0)
+    set_seed(seed0)
+    model = make_model(config.backbone, train.num_classes, in_channels=train.channels,
+                       image_size=train.image_size).to(dev)
+    recipe = Recipe(objective="trades", epochs=config.init_epochs, batch_size=config.batch_size, lr=config.lr,
+                    momentum=config.momentum, weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
+                    eps=config.eps, alpha=config.alpha, steps=config.steps, beta=config.beta,
+                    grad_clip=config.grad_clip or None, oversample=config.use_oversampling,
+                    cudnn_benchmark=config.cudnn_benchmark)
+    set_seed(seed0)
+    t0 = time.perf_counter()
+    fit(model, train, recipe, idx=labelled, seed=seed0, device=dev, show_progress=False)
+    seconds = time.perf_counter() - t0
+    rep = evaluate_groups(model, test, metric=config.metric_name, eps=config.eps, alpha=config.alpha,
+                          steps=config.steps, batch_size=config.eval_batch_size, seed=stage_seed(config.seed, 0, 2))
+    metrics = {k: rep[k] for k in ROW_KEYS}
+    metrics.update(std_group=rep["std_group"], rob_group=rep["rob_group"],
+                   std_worst_group=int(np.argmin(rep["std_group"])), rob_worst_group=int(np.argmin(rep["rob_group"])),
+                   labels=int(len(labelled)))
+    return store.save(key, metrics, timings={"init_at_s": float(seconds)}, device=dev, groups=list(train.groups),
+                      classes=list(train.classes))
+
+
+def _measured_row(name: str, config: dict, store, device, knobs: dict, seed: int) -> dict:
+    """``calibrate_to_target``'s default measure: ``measure_init_at``'s record as a row in %."""
+    rec = measure_init_at(init_at_config(name, seed=seed, **config), knobs, store=store, device=device)
+    m = rec["metrics"]
+    return {**{k: 100 * m[k] for k in ROW_KEYS}, "std_group": [100 * v for v in m["std_group"]],
+            "rob_group": [100 * v for v in m["rob_group"]], "groups": rec.get("groups")}
+
+
+def _space(name: str, knobs) -> dict:
+    """The knob space of a search: ``KNOBS[name]``, a subset of its names, or a dict of ``Knob``s."""
+    if knobs is None:
+        knobs = KNOBS.get(name, {})
+    elif not isinstance(knobs, dict):
+        valid = KNOBS.get(name, {})
+        unknown = [k for k in knobs if k not in valid]
+        if unknown:
+            raise ValueError(f"unknown knobs {unknown} for preset {name!r}; valid: {sorted(valid)}")
+        knobs = {k: valid[k] for k in knobs}
+    if not knobs:
+        raise ValueError(f"preset {name!r} has no difficulty knobs; presets with knobs: {sorted(KNOBS)}")
+    return knobs
+
+
+def _nearest(grid, value) -> int:
+    return int(np.argmin([abs(float(v) - float(value)) for v in grid]))
+
+
+def _summarize(i: int, knobs: dict, rows: list[dict], target: dict, tol: float) -> dict:
+    """One trial from its per-seed rows (in %): the mean row, the seed std, the worst groups, the distance."""
+    row = {k: float(np.mean([r[k] for r in rows])) for k in ROW_KEYS}
+    spread = {k: float(np.std([r[k] for r in rows], ddof=1)) if len(rows) > 1 else 0.0 for k in ROW_KEYS}
+    std_group = np.mean([r["std_group"] for r in rows], axis=0)
+    rob_group = np.mean([r["rob_group"] for r in rows], axis=0)
+    worst_std, worst_rob = int(np.argmin(std_group)), int(np.argmin(rob_group))
+    diffs = {k: row[k] - float(target[k]) for k in ROW_KEYS}
+    distance = max(abs(d) for d in diffs.values())
+    return {"trial": i, "knobs": dict(knobs), "row": row, "seed_std": spread, "n_seeds": len(rows),
+            "std_group": [float(v) for v in std_group], "rob_group": [float(v) for v in rob_group],
+            "worst_std_group": worst_std, "worst_rob_group": worst_rob, "same_worst": worst_std == worst_rob,
+            "distance": float(distance), "total_deviation": float(sum(abs(d) for d in diffs.values())),
+            "within_tol": bool(distance <= tol and worst_std == worst_rob), "groups": rows[0].get("groups")}
+
+
+def _rank(trial: dict) -> tuple:
+    return (not trial["within_tol"], not trial["same_worst"], trial["distance"], trial["total_deviation"])
+
+
+def calibrate_to_target(name: str, target: dict | None = None, *, knobs=None, start: dict | None = None,
+                        trials: int = 12, seeds: int | Sequence[int] = 1, tol: float = 3.0,
+                        measure: Callable[[dict, int], dict] | None = None, config: dict | None = None,
+                        store: ResultStore | None = None, device="auto", verbose: bool = False) -> dict:
+    """Search preset ``name``'s difficulty knobs until its Init. AT row lands on ``target`` (JIN Tables 1-2).
+
+    A deterministic pattern search over the knob grids: from ``start`` (default: the preset's own values), each
+    knob in turn moves by ``step`` grid points, first in the direction its monotonicity suggests (harder when the
+    measured Avg numbers lie above the target's, easier when below); the first move that ranks better is kept.
+    When no knob improves, the step halves; at step 1 without improvement the search has converged. It stops
+    when a trial is within ``tol`` points on all six numbers with the same group worst clean and robust, after
+    ``trials`` trials, or at convergence; no setting is measured twice.
+
+    Args:
+        name: a preset with knobs (``fralkit.data.KNOBS``).
+        target: ``{std_worst, std_disp, std_avg, rob_worst, rob_disp, rob_avg}`` in %; default ``PAPER_INIT_AT[name]``.
+        knobs: the knobs to search: None (all of ``KNOBS[name]``), a list of their names, or ``{name: Knob}``.
+        start: starting values (snapped to each grid); missing knobs start at the preset's value.
+        trials: most trials (knob settings); each trial measures every seed.
+        seeds: an int n (seeds 0..n-1) or a list; a trial's row is the mean over seeds.
+        tol: points within which every number must land.
+        measure: ``measure(knobs, seed) -> {ROW_KEYS in %, "std_group", "rob_group" (% per group), "groups"?}``;
+            default: ``measure_init_at`` under ``init_at_config(name, seed=seed, **config)``, one record per seed.
+        config, store, device: of the default measure.
+
+    Returns:
+        ``{"dataset", "target", "tol", "trials": [trial, ...], "best": trial, "within_tol", "distance", "stopped"}``;
+        a trial holds its ``knobs``, mean ``row`` and ``seed_std`` (%), per-group means, worst groups, ``distance``
+        (largest deviation in points) and ``within_tol``.
+    """
+    target = dict(PAPER_INIT_AT[name] if target is None else target)
+    missing = [k for k in ROW_KEYS if k not in target]
+    if missing:
+        raise ValueError(f"target needs {list(ROW_KEYS)}; missing {missing}")
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    space = _space(name, knobs)
+    seed_ids = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    measure_is_default = measure is None
+    if measure is None:
+        measure = functools.partial(_measured_row, name, dict(config or {}), store, device)
+
+    own = knob_values(name) if name in KNOBS else {}
+    begin = {**{k: own.get(k, space[k].grid[0]) for k in space}, **(start or {})}
+    idx = {k: _nearest(space[k].grid, begin[k]) for k in space}
+    done: dict[tuple, dict] = {}
+    history: list[dict] = []
+
+    def evaluate(point: dict) -> dict | None:
+        sig = tuple(point[k] for k in space)
+        if sig in done:
+            return done[sig]
+        if len(history) >= trials:
+            return None
+        kn = {k: float(space[k].grid[point[k]]) for k in space}
+        trial = _summarize(len(history), kn, [measure(kn, s) for s in seed_ids], target, tol)
+        if verbose:
+            print(f"[calibration] {name} trial {trial['trial']}: {kn} -> distance {trial['distance']:.1f}", flush=True)
+        done[sig] = trial
+        history.append(trial)
+        return trial
+
+    best = evaluate(idx)
+    step = max(1, max(len(k.grid) for k in space.values()) // 4)
+    stopped = "within tol" if best["within_tol"] else None
+    while stopped is None:
+        improved = False
+        for kname, knob in space.items():
+            level = np.mean([best["row"]["std_avg"] - target["std_avg"], best["row"]["rob_avg"] - target["rob_avg"]])
+            first = knob.harder if level > 0 else -knob.harder
+            for direction in (first, -first):
+                j = min(len(knob.grid) - 1, max(0, idx[kname] + direction * step))
+                if j == idx[kname]:
+                    continue
+                cand = {**idx, kname: j}
+                trial = evaluate(cand)
+                if trial is None:
+                    stopped = "trial budget"
+                    break
+                if _rank(trial) < _rank(best):
+                    best, idx, improved = trial, cand, True
+                    break
+            if stopped or best["within_tol"]:
+                stopped = stopped or "within tol"
+                break
+        if stopped is None and not improved:
+            if step == 1:
+                stopped = "converged (no better neighbour)"
+            step = max(1, step // 2)
+    if best["within_tol"]:
+        stopped = "within tol"
+    return {"dataset": name, "backbone": (config or {}).get("backbone", "mobilenetv2") if measure_is_default else None,
+            "target": target, "tol": float(tol), "trials": history, "best": best,
+            "within_tol": bool(best["within_tol"]), "distance": best["distance"], "stopped": stopped,
+            "space": {k: list(v.grid) for k, v in space.items()}}
+
+
+def _group_name(trial: dict, gi: int) -> str:
+    return trial["groups"][gi] if trial.get("groups") else str(gi)
+
+
+def search_table(search: dict):
+    """One row per trial of a ``calibrate_to_target`` search: its knobs, the Init. AT row (%, mean over seeds), the
+    seed std of each Worst, the worst group clean / robust, the distance to the target and whether it is within tol."""
+    import pandas as pd
+
+    rows = []
+    for t in search["trials"]:
+        row = {"dataset": search["dataset"], "trial": t["trial"], **t["knobs"]}
+        row.update({_ROW_NAMES[k]: t["row"][k] for k in ROW_KEYS})
+        row.update({"seed std Std Worst": t["seed_std"]["std_worst"], "seed std Rob Worst": t["seed_std"]["rob_worst"],
+                    "n seeds": t["n_seeds"], "worst group (clean)": _group_name(t, t["worst_std_group"]),
+                    "worst group (robust)": _group_name(t, t["worst_rob_group"]),
+                    "max deviation (points)": t["distance"], f"within {search['tol']:g}": "yes" if t["within_tol"] else "no",
+                    "best": "*" if t["trial"] == search["best"]["trial"] else ""})
+        rows.append(row)
+    return pd.DataFrame(rows).round(2)
+
+
+def target_table(searches: Sequence[dict]):
+    """The calibrated Init. AT row beside the paper's (JIN Tables 1-2), in the layout of ``figures/04_table1.md``:
+    one row per preset (its best trial, mean over seeds) followed by the paper's row, numbers in % (macro-F1 for
+    HAM-like data), the distance to the paper and whether every number is within tol."""
+    import pandas as pd
+
+    rows = []
+    for sr in searches:
+        b, name = sr["best"], sr["dataset"]
+        paper = PAPER_INIT_AT.get(name, {})
+        backbone = _BACKBONES.get(sr.get("backbone"), sr.get("backbone") or "model")
+        rows.append({"Init. AT / data": f"{backbone} / {name} (calibrated)", "n seeds": b["n_seeds"],
+                     "metric": paper.get("metric", sr["target"].get("metric", "acc")),
+                     **{f"{_ROW_NAMES[k]} (%)": round(b["row"][k], 2) for k in ROW_KEYS},
+                     "worst group (clean / robust)": f"{_group_name(b, b['worst_std_group'])} / "
+                                                     f"{_group_name(b, b['worst_rob_group'])}",
+                     "max deviation (points)": round(b["distance"], 2),
+                     f"within +-{sr['tol']:g}": "yes" if sr["within_tol"] else "NOT within tol"})
+        rows.append({"Init. AT / data": f"paper: MobileNetV2 / {sr['target'].get('data', paper.get('data', name))}",
+                     "n seeds": "", "metric": sr["target"].get("metric", paper.get("metric", "acc")),
+                     **{f"{_ROW_NAMES[k]} (%)": float(sr["target"][k]) for k in ROW_KEYS},
+                     "worst group (clean / robust)": "", "max deviation (points)": "", f"within +-{sr['tol']:g}": ""})
+    return pd.DataFrame(rows).set_index("Init. AT / data")
+
+
 # ----------------------------------------------------------------------------------------------- the study protocol
 NOTEBOOK = "01"
 
@@ -141,23 +421,71 @@ NOTEBOOK = "01"
 def grid(*, datasets: str = "synbols-utk", calibrate: bool = True, calib_n: int = 15_000,
          calib_backbone: str = "mobilenetv2", calib_std_epochs: int = 12, calib_trades_epochs: int = 30,
          calib_lr: float = 0.1, calib_warmup_epochs: float = 0.0, calib_grad_clip: float = 0.0, seeds: int = 1,
-         **_notebook) -> list[dict]:
+         calib_target: bool = False, calib_trials: int = 12, calib_tol: float = 3.0, **_notebook) -> list[dict]:
     """Notebook 01's calibration runs: every FRAL preset among ``datasets`` x seed (none when ``calibrate`` is
-    off); other notebook parameters (the browser's ``n``, ``seed``, ``data_root``, ...) do not enter."""
+    off), then with ``calib_target`` one ``calibrate_to_target`` search per preset with a paper row
+    (``PAPER_INIT_AT``) under the same protocol (TRADES on the initial 20 % of ``calib_n``, ``calib_trades_epochs``
+    epochs, ``seeds`` seeds per trial, at most ``calib_trials`` trials); other notebook parameters (the browser's
+    ``n``, ``seed``, ``data_root``, ...) do not enter."""
     names = [s.strip() for s in datasets.split(",") if s.strip()] if isinstance(datasets, str) else list(datasets)
     fral = [name for name in names if name in DISADVANTAGED]
-    return [dict(name=name, n=calib_n, backbone=calib_backbone, std_epochs=calib_std_epochs,
-                 trades_epochs=calib_trades_epochs, lr=calib_lr, warmup_epochs=calib_warmup_epochs,
-                 grad_clip=calib_grad_clip or None, seed=s)
-            for name in (fral if calibrate else []) for s in range(seeds)]
+    configs = [dict(name=name, n=calib_n, backbone=calib_backbone, std_epochs=calib_std_epochs,
+                    trades_epochs=calib_trades_epochs, lr=calib_lr, warmup_epochs=calib_warmup_epochs,
+                    grad_clip=calib_grad_clip or None, seed=s)
+               for name in (fral if calibrate else []) for s in range(seeds)]
+    protocol = dict(n=calib_n, backbone=calib_backbone, epochs=calib_trades_epochs, lr=calib_lr,
+                    warmup_epochs=calib_warmup_epochs, grad_clip=calib_grad_clip)
+    configs += [dict(search=True, name=name, config=protocol, trials=calib_trials, seeds=seeds, tol=calib_tol)
+                for name in (names if calib_target else []) if name in PAPER_INIT_AT and name in KNOBS]
+    return configs
+
+
+def _search_key(config: dict) -> dict:
+    """The record key of one search: the protocol, the target, the knob grids and the budget."""
+    name = config["name"]
+    target = {k: float(PAPER_INIT_AT[name][k]) for k in ROW_KEYS}
+    protocol = init_at_config(name, **config["config"]).init_key()
+    protocol.pop("seed")
+    return {**protocol, "study": "calibration", "method": "search", "seed": 0, "seeds": int(config["seeds"]),
+            "trials": int(config["trials"]), "tol": float(config["tol"]), "target": target,
+            "space": {k: [float(v) for v in knob.grid] for k, knob in KNOBS[name].items()}}
 
 
 def keys(config: dict) -> list[dict]:
+    if config.get("search"):
+        return [_search_key(config)]
     return [calibrate_preset(**config, keys_only=True)]
 
 
 def run(config: dict, *, store: ResultStore, device, cache: dict) -> list[dict]:
-    return [calibrate_preset(**config, store=store, device=device)]
+    """One record: a ``calibrate_preset`` measurement, or a whole search (its trials are records of their own)."""
+    if not config.get("search"):
+        return [calibrate_preset(**config, store=store, device=device)]
+    result = calibrate_to_target(config["name"], trials=config["trials"], seeds=config["seeds"], tol=config["tol"],
+                                 config=config["config"], store=store, device=device, verbose=True)
+    return [store.save(_search_key(config), result, device=resolve_device(device))]
+
+
+def _split(records) -> tuple[list[dict], list[dict]]:
+    """(calibrate_preset records, search results) of a record list."""
+    searches = [r["metrics"] for r in records if r["config"].get("method") == "search"]
+    return [r for r in records if r["config"].get("method") != "search"], searches
+
+
+def target_tables(records, *, save: bool = True) -> dict:
+    """The searches among ``records``: the calibrated row beside the paper's (``target``, saved as
+    ``01_calibration_target``) and every trial (``search``, ``01_calibration_search``); empty without searches."""
+    import pandas as pd
+
+    _, searches = _split(records)
+    if not searches:
+        return {}
+    out = {"target": target_table(searches), "search": pd.concat([search_table(sr) for sr in searches],
+                                                                  ignore_index=True)}
+    if save:
+        save_table(out["target"], f"{NOTEBOOK}_calibration_target")
+        save_table(out["search"], f"{NOTEBOOK}_calibration_search", index=False)
+    return out
 
 
 def parts(configs):
@@ -187,6 +515,7 @@ def calibration_group_table(records: list[dict]):
 def tables(records, *, save: bool = True) -> dict:
     """The calibration per (data set, group) (``calibration``, saved as ``01_calibration``) and one row per preset
     with its gaps (``summary``, ``01_calibration_summary``); empty without records."""
+    records = _split(records)[0]
     if not records:
         return {}
     out = {"calibration": calibration_group_table(records), "summary": calibration_table(records)}
@@ -203,5 +532,19 @@ def figures(records, *names: str) -> list:
     return draw(NOTEBOOK, FIGURES, records, names)
 
 
+def describe_search(search: dict) -> str:
+    """One sentence on a ``calibrate_to_target`` search: where its best trial lands against the target."""
+    b = search["best"]
+    verdict = (f"within +-{search['tol']:g} points on all six numbers with the same group worst clean and robust"
+               if search["within_tol"] else
+               f"NOT within tol: the best trial is {b['distance']:.1f} points off"
+               + ("" if b["same_worst"] else " and another group is worst clean than robust"))
+    return (f"{search['dataset']}: {len(search['trials'])} trials ({search['stopped']}); best knobs {b['knobs']} -> "
+            f"{verdict}.")
+
+
 def claims(records) -> str:
-    return describe_calibration(records) if records else "calibration skipped (calibrate=False)"
+    presets, searches = _split(records)
+    lines = [describe_calibration(presets) if presets else "calibration skipped (calibrate=False)"]
+    lines += [describe_search(sr) for sr in searches]
+    return "\n".join(lines)

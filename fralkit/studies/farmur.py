@@ -19,9 +19,12 @@ each subset, an epoch being one pass over the larger subset with the smaller one
 **The study** (Table 1 and Fig. 2 of the paper): for each row (backbone, data set) of ``ROWS`` and seed,
 three models are evaluated on the test split: *natural* (standard training), *trades* (TRADES for
 ``at_epochs``) and *farmur* (TRADES for ``at_epochs - farmur_epochs``, then ``farmur_epochs`` of the FARMUR
-loss: the paper's 100 + 20 of 120). The TRADES and FARMUR models share the first phase and both continue
-for ``farmur_epochs`` with a fresh SGD optimiser and the same learning-rate schedule (restarted for the
-continuation), so they differ only in the loss of the last ``farmur_epochs``. The paper gives lr 0.1 and no
+loss: the paper's 100 + 20 of 120). The TRADES and FARMUR models share the first phase, so they differ only in
+the loss of the last ``farmur_epochs``. ``protocol="same_budget"`` (default, the paper's): the TRADES model is one
+``at_epochs`` run with one learning-rate schedule, and FARMUR forks it at epoch ``at_epochs - farmur_epochs``
+(same weights, SGD momentum and schedule position; the vulnerable / robust split measured there) and continues
+the schedule with the FARMUR loss. ``protocol="restart"``: the first phase has a schedule of its own, and each
+model continues with a fresh SGD optimiser and the schedule restarted at the peak lr. The paper gives lr 0.1 and no
 schedule: ``schedule="constant"`` is the paper's reading, ``"cosine"`` converges better in short runs. Each evaluation runs DeepFool on the correctly classified test points and
 stores accuracy, ``Rob(P)``, ``Rob(f)``, ``V_f(P)``, the vulnerable sub-partitions and the distances
 themselves (so figures can be redrawn) as one ``ResultStore`` record per (row, method, seed); runs already

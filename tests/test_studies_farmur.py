@@ -160,3 +160,60 @@ def test_study_row_end_to_end_saves_records_and_skips_done_runs(tmp_path, monkey
     monkeypatch.setattr(farmur, "_fit", boom)
     again = farmur.run_farmur_row("lenet5-mnist", **kw)
     assert [r["key"] for r in again] == [r["key"] for r in recs]
+
+
+_ROW_KW = dict(seed=0, backbone="small_cnn", n=60, n_test=30, size=12, natural_epochs=1, at_epochs=3,
+               farmur_epochs=1, batch_size=32, steps=1, df_max_iter=10, schedule="cosine", device="cpu", log=None)
+
+
+def test_same_budget_forks_one_at_run_at_epoch_e_minus_t(tmp_path, monkeypatch):
+    calls = []
+    real_fit = farmur.fit
+
+    def spy(model, data, recipe, **kw):
+        opt = recipe.optimizer
+        calls.append({"objective": recipe.objective, "phase": (recipe.start_epoch, recipe.epochs,
+                                                               recipe.total_epochs()),
+                      "opt": opt, "model_in": {k: v.clone() for k, v in model.state_dict().items()},
+                      "momentum_in": [opt.state[p]["momentum_buffer"].clone() if opt.state[p] else None
+                                      for p in model.parameters()]})
+        res = real_fit(model, data, recipe, **kw)
+        calls[-1]["model_out"] = {k: v.clone() for k, v in model.state_dict().items()}
+        calls[-1]["momentum_out"] = [opt.state[p]["momentum_buffer"].clone() for p in model.parameters()]
+        return res
+
+    monkeypatch.setattr(farmur, "fit", spy)
+    recs = farmur.run_farmur_row("lenet5-mnist", **_ROW_KW, methods=("trades", "farmur"),
+                                 store=ResultStore(tmp_path / "results"))
+    assert all(r["config"]["protocol"] == "same_budget" for r in recs)
+    pre, at, fm = calls
+    assert [c["objective"] for c in calls] == ["trades", "trades", "farmur"]
+    # One schedule of at_epochs = 3: epochs 0-1 shared, then epoch 2 of TRADES or of the FARMUR loss.
+    assert (pre["phase"], at["phase"], fm["phase"]) == ((0, 2, 3), (2, 1, 3), (2, 1, 3))
+    assert pre["opt"] is at["opt"] is fm["opt"]
+    for arm in (at, fm):  # both arms start from the weights and the momentum at epoch E - T
+        for k, v in pre["model_out"].items():
+            torch.testing.assert_close(arm["model_in"][k], v, rtol=0, atol=0)
+        for a, b in zip(arm["momentum_in"], pre["momentum_out"]):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_same_budget_resumes_phase_one_with_its_optimizer_and_gives_the_same_records(tmp_path):
+    one_go = farmur.run_farmur_row("lenet5-mnist", **_ROW_KW, methods=("trades", "farmur"),
+                                   store=ResultStore(tmp_path / "a"))
+    store = ResultStore(tmp_path / "b")
+    farmur.run_farmur_row("lenet5-mnist", **_ROW_KW, methods=("trades",), store=store)
+    later = farmur.run_farmur_row("lenet5-mnist", **_ROW_KW, methods=("trades", "farmur"), store=store)
+    for a, b in zip(one_go, later):  # the FARMUR arm of the second call forks the checkpoint of phase 1
+        assert a["key"] == b["key"] and a["metrics"]["accuracy"] == b["metrics"]["accuracy"]
+        assert a["metrics"]["rob_p"] == b["metrics"]["rob_p"]
+
+
+def test_the_protocol_enters_the_record_config_and_unknown_ones_are_refused():
+    same = farmur.run_farmur_row("lenet5-mnist", **_ROW_KW, keys_only=True)
+    restart = farmur.run_farmur_row("lenet5-mnist", **_ROW_KW, protocol="restart", keys_only=True)
+    assert [c["protocol"] for c in same] == ["same_budget"] * 3 and [c["protocol"] for c in restart] == ["restart"] * 3
+    assert {k: v for k, v in same[0].items() if k != "protocol"} == {k: v for k, v in restart[0].items()
+                                                                    if k != "protocol"}
+    with pytest.raises(ValueError, match=r"unknown protocol 'paper'.*'same_budget', 'restart'"):
+        farmur.run_farmur_row("lenet5-mnist", **_ROW_KW, protocol="paper", keys_only=True)

@@ -11,7 +11,9 @@ The training hyperparameters live in one table, ``Recipe``; ``fit(model, data, r
 recipe and keyword overrides of its fields (or of the objective's options), so ``fit(model, data, epochs=3)``
 works as well as ``fit(model, data, Recipe(...))``. A checkpoint is keyed by every recipe field that changes
 the result (``Recipe.key``), the seed and the number of training examples: a checkpoint of another run is
-refused with the fields that differ.
+refused with the fields that differ. A call may be one phase of a longer schedule (``Recipe.start_epoch``,
+``Recipe.schedule_epochs``): its lr continues the whole schedule, and the optimiser passed in (``optimizer=``)
+keeps its state, so E - T epochs and then T epochs, possibly of another objective, share one schedule.
 
 **Speed.** On CUDA: the data set lives on the GPU and batches are gathered by index; augmentation runs on the
 GPU; bf16 autocast; channels_last; a fused optimizer; losses and accuracies accumulate on the device and are
@@ -58,7 +60,15 @@ class Recipe:
 
     Attributes:
         objective: a key of ``OBJECTIVES``.
-        epochs: passes over the training indices (over the oversampled set with ``oversample``).
+        epochs: passes over the training indices (over the oversampled set with ``oversample``) in this call.
+        schedule_epochs: length in epochs of the whole learning-rate schedule this call is a phase of; ``None``:
+            ``start_epoch + epochs`` (a plain call is the whole schedule).
+        start_epoch: the schedule's epoch where this call starts. The lr of the call's step ``s`` is
+            ``lr_at(start_epoch * S + s, schedule_epochs * S)`` with ``S`` this call's steps per epoch, so it
+            follows the fraction of the whole schedule, and a phase with another sampler (FARMUR's paired
+            batches) continues it; the default sampler seeds its epochs by their schedule epoch, so the phases
+            ``E - T`` then ``T`` of one sampler, seed and optimiser (``optimizer=`` the first phase's) train
+            exactly as one ``E``-epoch call.
         batch_size: examples per step (FairAT adds its copies on top).
         lr: peak learning rate.
         optimizer: ``"sgd"`` (momentum, optional Nesterov), ``"adam"``, ``"adamw"``, or an existing optimiser over
@@ -90,6 +100,8 @@ class Recipe:
 
     objective: str = "standard"
     epochs: int = 10
+    schedule_epochs: int | None = None
+    start_epoch: int = 0
     batch_size: int = 128
     lr: float = 0.1
     optimizer: str | torch.optim.Optimizer = "sgd"
@@ -143,7 +155,15 @@ class Recipe:
         if self.epochs < 0 or self.batch_size <= 0:
             raise ValueError(f"epochs must be >= 0 and batch_size > 0, got epochs={self.epochs}, "
                              f"batch_size={self.batch_size}")
+        if self.start_epoch < 0 or self.start_epoch + self.epochs > self.total_epochs():
+            raise ValueError(f"the call's epochs {self.start_epoch}..{self.start_epoch + self.epochs} must lie in the "
+                             f"schedule's 0..{self.total_epochs()} (start_epoch={self.start_epoch}, epochs="
+                             f"{self.epochs}, schedule_epochs={self.schedule_epochs})")
         return {**obj.options, **self.options}
+
+    def total_epochs(self) -> int:
+        """The whole schedule's length in epochs (``schedule_epochs``, default ``start_epoch + epochs``)."""
+        return self.start_epoch + self.epochs if self.schedule_epochs is None else int(self.schedule_epochs)
 
     def key(self, options: dict) -> dict:
         """The fields that change the result (not the speed settings), with the resolved objective options."""
@@ -151,6 +171,7 @@ class Recipe:
                if f.name not in _SPEED_FIELDS and f.name != "options"}
         if isinstance(self.optimizer, torch.optim.Optimizer):
             out["optimizer"] = type(self.optimizer).__name__
+        out["schedule_epochs"] = self.total_epochs()
         out["options"] = dict(sorted(options.items()))
         return out
 
@@ -247,7 +268,7 @@ def _prepare(model: nn.Module, data: GroupDataset, r: Recipe, options: dict, *, 
     hp = {"eps": r.eps, "alpha": r.alpha, "steps": r.steps, "beta": r.beta, "attack": attack,
           "num_classes": data.num_classes}
     return _Run(model, net, data, val, dev, obj, options, sampler, opt, hp, twin, len(base_idx),
-                total_steps=max(1, r.epochs * sampler.steps_per_epoch),
+                total_steps=max(1, r.total_epochs() * sampler.steps_per_epoch),
                 warmup=int(round(r.warmup_epochs * sampler.steps_per_epoch)),
                 crop_pad=max(1, data.image_size // 8), amp=amp, channels_last=layout, graphed=graphed,
                 eager_reason=reason)
@@ -379,8 +400,9 @@ def _log_epoch(history: dict, run: _Run, r: Recipe, stats: dict, val_robust: boo
                 attack={"eps": r.eps, "alpha": r.alpha, "steps": r.steps, "loss": "ce"}))
 
 
-def _resume(checkpoint: Path, key: dict, run: _Run, epochs: int) -> tuple[dict, int]:
-    """History and epoch of a matching checkpoint, its model and optimiser state loaded; refuses another run's."""
+def _resume(checkpoint: Path, key: dict, run: _Run, end: int) -> tuple[dict, int]:
+    """History and schedule epoch of a matching checkpoint (the call ends at epoch ``end``), its model and
+    optimiser state loaded; refuses another run's."""
     state = load_checkpoint(checkpoint, map_location=run.device)
     saved = state.get("run") or {}
     if saved != key:
@@ -389,7 +411,7 @@ def _resume(checkpoint: Path, key: dict, run: _Run, epochs: int) -> tuple[dict, 
         raise ValueError(f"checkpoint {checkpoint} belongs to another run (differs in {diff}: {detail}); "
                          "delete it or pass another path")
     start = int(state["epoch"])
-    if start < epochs and not getattr(run.sampler, "resumable", True):
+    if start < end and not getattr(run.sampler, "resumable", True):
         raise ValueError(f"objective {key['objective']!r} draws its batches from one stream over all epochs and "
                          f"cannot resume from epoch {start}; delete {checkpoint} to start again")
     run.model.load_state_dict(state["model"])
@@ -436,12 +458,14 @@ def fit(model: nn.Module, data: GroupDataset, recipe: Recipe | None = None, *,
     if not isinstance(data, GroupDataset):
         raise ValueError(f"fit expects a fralkit.data.GroupDataset, got {type(data).__name__}")
     run = _prepare(model, data, r, options, idx=idx, seed=seed, device=device, val=val)
-    history, start_epoch = _new_history(run.objective, run.val, val_robust), 0
+    # Epochs are counted on the whole schedule: this call trains its epochs start_epoch .. end - 1.
+    end = r.start_epoch + r.epochs
+    history, start_epoch = _new_history(run.objective, run.val, val_robust), r.start_epoch
     key = {**r.key(options), "seed": int(seed), "n": run.n}
     if checkpoint is not None and Path(checkpoint).exists():
-        history, start_epoch = _resume(Path(checkpoint), key, run, r.epochs)
+        history, start_epoch = _resume(Path(checkpoint), key, run, end)
     images, t0 = 0, time.perf_counter()
-    bar = progress(total=(r.epochs - start_epoch) * run.sampler.steps_per_epoch, desc=f"fit {r.objective}",
+    bar = progress(total=(end - start_epoch) * run.sampler.steps_per_epoch, desc=f"fit {r.objective}",
                    leave=False, disable=None if show_progress else True)
     model.train()
     benchmark_before = torch.backends.cudnn.benchmark
@@ -450,7 +474,7 @@ def fit(model: nn.Module, data: GroupDataset, recipe: Recipe | None = None, *,
     graph_state: dict = {}
     try:
         step = start_epoch * run.sampler.steps_per_epoch
-        for epoch in range(start_epoch, r.epochs):
+        for epoch in range(start_epoch, end):
             t_epoch = time.perf_counter()
             if run.graphed:
                 stats, step = _graphed_epoch(run, r, epoch, step, bar, graph_state)

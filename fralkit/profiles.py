@@ -70,7 +70,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         # per epoch instead of 4 with the same 512 images (the last batch is filled by sampling), and the initial
         # model's lr is doubled by the linear rule (0.05 at batch 128 -> 0.1, the parameters cell's value, so not
         # restated). The fine-tuning and M_S rates are not notebook parameters and keep FRALConfig's defaults.
-        "gpu": {**_RECIPE_GPU,
+        "gpu": {"knobs": "calibrated", **_RECIPE_GPU,
                 "dataset": "synbols-utk,synbols-cinic,synbols-ham", "n": 2000, "size": 0, "backbone": "mobilenetv2",
                 "seeds": 3, "epochs": 120, "batch_size": 256, "std_epochs": 10},
         # JIN §4.1 on the real UTKFace, CINIC-10 and HAM10000 under ../data/<name>/ (hours on a GPU).

@@ -310,3 +310,24 @@ def test_run_on_cuda(strategy, splits, tiny_model, tmp_path):
     sel = rec["metrics"]["selected"]
     assert [len(s) for s in sel] == [6, 6] and len({i for s in sel for i in s}) == 12
     assert "NVIDIA" in rec["provenance"]["device"] or "cuda" in rec["provenance"]["device"].lower()
+
+
+def test_preset_knobs_enter_the_keys_only_when_set(monkeypatch):
+    """A calibrated preset (notebook 01's knobs) keys the data, the initial model and the record; without knobs every
+    key stays what it was, so existing result stores keep loading."""
+    import fralkit.active.loop as loop_mod
+
+    plain = FRALConfig(dataset="synbols-utk", strategy="rand")
+    assert "knobs" not in plain.record_config() and "knobs" not in plain.init_key()
+    tuned = FRALConfig(dataset="synbols-utk", strategy="rand", knobs={"hard_contrast": 40.0})
+    assert tuned.record_config()["knobs"] == {"hard_contrast": 40.0} and tuned.init_key()["knobs"] == {"hard_contrast": 40.0}
+    assert tuned.record_config() != plain.record_config()
+    monkeypatch.setitem(loop_mod.CALIBRATED, "synbols-utk", {"easy_contrast": 60.0})
+    assert FRALConfig(dataset="synbols-utk", knobs="calibrated").knobs == {"easy_contrast": 60.0}
+    assert FRALConfig(dataset="synbols-cinic", knobs="calibrated").knobs is None  # none calibrated yet
+    with pytest.raises(ValueError, match="knobs must be"):
+        FRALConfig(knobs=3)
+    seen = {}
+    monkeypatch.setattr(loop_mod, "load_dataset", lambda name, **kw: seen.update(kw) or None)
+    loop_mod.load_fral_data(FRALConfig(dataset="synbols-utk", n=50, knobs={"hard_contrast": 40.0}))
+    assert seen["knobs"] == {"hard_contrast": 40.0} and seen["n"] == 50

@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import DataSplits, GroupDataset, dataset_facts, dataset_root, fral_split, load_dataset
+from ..data import CALIBRATED, DataSplits, GroupDataset, dataset_facts, dataset_root, fral_split, load_dataset
 from ..experiments import ResultStore
 from ..metrics import group_report
 from ..models import make_model
@@ -214,6 +214,9 @@ class FRALConfig(StrategyOptions):
             changes every round, and on one H100 with it on, each process's first run spent 119-162 s fine-tuning
             over 5 rounds against 5-7 s for later runs (most likely tuning; ``benchmarks/fral_round_cost.py``
             measures it). No effect on results beyond GPU non-determinism, so not part of the record key.
+        knobs: difficulty knobs of a Synbols preset (``fralkit.data.KNOBS``; from notebook 01's calibration to the
+            paper's Init. AT row), ``"calibrated"`` for ``fralkit.data.CALIBRATED[dataset]`` (resolved at once, so the
+            record key names the values), or None for the preset as defined (then not part of any key).
     """
 
     dataset: str = "synbols-utk"
@@ -248,6 +251,7 @@ class FRALConfig(StrategyOptions):
     std_lr: float = 0.05
     eval_batch_size: int = 1024
     cudnn_benchmark: bool = False
+    knobs: dict | str | None = None
 
     def __post_init__(self) -> None:
         self.strategy = str(getattr(self.strategy, "value", self.strategy)).lower()
@@ -261,6 +265,11 @@ class FRALConfig(StrategyOptions):
             raise ValueError(f"init_frac must lie in (0, 1), got {self.init_frac}")
         if self.metric not in ("auto", "acc", "f1"):
             raise ValueError(f"metric must be 'auto', 'acc' or 'f1', got {self.metric!r}")
+        if self.knobs == "calibrated":  # resolved here, so the record key names the knobs actually used
+            self.knobs = dict(CALIBRATED[self.dataset]) if self.dataset in CALIBRATED else None
+        elif self.knobs is not None and not isinstance(self.knobs, dict):
+            raise ValueError(f"knobs must be a dict of knob values, 'calibrated' or None, got {self.knobs!r}")
+        self.knobs = self.knobs or None
 
     @property
     def metric_name(self) -> str:
@@ -273,8 +282,11 @@ class FRALConfig(StrategyOptions):
         return dataset_facts(self.dataset, strict=False).oversample if self.oversample is None else bool(self.oversample)
 
     def data_key(self) -> dict:
-        return {"dataset": self.dataset, "n": self.n, "n_val": self.n_val, "n_test": self.n_test, "size": self.size,
-                "data_root": self.data_root, "seed": self.seed}
+        key = {"dataset": self.dataset, "n": self.n, "n_val": self.n_val, "n_test": self.n_test, "size": self.size,
+               "data_root": self.data_root, "seed": self.seed}
+        if self.knobs:  # keyed only when set, so every earlier record keeps its key
+            key["knobs"] = dict(self.knobs)
+        return key
 
     def init_key(self) -> dict:
         """What the initial TRADES model depends on (shared by every strategy)."""
@@ -289,6 +301,8 @@ class FRALConfig(StrategyOptions):
         cfg = {k: v for k, v in asdict(self).items()
                if k not in _NOT_IN_KEY and (k not in _ALL_STRATEGY_OPTIONS or k in own)}
         cfg.update(study=STUDY, method=self.strategy, metric=self.metric_name, oversample=self.use_oversampling)
+        if not self.knobs:
+            cfg.pop("knobs")
         return cfg
 
     @classmethod
@@ -307,6 +321,8 @@ def load_fral_data(config: FRALConfig) -> DataSplits:
         opts.update({k: int(getattr(config, k)) for k in ("n", "n_val", "n_test") if getattr(config, k) is not None})
     if config.size is not None:
         opts["size"] = int(config.size)
+    if config.knobs:
+        opts["knobs"] = dict(config.knobs)
     return load_dataset(config.dataset, root=root, seed=config.seed, **opts)
 
 

@@ -18,6 +18,7 @@ from ..data import DATASETS
 from ..experiments import ResultStore, format_mean_std, save_table, summarize
 from ..plots import active as plots_active
 from ..plots.active import strategy_label
+from ..utils import config_hash
 from .protocol import draw
 from ..active.loop import FRALConfig, load_fral_data, run_fral
 from ..active.strategies import BALD_GRAD_ONLY, STRATEGIES
@@ -436,7 +437,7 @@ def keys(config: FRALConfig) -> list[dict]:
 def run(config: FRALConfig, *, store: ResultStore, device, cache: dict, verbose: bool = True) -> list[dict]:
     """One FRAL run (``run_fral``: resumed if it was cut); the data of consecutive runs of one (dataset, seed) is
     shared."""
-    key = tuple(sorted(config.data_key().items(), key=lambda kv: kv[0]))
+    key = config_hash(config.data_key())
     if key not in cache:
         cache.clear()  # one data set in memory at a time
         cache[key] = load_fral_data(config)

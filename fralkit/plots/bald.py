@@ -154,7 +154,7 @@ def query_browser(records: Sequence[dict], train_sets: dict, *, max_per_group: i
     """ipywidgets view: pick dataset, method, seed and labelling step; see that step's queries split by group.
 
     Args:
-        records: result records of ``run_bald_study`` (their ``queried`` lists index the training split).
+        records: result records of the BALD+GRAD study (their ``queried`` lists index the training split).
         train_sets: dataset name -> its training ``GroupDataset`` (``bald_study.load_train_sets(records)``).
         max_per_group: images shown per group.
     """

@@ -1,8 +1,8 @@
 """The JIN study: datasets x strategies x seeds of the FRAL loop, and the paper's tables rendered from the records.
 
-``run_study`` loops over the grid (a done run is loaded from the result store, a cut one resumed, the
-initial TRADES model shared by every strategy of a seed); ``collect`` reads back exactly the records of one
-study config; ``table_main`` / ``table_classes`` / ``table_cost`` / ``table_ablation`` / ``table_g_ent`` give the
+``grid`` builds the run configs and ``fralkit.studies.run(jin, configs)`` runs them (a done run is loaded from the
+result store, a cut one resumed, the initial TRADES model shared by every strategy of a seed; ``studies.collect``
+reads back exactly the records of the configs); ``table_main`` / ``table_classes`` / ``table_cost`` / ``table_ablation`` / ``table_g_ent`` give the
 layouts of JIN Tables 1-2 and 7, 3, 4, 5 and 6 (mean ± std over seeds, in %); ``render_tables`` writes them
 through ``fralkit.experiments.save_table``; ``describe_claims`` checks the paper's claims against the records.
 """

@@ -134,3 +134,30 @@ def test_any_size_and_backgrounds():
         ds = render_synbols(cfg)
         assert ds.x.shape == (12, 3, 20, 20)
         assert ds.x.float().std() > 5  # something was drawn
+
+
+def test_label_noise_changes_only_the_shown_glyphs_of_its_group():
+    base = small("synbols-ham", n=2000, size=12)
+    noisy = small("synbols-ham", n=2000, size=12, knobs={"hard_ambiguity": 0.5})
+    a, b = render_synbols(base), render_synbols(noisy)
+    assert torch.equal(a.y, b.y) and torch.equal(a.g, b.g)  # labels and groups as before
+    changed = (a.x != b.x).flatten(1).any(1)
+    assert not changed[a.g == 0].any()  # the other group renders the same bytes
+    # a flipped image shows a glyph drawn from the group's class distribution: P(changed) = 0.5 (1 - sum p^2)
+    p = np.array([0.67, 0.11, 0.11, 0.05, 0.03, 0.014, 0.011])
+    assert changed[a.g == 1].float().mean().item() == pytest.approx(0.5 * (1 - (p / p.sum()) @ (p / p.sum())), abs=0.04)
+    assert noisy.key() != base.key()
+    assert base.key() == small("synbols-ham", n=2000, size=12, knobs={"hard_ambiguity": 0.0}).key()
+    with pytest.raises(ValueError, match="label_noise"):
+        GroupStyle(label_noise=1.0)
+
+
+def test_jin_presets_default_to_the_papers_sizes():
+    from fralkit.data import PAPER_SIZES
+
+    for name, (n, n_val, n_test) in PAPER_SIZES.items():
+        train, val, test = preset_configs(name)
+        assert (train.n, val.n, test.n) == (n, n_val, n_test)
+    assert PAPER_SIZES["synbols-utk"] == (15_400, 3_080, 6_600)
+    train, val, test = preset_configs("synbols-utk", n=500)  # an explicit n keeps n / 5 for val and test
+    assert (train.n, val.n, test.n) == (500, 100, 100)

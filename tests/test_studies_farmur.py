@@ -95,6 +95,30 @@ def test_row_data_uses_the_rows_partition():
         farmur.load_row_data("vgg-svhn")
 
 
+def test_row_ambiguity_caps_the_built_in_data_and_keys_the_records_only_when_set(tmp_path):
+    plain = load_dataset("synbols-mnist", n=400, n_test=20, size=12, seed=0)
+    amb = load_dataset("synbols-mnist", n=400, n_test=20, size=12, seed=0, ambiguity=0.3)
+    assert torch.equal(amb.train.y, plain.train.y)
+    share = (amb.train.x != plain.train.x).flatten(1).any(1).float().mean().item()
+    assert share == pytest.approx(0.3 * 0.9, abs=0.07)  # a flipped digit shows one of 10 classes: 9 in 10 differ
+    utk = farmur.load_row_data("utkclassifier-utkface", n=60, n_test=30, size=16, ambiguity=0.2)
+    assert utk.train.meta["knobs"] == {"ambiguity": 0.2}
+    kw = dict(seed=0, backbone="small_cnn", n=60, n_test=30, size=12, keys_only=True)
+    assert "ambiguity" not in farmur.run_farmur_row("lenet5-mnist", ambiguity=0.0, **kw)[0]
+    assert farmur.run_farmur_row("lenet5-mnist", ambiguity=0.01, **kw)[0]["ambiguity"] == 0.01
+    assert farmur.run_farmur_row("lenet5-mnist", data_root=str(tmp_path), **kw)[0].get("ambiguity") is None
+
+
+def test_natural_sweep_measures_each_value_and_picks_the_nearest(tmp_path):
+    store = ResultStore(tmp_path)
+    out = farmur.natural_sweep("lenet5-mnist", [0.0, 0.5], store=store, device="cpu", backbone="small_cnn", n=60,
+                               n_test=30, size=12, natural_epochs=1, batch_size=32, df_max_iter=5)
+    assert [v["ambiguity"] for v in out["values"]] == [0.0, 0.5] and out["target"] == 99.08
+    assert out["best"] == min(out["values"], key=lambda v: abs(v["accuracy"] - 99.08))
+    with pytest.raises(ValueError, match="at least one"):
+        farmur.natural_sweep("lenet5-mnist", [], store=store)
+
+
 def test_parse_rows():
     assert farmur.parse_rows("lenet5-mnist, resnet18-cifar10:small_cnn") == [("lenet5-mnist", None),
                                                                             ("resnet18-cifar10", "small_cnn")]

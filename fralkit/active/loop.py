@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -215,8 +215,9 @@ class FRALConfig(StrategyOptions):
             over 5 rounds against 5-7 s for later runs (most likely tuning; ``benchmarks/fral_round_cost.py``
             measures it). No effect on results beyond GPU non-determinism, so not part of the record key.
         knobs: difficulty knobs of a Synbols preset (``fralkit.data.KNOBS``; from notebook 01's calibration to the
-            paper's Init. AT row), ``"calibrated"`` for ``fralkit.data.CALIBRATED[dataset]`` (resolved at once, so the
-            record key names the values), or None for the preset as defined (then not part of any key).
+            paper's Init. AT row), ``"calibrated"`` (``calibrated_knobs``: the knobs notebook 01's search found for
+            this very protocol in the result store, else ``fralkit.data.CALIBRATED[dataset]``; resolved at once, so
+            the record key names the values), or None for the preset as defined (then not part of any key).
     """
 
     dataset: str = "synbols-utk"
@@ -266,7 +267,7 @@ class FRALConfig(StrategyOptions):
         if self.metric not in ("auto", "acc", "f1"):
             raise ValueError(f"metric must be 'auto', 'acc' or 'f1', got {self.metric!r}")
         if self.knobs == "calibrated":  # resolved here, so the record key names the knobs actually used
-            self.knobs = dict(CALIBRATED[self.dataset]) if self.dataset in CALIBRATED else None
+            self.knobs = calibrated_knobs(self)
         elif self.knobs is not None and not isinstance(self.knobs, dict):
             raise ValueError(f"knobs must be a dict of knob values, 'calibrated' or None, got {self.knobs!r}")
         self.knobs = self.knobs or None
@@ -312,6 +313,42 @@ class FRALConfig(StrategyOptions):
 
 
 # ----------------------------------------------------------------------------------------------- data
+def _protocol(key: dict) -> dict:
+    """An initial model's key without what a calibration search varies or repeats (seed, knobs, study, method)."""
+    return {k: v for k, v in key.items() if k not in ("seed", "knobs", "study", "method")}
+
+
+def calibrated_knobs(config: "FRALConfig", root=None) -> dict | None:
+    """The calibrated knobs of ``config.dataset`` for ``config``'s initial-model protocol.
+
+    First the best trial of the newest calibration search in the result store (``root``, default
+    ``$FRALKIT_RESULTS``: notebook 01's ``calib_target`` run) whose protocol (data sizes, backbone, epochs, batch,
+    rates, threat model, metric) is ``config``'s, so notebook 03 trains on the data notebook 01 calibrated under
+    the same protocol; else the committed ``fralkit.data.CALIBRATED`` table; else None (the preset as defined).
+    A search under another protocol (a smoke run, other sizes) is never used.
+    """
+    import json
+
+    from ..experiments import default_results_dir
+
+    folder = Path(root) if root is not None else default_results_dir()
+    folder = folder / "calibration" / config.dataset.replace("/", "_")
+    want = _protocol(replace(config, knobs=None).init_key())
+    found = []
+    for path in folder.glob("search-*.json") if folder.is_dir() else []:
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        cfg = rec.get("config", {})
+        if _protocol({k: v for k, v in cfg.items() if k in want or k in ("seed", "knobs", "study", "method")}) == want \
+                and (rec.get("metrics") or {}).get("best"):
+            found.append((path.stat().st_mtime, rec["metrics"]["best"]["knobs"]))
+    if found:
+        return dict(max(found, key=lambda t: t[0])[1]) or None
+    return dict(CALIBRATED[config.dataset]) if config.dataset in CALIBRATED else None
+
+
 def load_fral_data(config: FRALConfig) -> DataSplits:
     """The train / val / test splits of ``config.dataset``: Synbols presets take ``n``; real sets read ``data_root``,
     the folder of the download or a parent holding a folder named after the data set (``utkface/``, ...)."""

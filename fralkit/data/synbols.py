@@ -58,6 +58,10 @@ class GroupStyle:
         translation: maximum shift of the glyph centre as a fraction of the image side.
         occlusions: number of occluding disks drawn over the glyph.
         occlusion_scale: occluder diameter as a fraction of the image side.
+        label_noise: share of the group's ambiguous images: they show the glyph of a class drawn from the group's
+            class distribution under their own label, which caps every model's accuracy on the group near
+            ``1 - label_noise (1 - p_class)`` in clean and robust evaluation alike (the label ambiguity of real
+            data, such as race or age read from faces). 0 leaves the group (and its cache key) as before.
     """
 
     contrast: tuple[float, float] = (90.0, 180.0)
@@ -70,8 +74,11 @@ class GroupStyle:
     translation: float = 0.1
     occlusions: int = 0
     occlusion_scale: float = 0.4
+    label_noise: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.label_noise < 1.0:
+            raise ValueError(f"label_noise must lie in [0, 1), got {self.label_noise}")
         if self.background not in BACKGROUNDS:
             raise ValueError(f"background must be one of {BACKGROUNDS}, got {self.background!r}")
         lo, hi = self.contrast
@@ -115,7 +122,11 @@ class SynbolsConfig:
             raise ValueError("one group name per style is required")
 
     def key(self) -> str:
-        return config_hash({"version": 2, **asdict(self)})
+        d = asdict(self)
+        for st in d["styles"]:  # a field added later keys the cache only when set: earlier caches stay valid
+            if not st["label_noise"]:
+                del st["label_noise"]
+        return config_hash({"version": 2, **d})
 
 
 def _font_dir() -> Path:
@@ -261,12 +272,13 @@ def render_synbols(cfg: SynbolsConfig, *, batch: int = 2048) -> GroupDataset:
     g = np.repeat(np.arange(joint.size) % joint.shape[1], counts.ravel())
     perm = rng.permutation(cfg.n)
     y, g = y[perm], g[perm]
+    shown = _ambiguous_glyphs(cfg, y, g)
 
     size, ss = cfg.size, max(1, cfg.supersample)
     res = size * ss
     out = torch.empty((cfg.n, 3, size, size), dtype=torch.uint8)
     for start in range(0, cfg.n, batch):
-        yb, gb = y[start:start + batch], g[start:start + batch]
+        yb, gb = shown[start:start + batch], g[start:start + batch]
         m = len(yb)
         font_idx = rng.integers(0, len(fonts), size=m)
         imgs = torch.empty(m, 3, res, res)
@@ -303,6 +315,27 @@ def render_synbols(cfg: SynbolsConfig, *, batch: int = 2048) -> GroupDataset:
     class_names = list(cfg.class_names or cfg.chars)
     return GroupDataset(out, torch.from_numpy(y), torch.from_numpy(g), class_names, list(cfg.group_names), cfg.name,
                         {"config_key": cfg.key(), "fonts": list(fonts)})
+
+
+def _ambiguous_glyphs(cfg: SynbolsConfig, y: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The class whose glyph each image shows: its label, except for a ``label_noise`` share of each group, whose
+    glyph is drawn from the group's own class distribution (``joint[:, g]``; it may be the label's). Drawn from the
+    class distribution rather than uniformly, a rare class's glyph still carries its own label most often, so the
+    best classifier still reads the glyph and every class is capped alike near ``1 - label_noise (1 - p_class)``.
+    A generator of its own: styles without label noise render the same bytes as before the field existed."""
+    rates = np.array([st.label_noise for st in cfg.styles], dtype=float)
+    if not rates.any():
+        return y
+    rng = np.random.default_rng([int(cfg.seed), 0x61])
+    joint = np.asarray(cfg.joint, float)
+    shown = y.copy()
+    flip = rng.random(len(y)) < rates[g]
+    for gi in range(joint.shape[1]):
+        sel = np.nonzero(flip & (g == gi))[0]
+        if len(sel):
+            p = joint[:, gi] / joint[:, gi].sum()
+            shown[sel] = rng.choice(len(p), size=len(sel), p=p)
+    return shown
 
 
 def _occlude(rng: np.random.Generator, styles: Sequence[GroupStyle], gb: np.ndarray, imgs: torch.Tensor, res: int) -> torch.Tensor:

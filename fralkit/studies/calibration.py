@@ -20,22 +20,24 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import replace
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..active import FRALConfig, evaluate_groups
+from ..active import FRALConfig
+from ..active.loop import initial_model, load_fral_data
 from ..data import DATASETS, KNOBS, PRESETS, fral_split, knob_values, load_dataset
 from ..experiments import ResultStore, save_table
 from .protocol import draw
 from ..metrics import group_report
 from ..models import make_model
-from ..train import Recipe, fit
-from ..runtime import resolve_device, set_seed, stage_seed
+from ..train import fit
+from ..runtime import resolve_device, set_seed
 
 __all__ = ["DISADVANTAGED", "calibrate_preset", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "calibration_table", "calibration_group_table", "describe_calibration",
            "CALIBRATION_TARGETS", "PAPER_INIT_AT", "ROW_KEYS", "init_at_config", "measure_init_at",
-           "calibrate_to_target", "search_table", "target_table", "target_tables", "describe_search"]
+           "calibrate_to_target", "calibrate_groups", "GROUP_KNOBS", "SEARCH_START", "search_table", "target_table", "target_tables", "describe_search"]
 
 # The group each FRAL preset is designed to disadvantage (index into its group names), read from the registry.
 DISADVANTAGED = {name: info.disadvantaged for name, info in DATASETS.items() if info.disadvantaged is not None}
@@ -161,11 +163,12 @@ _BACKBONES = {"mobilenetv2": "MobileNetV2", "resnet18": "ResNet-18"}
 _ROW_NAMES = dict(zip(ROW_KEYS, ("Std Worst", "Std Disp", "Std Avg", "Rob Worst", "Rob Disp", "Rob Avg")))
 
 
-def init_at_config(name: str, *, seed: int = 0, n: int | None = 15_000, backbone: str = "mobilenetv2",
-                   epochs: int = 30, batch_size: int = 256, lr: float = 0.05, warmup_epochs: float = 2.0,
+def init_at_config(name: str, *, seed: int = 0, n: int | None = None, backbone: str = "mobilenetv2",
+                   epochs: int = 30, batch_size: int = 256, lr: float = 0.1, warmup_epochs: float = 2.0,
                    grad_clip: float = 5.0, init_frac: float = 0.2) -> FRALConfig:
     """The FRAL run whose initial model is measured: TRADES (beta 6) on the initial ``init_frac`` of ``n`` training
-    images, PGD-5 at eps 4/255, step 2/255 (JIN §4.1); the metric and oversampling are the data set's own."""
+    images (None: the preset's ``PAPER_SIZES``), PGD-5 at eps 4/255, step 2/255 (JIN §4.1); the metric and
+    oversampling are the data set's own. The defaults are notebook 03's ``gpu`` protocol."""
     if name not in PRESETS:
         raise ValueError(f"unknown Synbols preset {name!r}; valid: {sorted(PRESETS)}")
     return FRALConfig(dataset=name, backbone=backbone, seed=seed, n=n, init_frac=init_frac, init_epochs=epochs,
@@ -194,33 +197,17 @@ def measure_init_at(config: FRALConfig, knobs: dict[str, float] | None = None, *
     if store.has(key) and not force:
         return store.load(key)
     dev = resolve_device(device)
-    opts = {k: int(getattr(config, k)) for k in ("n", "n_val", "n_test") if getattr(config, k) is not None}
-    if config.size is not None:
-        opts["size"] = int(config.size)
-    splits = load_dataset(config.dataset, seed=config.seed, knobs=knobs, **opts)
-    train, test = splits.train.to(dev), splits.test.to(dev)
-    labelled, _ = fral_split(splits.train, init_frac=config.init_frac, seed=config.seed)
-    seed0 = stage_seed(config.seed, 0, 0)
-    set_seed(seed0)
-    model = make_model(config.backbone, train.num_classes, in_channels=train.channels,
-                       image_size=train.image_size).to(dev)
-    recipe = Recipe(objective="trades", epochs=config.init_epochs, batch_size=config.batch_size, lr=config.lr,
-                    momentum=config.momentum, weight_decay=config.weight_decay, warmup_epochs=config.warmup_epochs,
-                    eps=config.eps, alpha=config.alpha, steps=config.steps, beta=config.beta,
-                    grad_clip=config.grad_clip or None, oversample=config.use_oversampling,
-                    cudnn_benchmark=config.cudnn_benchmark)
-    set_seed(seed0)
-    t0 = time.perf_counter()
-    fit(model, train, recipe, idx=labelled, seed=seed0, device=dev, show_progress=False)
-    seconds = time.perf_counter() - t0
-    rep = evaluate_groups(model, test, metric=config.metric_name, eps=config.eps, alpha=config.alpha,
-                          steps=config.steps, batch_size=config.eval_batch_size, seed=stage_seed(config.seed, 0, 2))
+    run = replace(config, knobs=knobs or None, strategy="rand")
+    splits = load_fral_data(run)
+    init = initial_model(run, splits, store=store, device=dev)  # notebook 03's cached model: trained once for both
+    rep = init["test"]
     metrics = {k: rep[k] for k in ROW_KEYS}
     metrics.update(std_group=rep["std_group"], rob_group=rep["rob_group"],
                    std_worst_group=int(np.argmin(rep["std_group"])), rob_worst_group=int(np.argmin(rep["rob_group"])),
-                   labels=int(len(labelled)))
-    return store.save(key, metrics, timings={"init_at_s": float(seconds)}, device=dev, groups=list(train.groups),
-                      classes=list(train.classes))
+                   labels=int(len(init["labelled"])))
+    return store.save(key, metrics, timings={"init_at_s": float(init["seconds"])}, device=dev,
+                      groups=list(splits.train.groups), classes=list(splits.train.classes),
+                      init_fingerprint=init["fingerprint"])
 
 
 def _measured_row(name: str, config: dict, store, device, knobs: dict, seed: int) -> dict:
@@ -367,6 +354,158 @@ def calibrate_to_target(name: str, target: dict | None = None, *, knobs=None, st
             "space": {k: list(v.grid) for k, v in space.items()}}
 
 
+# --------------------------------------------------------------------------- calibration by a per-group model
+GROUP_KNOBS = ("easy_contrast", "hard_contrast", "easy_ambiguity", "hard_ambiguity")
+
+
+def _measure_point(args) -> dict:
+    """One (knobs, seed) measurement in a worker process (``_parallel_measure``)."""
+    name, config, root, device, knobs, seed = args
+    return _measured_row(name, config, ResultStore(root), device, knobs, seed)
+
+
+def _parallel_measure(name: str, config: dict, store: ResultStore, device, points: list[tuple[dict, int]],
+                      workers: int) -> list[dict]:
+    """``_measured_row`` for every (knobs, seed) point: in ``workers`` spawned processes sharing the GPU (each with
+    its own CUDA context), or in this process when ``workers <= 1`` or only one point is asked."""
+    if workers <= 1 or len(points) <= 1:
+        return [_measured_row(name, config, store, device, kn, sd) for kn, sd in points]
+    import multiprocessing as mp
+
+    args = [(name, config, str(store.root), str(device), kn, sd) for kn, sd in points]
+    with mp.get_context("spawn").Pool(min(workers, len(points))) as pool:
+        return pool.map(_measure_point, args)
+
+
+def _label_share(acc: float, rho: float, k: int) -> float:
+    """The share a model scores on labels when a ``rho`` share of images show a glyph drawn from ``k`` roughly
+    balanced classes: ``(1 - rho) a + rho (a / k + (1 - a) / k)`` rearranged to ``a (1 - rho + rho / k) + rho (1 - a) / k``
+    (``a`` = its accuracy on the glyph shown). Used backwards to read ``a`` from a measured share."""
+    return acc * (1 - rho + rho / k) + rho * (1 - acc) / k
+
+
+def _glyph_acc(share: float, rho: float, k: int) -> float:
+    """Inverse of ``_label_share`` in ``a``."""
+    return float(np.clip((share - rho / k) / max(1e-6, 1 - rho), 0.0, 1.0))
+
+
+def _group_plan(data: list[dict], target: tuple[float, float], k: int, lo: float, hi: float) -> tuple[float, float]:
+    """(contrast, ambiguity) of one group for its target (clean, robust) shares, from its measurements
+    ``{"contrast", "rho", "clean", "rob"}``: the glyph accuracies clean ``A`` and robust ``R`` of each measurement,
+    interpolated linearly in log contrast (a line fitted through all points, its slope at least 0); on a fine
+    grid of contrasts, the ambiguity that puts the clean share on target, and the contrast whose robust share
+    then lands nearest its target."""
+    lc = np.log([d["contrast"] for d in data])
+    a = np.array([_glyph_acc(d["clean"], d["rho"], k) for d in data])
+    r = np.array([_glyph_acc(d["rob"], d["rho"], k) for d in data])
+    if len(set(lc.round(6))) > 1:
+        fa, fr = np.polyfit(lc, a, 1), np.polyfit(lc, r, 1)
+        fa[0], fr[0] = max(fa[0], 0.0), max(fr[0], 0.0)
+    else:  # one contrast measured: the robust share grows with contrast, as measured on the JIN presets
+        fa, fr = np.array([0.05, a[0] - 0.05 * lc[0]]), np.array([0.25, r[0] - 0.25 * lc[0]])
+    c_t, r_t = target
+    best = None
+    for c in np.exp(np.linspace(np.log(lo), np.log(hi), 121)):
+        aa = float(np.clip(np.polyval(fa, np.log(c)), 0.02, 1.0))
+        rr = float(np.clip(np.polyval(fr, np.log(c)), 0.0, aa))
+        # _label_share(aa, rho) = c_t solved for rho (the share falls linearly in rho)
+        slope = aa * (1 / k - 1) + (1 - aa) / k
+        rho = float(np.clip((c_t - aa) / slope, 0.0, 0.9)) if slope < 0 else 0.0
+        miss = abs(_label_share(rr, rho, k) - r_t) + abs(_label_share(aa, rho, k) - c_t)
+        if best is None or miss < best[0]:
+            best = (miss, float(c), rho)
+    return round(best[1], 1), round(best[2], 3)
+
+
+def calibrate_groups(name: str, target: dict | None = None, *, start: dict | None = None,
+                     design: Sequence[float] = (0.6, 1.0, 1.6), rounds: int = 2, seeds: int | Sequence[int] = 1,
+                     final_seeds: int | Sequence[int] = 3, tol: float = 3.0, config: dict | None = None,
+                     store: ResultStore | None = None, device="auto", workers: int = 1,
+                     measure_many: Callable[[list[tuple[dict, int]]], list[dict]] | None = None,
+                     verbose: bool = False) -> dict:
+    """Calibrate preset ``name``'s Init. AT row to ``target`` (JIN Tables 1-2) by a model of each group.
+
+    The row is four numbers of two groups, the designated harder group 1 (``DISADVANTAGED``) worst: clean and
+    robust share of group 1 (``Std Worst``, ``Rob Worst``) and of group 0 (``+ Disp``). Each group has two knobs
+    (``GROUP_KNOBS``): its contrast, which sets how much of its accuracy the L-inf attack takes (robust over
+    clean), and its share of ambiguous images, which caps its clean and robust accuracy alike. So each group's
+    knobs follow from its two targets (``_group_plan``):
+
+    1. design: ``start`` (default: the preset's own knobs) with both contrasts scaled by each factor of ``design``,
+       measured together (``workers`` processes on one GPU);
+    2. ``rounds`` times: the plan fitted to every measurement so far is measured and added;
+    3. the trial nearest the target is measured on ``final_seeds`` (the seed std of its Worst numbers).
+
+    A coupled system (TRADES trains both groups in one model), so the plan is a model, and every trial is measured.
+    Knobs outside ``GROUP_KNOBS`` keep their ``start`` values. Trials use ``seeds`` (default one seed).
+
+    Returns ``calibrate_to_target``'s layout (``trials``, ``best`` = the final multi-seed trial, ``within_tol``...),
+    with ``"method": "groups"``.
+    """
+    if name not in KNOBS or any(k not in KNOBS[name] for k in GROUP_KNOBS):
+        raise ValueError(f"preset {name!r} has no per-group knobs {GROUP_KNOBS}; presets with them: "
+                         f"{sorted(n for n in KNOBS if all(k in KNOBS[n] for k in GROUP_KNOBS))}")
+    target = dict(PAPER_INIT_AT[name] if target is None else target)
+    missing = [k for k in ROW_KEYS if k not in target]
+    if missing:
+        raise ValueError(f"target needs {list(ROW_KEYS)}; missing {missing}")
+    if rounds < 0 or not design:
+        raise ValueError(f"calibrate_groups needs a design and rounds >= 0, got design={design}, rounds={rounds}")
+    seed_ids = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    final_ids = list(range(final_seeds)) if isinstance(final_seeds, int) else [int(s) for s in final_seeds]
+    config = dict(config or {})
+    store = store or ResultStore()
+    if measure_many is None:
+        measure_many = functools.partial(_parallel_measure, name, config, store, device, workers=workers)
+    space = KNOBS[name]
+    knobs0 = {**knob_values(name), **(start or {})}
+    k = len(PRESETS[name]["chars"])
+    lo, hi = 15.0, 127.0
+    bad = DISADVANTAGED.get(name, 1)
+    good = 1 - bad
+    goal = {bad: (target["std_worst"] / 100, target["rob_worst"] / 100),
+            good: ((target["std_worst"] + target["std_disp"]) / 100, (target["rob_worst"] + target["rob_disp"]) / 100)}
+    contrast_of = {0: "easy_contrast", 1: "hard_contrast"}
+    rho_of = {0: "easy_ambiguity", 1: "hard_ambiguity"}
+    history: list[dict] = []
+    data = {0: [], 1: []}
+
+    def measure(points: list[dict], ids: list[int]) -> list[dict]:
+        rows = measure_many([(kn, s) for kn in points for s in ids])
+        out = []
+        for i, kn in enumerate(points):
+            trial = _summarize(len(history), kn, rows[i * len(ids):(i + 1) * len(ids)], target, tol)
+            history.append(trial)
+            out.append(trial)
+            for gi in (0, 1):
+                data[gi].append({"contrast": kn[contrast_of[gi]], "rho": kn[rho_of[gi]],
+                                 "clean": trial["std_group"][gi] / 100, "rob": trial["rob_group"][gi] / 100})
+            if verbose:
+                print(f"[calibration] {name} trial {trial['trial']}: {kn} -> distance {trial['distance']:.1f}", flush=True)
+        return out
+
+    def clamp(kn: dict) -> dict:
+        return {**kn, **{c: float(np.clip(kn[c], lo, hi)) for c in contrast_of.values()}}
+
+    measure([clamp({**knobs0, "easy_contrast": knobs0["easy_contrast"] * f, "hard_contrast": knobs0["hard_contrast"] * f})
+             for f in design], seed_ids)
+    for _ in range(rounds):
+        plan = dict(knobs0)
+        for gi in (0, 1):
+            plan[contrast_of[gi]], plan[rho_of[gi]] = _group_plan(data[gi], goal[gi], k, lo, hi)
+        if any(all(abs(plan[q] - t["knobs"][q]) < 1e-9 for q in GROUP_KNOBS) for t in history):
+            break  # the model asks for a setting already measured: it has converged
+        measure([plan], seed_ids)
+        if history[-1]["within_tol"] and verbose:
+            print(f"[calibration] {name}: within +-{tol:g} on {len(seed_ids)} seed(s)", flush=True)
+    nearest = min(history, key=_rank)
+    final = measure([dict(nearest["knobs"])], final_ids)[0] if sorted(final_ids) != sorted(seed_ids) else nearest
+    return {"dataset": name, "method": "groups", "backbone": config.get("backbone", "mobilenetv2"), "target": target,
+            "tol": float(tol), "trials": history, "best": final, "within_tol": bool(final["within_tol"]),
+            "distance": final["distance"], "stopped": f"{rounds} model rounds, best measured on {len(final_ids)} seeds",
+            "space": {q: list(space[q].grid) for q in GROUP_KNOBS}}
+
+
 def _group_name(trial: dict, gi: int) -> str:
     return trial["groups"][gi] if trial.get("groups") else str(gi)
 
@@ -418,37 +557,63 @@ def target_table(searches: Sequence[dict]):
 NOTEBOOK = "01"
 
 
+# Where ``calibrate_groups`` starts on each JIN preset (its design scales both contrasts around these).
+SEARCH_START: dict[str, dict[str, float]] = {
+    "synbols-utk": {"easy_contrast": 45.0, "hard_contrast": 40.0, "hard_noise": 8.0, "easy_ambiguity": 0.25,
+                    "hard_ambiguity": 0.25},
+    "synbols-cinic": {"easy_contrast": 35.0, "hard_contrast": 35.0, "easy_ambiguity": 0.3, "hard_ambiguity": 0.35},
+    "synbols-ham": {"easy_contrast": 30.0, "hard_contrast": 30.0, "hard_noise": 12.0, "easy_ambiguity": 0.3,
+                    "hard_ambiguity": 0.3},
+}
+
+
 def grid(*, datasets: str = "synbols-utk", calibrate: bool = True, calib_n: int = 15_000,
          calib_backbone: str = "mobilenetv2", calib_std_epochs: int = 12, calib_trades_epochs: int = 30,
          calib_lr: float = 0.1, calib_warmup_epochs: float = 0.0, calib_grad_clip: float = 0.0, seeds: int = 1,
-         calib_target: bool = False, calib_trials: int = 12, calib_tol: float = 3.0, **_notebook) -> list[dict]:
+         calib_target: bool = False, calib_trials: int = 12, calib_tol: float = 3.0, calib_search: str = "pattern",
+         calib_rounds: int = 2, calib_final_seeds: int = 3, calib_batch_size: int = 256, calib_workers: int = 1,
+         **_notebook) -> list[dict]:
     """Notebook 01's calibration runs: every FRAL preset among ``datasets`` x seed (none when ``calibrate`` is
-    off), then with ``calib_target`` one ``calibrate_to_target`` search per preset with a paper row
-    (``PAPER_INIT_AT``) under the same protocol (TRADES on the initial 20 % of ``calib_n``, ``calib_trades_epochs``
-    epochs, ``seeds`` seeds per trial, at most ``calib_trials`` trials); other notebook parameters (the browser's
-    ``n``, ``seed``, ``data_root``, ...) do not enter."""
+    off), then with ``calib_target`` one search per preset with a paper row (``PAPER_INIT_AT``) under the same
+    protocol (TRADES on the initial 20 % of ``calib_n`` (0: the preset's ``PAPER_SIZES``), ``calib_trades_epochs``
+    epochs at batch ``calib_batch_size``, ``seeds`` seeds per trial): ``calib_search="pattern"``
+    (``calibrate_to_target``, at most ``calib_trials`` trials) or ``"groups"`` (``calibrate_groups`` from
+    ``SEARCH_START``: a design of three, ``calib_rounds`` model rounds, the best on ``calib_final_seeds`` seeds,
+    ``calib_workers`` processes on the GPU). Other notebook parameters (the browser's ``n``, ``seed``,
+    ``data_root``, ...) do not enter."""
+    if calib_search not in ("pattern", "groups"):
+        raise ValueError(f"calib_search must be 'pattern' or 'groups', got {calib_search!r}")
     names = [s.strip() for s in datasets.split(",") if s.strip()] if isinstance(datasets, str) else list(datasets)
     fral = [name for name in names if name in DISADVANTAGED]
-    configs = [dict(name=name, n=calib_n, backbone=calib_backbone, std_epochs=calib_std_epochs,
+    configs = [dict(name=name, n=calib_n or 15_000, backbone=calib_backbone, std_epochs=calib_std_epochs,
                     trades_epochs=calib_trades_epochs, lr=calib_lr, warmup_epochs=calib_warmup_epochs,
-                    grad_clip=calib_grad_clip or None, seed=s)
+                    grad_clip=calib_grad_clip or None, seed=s, batch_size=calib_batch_size)
                for name in (fral if calibrate else []) for s in range(seeds)]
-    protocol = dict(n=calib_n, backbone=calib_backbone, epochs=calib_trades_epochs, lr=calib_lr,
-                    warmup_epochs=calib_warmup_epochs, grad_clip=calib_grad_clip)
-    configs += [dict(search=True, name=name, config=protocol, trials=calib_trials, seeds=seeds, tol=calib_tol)
+    protocol = dict(n=calib_n or None, backbone=calib_backbone, epochs=calib_trades_epochs, lr=calib_lr,
+                    warmup_epochs=calib_warmup_epochs, grad_clip=calib_grad_clip, batch_size=calib_batch_size)
+    search = dict(search=calib_search, trials=calib_trials) if calib_search == "pattern" else \
+        dict(search=calib_search, rounds=calib_rounds, final_seeds=calib_final_seeds, workers=calib_workers)
+    configs += [dict(search, name=name, config=protocol, seeds=seeds, tol=calib_tol)
                 for name in (names if calib_target else []) if name in PAPER_INIT_AT and name in KNOBS]
     return configs
 
 
 def _search_key(config: dict) -> dict:
-    """The record key of one search: the protocol, the target, the knob grids and the budget."""
+    """The record key of one search: the protocol, the target, the knob grids and the budget (and for the
+    ``groups`` search its start and rounds)."""
     name = config["name"]
     target = {k: float(PAPER_INIT_AT[name][k]) for k in ROW_KEYS}
     protocol = init_at_config(name, **config["config"]).init_key()
     protocol.pop("seed")
-    return {**protocol, "study": "calibration", "method": "search", "seed": 0, "seeds": int(config["seeds"]),
-            "trials": int(config["trials"]), "tol": float(config["tol"]), "target": target,
-            "space": {k: [float(v) for v in knob.grid] for k, knob in KNOBS[name].items()}}
+    key = {**protocol, "study": "calibration", "method": "search", "seed": 0, "seeds": int(config["seeds"]),
+           "tol": float(config["tol"]), "target": target}
+    if config["search"] == "groups":
+        key.update(search="groups", rounds=int(config["rounds"]), final_seeds=int(config["final_seeds"]),
+                   start=dict(SEARCH_START.get(name, {})))
+    else:
+        key.update(trials=int(config["trials"]),
+                   space={k: [float(v) for v in knob.grid] for k, knob in KNOBS[name].items()})
+    return key
 
 
 def keys(config: dict) -> list[dict]:
@@ -461,8 +626,14 @@ def run(config: dict, *, store: ResultStore, device, cache: dict) -> list[dict]:
     """One record: a ``calibrate_preset`` measurement, or a whole search (its trials are records of their own)."""
     if not config.get("search"):
         return [calibrate_preset(**config, store=store, device=device)]
-    result = calibrate_to_target(config["name"], trials=config["trials"], seeds=config["seeds"], tol=config["tol"],
-                                 config=config["config"], store=store, device=device, verbose=True)
+    if config["search"] == "groups":
+        result = calibrate_groups(config["name"], start=SEARCH_START.get(config["name"]), rounds=config["rounds"],
+                                  seeds=config["seeds"], final_seeds=config["final_seeds"], tol=config["tol"],
+                                  config=config["config"], store=store, device=device, workers=config["workers"],
+                                  verbose=True)
+    else:
+        result = calibrate_to_target(config["name"], trials=config["trials"], seeds=config["seeds"], tol=config["tol"],
+                                     config=config["config"], store=store, device=device, verbose=True)
     return [store.save(_search_key(config), result, device=resolve_device(device))]
 
 

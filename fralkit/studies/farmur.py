@@ -53,7 +53,7 @@ import torch
 import torch.nn as nn
 
 from ..attacks.deepfool import deepfool
-from ..data import DataSplits, GroupDataset, load_dataset, stratified_split
+from ..data import KNOBS, DataSplits, GroupDataset, load_dataset, stratified_split
 from ..data.core import to_float
 from ..experiments import ResultStore, format_mean_std, save_table, summarize
 from ..models import make_model
@@ -68,7 +68,7 @@ from ..utils import atomic_torch_save, config_hash, in_papermill, load_checkpoin
 from .protocol import draw
 
 __all__ = [
-    "FarmurRow", "ROWS", "METHODS", "PROTOCOLS", "PAPER_TABLE1", "PAPER_TEXT_RATIOS", "STUDY",
+    "FarmurRow", "ROWS", "natural_sweep", "METHODS", "PROTOCOLS", "PAPER_TABLE1", "PAPER_TEXT_RATIOS", "STUDY",
     "load_row_data", "parse_rows",
     "measure_robustness", "farmur_loss", "farmur_retrain",
     "run_farmur_row", "farmur_records", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES",
@@ -90,6 +90,7 @@ class FarmurRow:
     partition: str  # "class" (partitions = labels: MNIST, CIFAR-10) or "group" (UTKFace: race)
     model_title: str
     dataset_title: str
+    ambiguity: float = 0.0  # built-in data only: share of ambiguous images (``GroupStyle.label_noise``), calibrated
 
 
 ROWS: dict[str, FarmurRow] = {
@@ -132,7 +133,7 @@ def _subsample(ds: GroupDataset, n: int | None, seed: int) -> GroupDataset:
 
 
 def load_row_data(row: str, *, data_root=None, seed: int = 0, n: int | None = None, n_test: int | None = None,
-                  size: int | None = None) -> DataSplits:
+                  size: int | None = None, ambiguity: float | None = None) -> DataSplits:
     """The train / val / test splits of a Table 1 row, with the row's partition as ``g``.
 
     Args:
@@ -142,6 +143,7 @@ def load_row_data(row: str, *, data_root=None, seed: int = 0, n: int | None = No
         n: training images (built-in: generated; real: a stratified subset; None = the default / all).
         n_test: test images (default n / 5 for built-in data; all for real data).
         size: image side (default: 28 for MNIST, 32 for CIFAR-10 and the built-in sets, 64 for UTKFace).
+        ambiguity: built-in data only: the share of ambiguous images (None: the row's calibrated ``ambiguity``).
     """
     if row not in ROWS:
         raise ValueError(f"unknown FARMUR row {row!r}; valid: {sorted(ROWS)}")
@@ -155,10 +157,24 @@ def load_row_data(row: str, *, data_root=None, seed: int = 0, n: int | None = No
                             _subsample(splits.test, n_test, offset_seed(seed, 1)))
     else:
         opts = {k: v for k, v in (("n", n), ("n_test", n_test), ("size", size)) if v}
+        amb = spec.ambiguity if ambiguity is None else float(ambiguity)
+        if amb:
+            opts.update(_ambiguity_options(spec.synthetic, amb))
         splits = load_dataset(spec.synthetic, seed=seed, **opts)
     if spec.partition == "class":
         splits = DataSplits(*(_partition_by_class(s) for s in splits))
     return splits
+
+
+def _ambiguity_options(dataset: str, ambiguity: float) -> dict:
+    """The loader options that give every image of built-in ``dataset`` the ambiguity ``ambiguity``."""
+    if dataset == "synbols-mnist":
+        return {"ambiguity": ambiguity}
+    space = KNOBS.get(dataset, {})
+    names = ["ambiguity"] if "ambiguity" in space else [k for k in ("easy_ambiguity", "hard_ambiguity") if k in space]
+    if not names:
+        raise ValueError(f"built-in data set {dataset!r} has no ambiguity knob")
+    return {"knobs": {k: ambiguity for k in names}}
 
 
 def parse_rows(rows: str | Sequence[str]) -> list[tuple[str, str | None]]:
@@ -325,9 +341,10 @@ def _make(backbone: str, train: GroupDataset, dev):
 
 def _base_config(row, spec, backbone, dataset, seed, n, n_test, size, data_root, natural_epochs, at_epochs,
                  farmur_epochs, hp, warmup_epochs, pairing, eval_n, split_n, df_max_iter, df_overshoot, df_candidates,
-                 df_clamp, protocol) -> dict:
+                 df_clamp, protocol, ambiguity=0.0) -> dict:
     """The result-store config shared by a row's three records (each adds its ``method``)."""
-    return {"study": STUDY, "dataset": dataset, "row": row, "backbone": backbone, "partition": spec.partition,
+    extra = {"ambiguity": float(ambiguity)} if ambiguity else {}  # keyed only when set: earlier records keep their keys
+    return {**extra, "study": STUDY, "dataset": dataset, "row": row, "backbone": backbone, "partition": spec.partition,
             "seed": seed, "n": n, "n_test": n_test, "size": size, "real": data_root is not None,
             "natural_epochs": natural_epochs, "at_epochs": at_epochs, "farmur_epochs": farmur_epochs,
             "protocol": protocol, **hp,
@@ -344,7 +361,7 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
                    beta: float = 6.0, pairing: str = "split", eval_n: int | None = None, split_n: int | None = None, df_max_iter: int = 50,
                    df_overshoot: float = 0.02, df_candidates: int | None = None, df_clamp: bool = False,
                    df_batch: int = 1024, protocol: str = "same_budget", methods: Sequence[str] = METHODS,
-                   device: str | torch.device = "auto",
+                   ambiguity: float | None = None, device: str | torch.device = "auto",
                    store: ResultStore | None = None, force: bool = False,
                    log: Callable[[str], None] | None = print, keys_only: bool = False) -> list[dict]:
     """Natural, TRADES and FARMUR models for one Table 1 row and seed; one result record per method.
@@ -374,6 +391,8 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
             seed; 200 test images give a standard error of about 3.5 points). With ``schedule="constant"`` the
             two protocols differ only in the optimiser's momentum.
         methods: which of ``METHODS`` to run.
+        ambiguity: built-in data only: the share of ambiguous images; None: the row's calibrated value
+            (``FarmurRow.ambiguity``, chosen by ``natural_sweep`` so the natural model's accuracy is the paper's).
         store: where records go (default ``ResultStore()``); ``force`` re-runs done runs.
         log: one line per stage (None: silent). With a log, an interactive run also shows a bar over the
             stages of this row and seed (natural, TRADES phase 1, TRADES, Algorithm 1's split, FARMUR).
@@ -395,11 +414,12 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
     spec = ROWS[row]
     backbone = backbone or spec.backbone
     dataset = spec.real if data_root is not None else spec.synthetic
+    ambiguity = 0.0 if data_root is not None else float(spec.ambiguity if ambiguity is None else ambiguity)
     hp = dict(batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule, eps=eps,
               alpha=alpha, steps=steps, beta=beta, grad_clip=grad_clip)
     base = _base_config(row, spec, backbone, dataset, seed, n, n_test, size, data_root, natural_epochs, at_epochs,
                         farmur_epochs, hp, warmup_epochs, pairing, eval_n, split_n, df_max_iter, df_overshoot,
-                        df_candidates, df_clamp, protocol)
+                        df_candidates, df_clamp, protocol, ambiguity)
     configs = {m: {**base, "method": m} for m in methods}
     if keys_only:  # the record keys of this row, nothing computed (``keys``)
         return [configs[m] for m in methods]
@@ -409,7 +429,7 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
         return [store.load(configs[m]) for m in methods]
 
     dev = resolve_device(device)
-    splits = load_row_data(row, data_root=data_root, seed=seed, n=n, n_test=n_test, size=size)
+    splits = load_row_data(row, data_root=data_root, seed=seed, n=n, n_test=n_test, size=size, ambiguity=ambiguity)
     train, test = splits.train.to(dev), splits.test.to(dev)
     eval_idx = _subsample_idx(test, eval_n, offset_seed(seed, 11))
     df_kw = dict(overshoot=df_overshoot, max_iter=df_max_iter, candidates=df_candidates, clamp=df_clamp, batch_size=df_batch)
@@ -501,6 +521,31 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
                 bar.update()
             del pre
     return [store.load(configs[m]) for m in methods]
+
+
+def natural_sweep(row: str, values: Sequence[float], *, seeds: int | Sequence[int] = 1, store: ResultStore | None = None,
+                  device: str | torch.device = "auto", log: Callable[[str], None] | None = None, **settings) -> dict:
+    """Calibrate a built-in row's ``ambiguity`` to the paper's Natural accuracy (Table 1): the natural model of
+    ``run_farmur_row`` (``methods=("natural",)``, the other ``settings`` as the study's) at each value and seed.
+
+    Returns ``{"row", "target", "values": [{"ambiguity", "accuracy" (mean %), "std", "seeds"}], "best"}``, best =
+    the value whose mean accuracy lies nearest the paper's. Each measurement is the study's own natural record
+    (keyed by its ambiguity), so the chosen value's records are reused by the run that follows.
+    """
+    if row not in ROWS:
+        raise ValueError(f"unknown FARMUR row {row!r}; valid: {sorted(ROWS)}")
+    if not values:
+        raise ValueError("natural_sweep needs at least one ambiguity value")
+    target = PAPER_TABLE1[row]["natural"][0]
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    out = []
+    for v in values:
+        accs = [100 * run_farmur_row(row, seed=s, ambiguity=float(v), methods=("natural",), store=store, device=device,
+                                     log=log, **settings)[0]["metrics"]["accuracy"] for s in seed_list]
+        out.append({"ambiguity": float(v), "accuracy": float(np.mean(accs)),
+                    "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0, "seeds": seed_list})
+    best = min(out, key=lambda r: abs(r["accuracy"] - target))
+    return {"row": row, "target": target, "values": out, "best": best}
 
 
 def _subsample_idx(ds: GroupDataset, n: int | None, seed: int) -> torch.Tensor:

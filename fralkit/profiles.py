@@ -44,7 +44,8 @@ PROFILES: dict[str, dict[str, dict]] = {
         # the old uncalibrated standard-vs-TRADES check would train the same presets twice more.
         "gpu": {"calib_warmup_epochs": 2.0, "calib_grad_clip": 5.0, "n": 15000, "calib_n": 0,
                 "calib_backbone": "mobilenetv2", "calib_std_epochs": 12, "calib_trades_epochs": 30,
-                "calibrate": False, "calib_target": True, "calib_search": "groups", "calib_workers": 3},
+                "calibrate": False, "calib_target": True, "calib_search": "groups", "calib_workers": 2,
+                "calib_design": "0.75,1.35"},
         "paper": {"calib_lr": 0.05, "calib_warmup_epochs": 2.0, "calib_grad_clip": 5.0,
                   "datasets": "utkface,cinic10,ham10000", "n": 0, "calibrate": False, "calib_n": 0,
                   "calib_backbone": "mobilenetv2", "calib_std_epochs": 12, "calib_trades_epochs": 30},

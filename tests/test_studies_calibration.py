@@ -237,7 +237,7 @@ def test_calibrated_knobs_come_from_a_search_of_the_same_protocol(tmp_path):
     store = ResultStore(tmp_path)
     cfg = dict(search="groups", name="synbols-utk", config=dict(n=None, backbone="mobilenetv2", epochs=30, lr=0.1,
                                                                 warmup_epochs=2.0, grad_clip=5.0, batch_size=256),
-               seeds=1, tol=3.0, rounds=2, final_seeds=3, workers=1)
+               seeds=1, tol=3.0, rounds=2, final_seeds=3, workers=1, design=[0.75, 1.35])
     found = {"easy_contrast": 50.0, "hard_contrast": 30.0}
     store.save(calibration.keys(cfg)[0], {"best": {"knobs": found}})
     other = {**cfg, "config": {**cfg["config"], "epochs": 2}}  # a search under another protocol
@@ -262,3 +262,23 @@ def test_init_at_trial_is_notebook_03s_cached_initial_model(tmp_path):
     run = dataclasses.replace(config, knobs=knobs, strategy="rand")
     assert _cache_path(store, run).exists()  # the model notebook 03 starts from
     assert store.has(run.init_key()) and rec["metrics"]["labels"] == 12
+
+
+def test_notebook_03_gpu_finds_what_notebook_01_gpu_calibrates(tmp_path, monkeypatch):
+    from fralkit.profiles import notebook_parameters
+    from fralkit.studies import jin
+
+    monkeypatch.setenv("FRALKIT_RESULTS", str(tmp_path))
+    store = ResultStore(tmp_path)
+    searches = [c for c in calibration.grid(**notebook_parameters("01", "gpu")) if c.get("search")]
+    assert sorted(c["name"] for c in searches) == ["synbols-cinic", "synbols-ham", "synbols-utk"]
+    found = {}
+    for i, c in enumerate(searches):
+        found[c["name"]] = {"easy_contrast": 20.0 + i, "hard_ambiguity": 0.1 * i}
+        store.save(calibration.keys(c)[0], {"best": {"knobs": found[c["name"]]}})
+    params = {k: v for k, v in notebook_parameters("03", "gpu").items() if k != "profile"}
+    configs = jin.grid(**{**params, "strategies": "rand"})
+    assert {c.dataset for c in configs} == set(found)
+    for c in configs:
+        assert c.knobs == found[c.dataset]  # the same protocol, so notebook 03 trains on the calibrated data
+        assert c.init_key()["knobs"] == found[c.dataset]

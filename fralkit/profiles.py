@@ -87,7 +87,7 @@ PROFILES: dict[str, dict[str, dict]] = {
     "04": {
         "smoke": {"warmup_epochs": 0.0, "grad_clip": 0.0, "rows": "lenet5-mnist,utkclassifier-utkface", "n": 300,
                   "n_test": 100, "natural_epochs": 1, "at_epochs": 2, "farmur_epochs": 1, "split_n": 200},
-        "gpu": {"warmup_epochs": 2.0, "rows": "lenet5-mnist,alexnet-mnist,resnet18-cifar10,utkclassifier-utkface",
+        "gpu": {"warmup_epochs": 2.0, "seeds": 3, "rows": "lenet5-mnist,alexnet-mnist,resnet18-cifar10,utkclassifier-utkface",
                 "n": 8000, "n_test": 2000, "natural_epochs": 12, "at_epochs": 15, "farmur_epochs": 3, "steps": 5,
                 "split_n": 4000},
         # The paper's protocol (§6.1) on the real MNIST, CIFAR-10 and UTKFace under ../data (hours on a GPU).

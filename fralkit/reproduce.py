@@ -115,6 +115,7 @@ def run_notebook(key: str, path: Path, profile: str, *, executed_dir: Path, figu
         os.environ["FRALKIT_RESULTS"] = str(results)
     if recompute_corrupt:
         os.environ["FRALKIT_RECOMPUTE_CORRUPT"] = "1"
+    (figures / f"{key}_records.json").unlink(missing_ok=True)  # this run's record provenance only
     before = {p: p.stat().st_mtime for p in figures.glob(f"{key}_*")}
     info = run_info()  # before the run: the figures it writes would mark the checkout dirty
     start = time.time()
@@ -144,10 +145,26 @@ def run_notebook(key: str, path: Path, profile: str, *, executed_dir: Path, figu
         os.environ.update(env_before)
     wall = time.time() - start
     written = sorted(p.name for p in figures.glob(f"{key}_*") if before.get(p) != p.stat().st_mtime)
-    html = export_html(out_nb)
+    try:
+        html, html_error = export_html(out_nb), None
+    except Exception as err:  # the run itself is done: a missing exporter template must not stop the others
+        html, html_error = None, f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        print(f"  {path.name}: executed, but its HTML export failed ({html_error})", flush=True)
+    records = _records_provenance(figures / f"{key}_records.json")
     return {"notebook": path.name, "profile": profile, "parameters": params, "wall_s": round(wall, 1),
+            **({"records": records} if records else {}),
             "kernel_tries": attempt, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "files": written, "executed": _shown(out_nb), "html": _shown(html), **info}
+            "files": written, "executed": _shown(out_nb), "html": _shown(html) if html else None,
+            **({"html_error": html_error} if html_error else {}), **info}
+
+
+def _records_provenance(path: Path) -> dict | None:
+    """The summary of ``fralkit.studies.write_provenance``'s file: where the drawn records were computed."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: data[k] for k in ("n_records", "devices", "git_commits", "saved_between") if k in data}
 
 
 def _cells_started(notebook: Path) -> bool:
@@ -166,7 +183,12 @@ def export_html(notebook: Path) -> Path:
     import nbconvert
     import nbformat
 
-    body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    # nbconvert's templates are data files under <prefix>/share/jupyter; installed with `pip --target` they sit
+    # beside the package instead, where jupyter's search path does not look: name that folder too.
+    beside = Path(nbconvert.__file__).resolve().parents[1] / "share" / "jupyter" / "nbconvert" / "templates"
+    extra = [str(beside)] if beside.is_dir() else []
+    exporter = nbconvert.HTMLExporter(extra_template_basedirs=extra)
+    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
     return atomic_write_text(notebook.with_suffix(".html"), body)
 
 

@@ -123,6 +123,19 @@ def test_a_kernel_that_does_not_start_is_tried_once_more(tmp_path, monkeypatch):
     assert calls == [rp.KERNEL_START_TIMEOUT_S] * 2 and entry["kernel_tries"] == 2
 
 
+def test_a_failed_html_export_is_recorded_and_does_not_stop_the_run(tmp_path, monkeypatch, capsys):
+    nb = _notebook(tmp_path / "nbs", "01_data.ipynb", "x = 1")
+
+    def no_template(_notebook):
+        raise ValueError("No template sub-directory with name 'lab' found in the following paths:\n\t/usr/share")
+
+    monkeypatch.setattr(rp, "export_html", no_template)
+    entry = run_notebook("01", nb, "smoke", executed_dir=tmp_path / "ex", figures=tmp_path / "fig", log_output=False)
+    assert entry["html"] is None and entry["html_error"].startswith("ValueError: No template sub-directory")
+    assert (tmp_path / "ex" / "01_data.ipynb").exists()  # the executed copy is kept
+    assert "HTML export failed" in capsys.readouterr().out
+
+
 def test_a_kernel_that_fails_to_start_twice_stops_the_run_non_zero(tmp_path, monkeypatch, capsys):
     import papermill as pm
 

@@ -61,3 +61,27 @@ def test_a_new_study_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
     assert [c["x"] for c in studies.missing("toy", toy.grid(numbers=(4, 5)), store)] == [5]
     only_stored = studies.run("toy", toy.grid(numbers=(4, 5)), store=store, device="cpu", compute=False)
     assert [r["metrics"]["square"] for r in only_stored] == [16] and toy.calls == [2, 3, 4]
+
+
+def test_run_writes_where_its_records_were_computed_for_the_manifest(tmp_path, monkeypatch):
+    import json
+    import types
+
+    import fralkit as fk
+    from fralkit.experiments import ResultStore
+
+    store = ResultStore(tmp_path / "store")
+    mod = types.ModuleType("fake_study")
+    mod.NOTEBOOK = "99"
+    mod.keys = lambda c: [{"study": "fake", "dataset": "d", "method": "m", "seed": c}]
+    mod.run = lambda c, *, store, device, cache: [store.save(mod.keys(c)[0], {"x": c})]
+    monkeypatch.setenv("FRALKIT_FIGURES", str(tmp_path / "fig"))
+    monkeypatch.delenv("FRALKIT_PROFILE", raising=False)
+    fk.studies.run(mod, [0], store=store, device="cpu", show_progress=False)
+    assert not (tmp_path / "fig" / "99_records.json").exists()  # outside a notebook run: nothing written
+    monkeypatch.setenv("FRALKIT_PROFILE", "smoke")
+    fk.studies.run(mod, [0, 1], store=store, device="cpu", show_progress=False)
+    fk.studies.run(mod, [1, 2], store=store, device="cpu", show_progress=False)  # merged, no record twice
+    data = json.loads((tmp_path / "fig" / "99_records.json").read_text())
+    assert data["n_records"] == 3 and sum(data["devices"].values()) == 3 and "cpu" in next(iter(data["devices"]))
+    assert len(data["records"]) == 3 and data["saved_between"][0] <= data["saved_between"][1]

@@ -241,3 +241,32 @@ def test_the_protocol_enters_the_record_config_and_unknown_ones_are_refused():
                                                                     if k != "protocol"}
     with pytest.raises(ValueError, match=r"unknown protocol 'paper'.*'same_budget', 'restart'"):
         farmur.run_farmur_row("lenet5-mnist", **_ROW_KW, protocol="paper", keys_only=True)
+
+
+def _claim_record(row, method, seed, acc, rob_f, v_f):
+    return {"config": {"row": row, "method": method, "seed": seed, "dataset": "synbols-mnist", "backbone": "lenet5"},
+            "metrics": {"accuracy": acc, "rob_f": rob_f, "v_f": v_f}, "model_title": "LeNet-5",
+            "dataset_title": "MNIST"}
+
+
+def test_verdict_uses_two_seed_standard_deviations_of_paired_differences():
+    assert farmur._verdict([1.0, 1.1, 0.9], +1) == "agrees"  # mean 1.0, sd 0.1
+    assert farmur._verdict([1.0, 1.1, 0.9], -1) == "disagrees"
+    assert farmur._verdict([1.0, -0.5, 0.2], +1) == "inconclusive"  # mean 0.23, sd 0.75
+    assert farmur._verdict([2.0], +1) == "inconclusive (1 seed)"
+
+
+def test_claims_table_by_hand():
+    recs = []
+    for s, (vn, va, vf) in enumerate([(0.010, 0.020, 0.010), (0.012, 0.022, 0.011), (0.011, 0.021, 0.012)]):
+        recs += [_claim_record("lenet5-mnist", "natural", s, 0.991, 1.0, vn),
+                 _claim_record("lenet5-mnist", "trades", s, 0.990, 2.0, va),
+                 _claim_record("lenet5-mnist", "farmur", s, 0.989, 1.96, vf)]
+    t = farmur.claims_table(recs).set_index("claim")
+    assert t.loc["natural accuracy is the paper's (calibration)", "verdict"] == "agrees"  # 99.10 vs 99.08 +- 0.5
+    assert t.loc["AT raises V_f(P)", "verdict"] == "agrees"  # +0.010 per seed, sd 0
+    assert t.loc["AT raises V_f(P)", "ours"].startswith("x1.91")  # 0.021 / 0.011
+    assert t.loc["FARMUR lowers V_f(P) against AT", "verdict"] == "agrees"  # -0.010 +- 0.001
+    assert t.loc["at a small loss of Rob(f)", "ours"].startswith("2.0 +- 0.0")  # 1 - 1.96 / 2
+    assert t.loc["FARMUR's accuracy within 3 points of AT's", "verdict"] == "agrees"
+    assert list(farmur.claims_table(recs).columns) == ["claim", "row", "n seeds", "paper", "ours", "verdict", "test"]

@@ -30,7 +30,7 @@ from ..experiments import ResultStore
 from ..utils import progress, resolve_device
 from . import adversarial, bald_grad, calibration, farmur, jin
 
-__all__ = ["STUDIES", "PROTOCOL", "get", "run", "collect", "missing", "parts"]
+__all__ = ["STUDIES", "PROTOCOL", "get", "run", "collect", "missing", "parts", "provenance"]
 
 STUDIES: dict[str, ModuleType] = {
     "calibration": calibration,
@@ -87,6 +87,10 @@ def run(study: str | ModuleType, configs: Sequence, *, store: ResultStore | None
             print(f"compute=False: {len(todo)} of {len(configs)} runs missing, left out: "
                   + "; ".join(_describe(c) for c in todo))
         return collect(mod, configs, store)
+    if not todo:
+        records = collect(mod, configs, store)
+        write_provenance(mod, records)
+        return records
     cache: dict = {}  # what consecutive configs share (a data set, a pretrained trunk)
     records = []
     pending = {id(c) for c in todo}
@@ -96,7 +100,47 @@ def run(study: str | ModuleType, configs: Sequence, *, store: ResultStore | None
             records += mod.run(cfg, store=store, device=dev, cache=cache, **options)
         else:
             records += [store.load(k) for k in mod.keys(cfg)]
+    write_provenance(mod, records)
     return records
+
+
+def provenance(records: Sequence[dict]) -> dict:
+    """Where ``records`` were computed: counts per device and per git commit, and the first and last save time.
+    A notebook may draw records computed elsewhere (a GPU machine's store, rendered on a laptop); this says so."""
+    devices: dict[str, int] = {}
+    commits: dict[str, int] = {}
+    saved = []
+    for rec in records:
+        prov = rec.get("provenance") or rec  # a record, or a compact entry of ``write_provenance``
+        dev, commit = str(prov.get("device", "?")), str(prov.get("git_commit", "?"))
+        devices[dev] = devices.get(dev, 0) + 1
+        commits[commit] = commits.get(commit, 0) + 1
+        if prov.get("saved_at"):
+            saved.append(str(prov["saved_at"]))
+    return {"n_records": len(records), "devices": devices, "git_commits": commits,
+            "saved_between": [min(saved), max(saved)] if saved else None}
+
+
+def write_provenance(mod: ModuleType, records: Sequence[dict]) -> None:
+    """Merge ``provenance(records)`` into ``<figures>/<NN>_records.json`` (``reproduce`` copies it into the
+    manifest entry of the notebook). Only inside a notebook run (``$FRALKIT_PROFILE`` set by the set-up cell)."""
+    import json
+    import os
+
+    from ..utils import atomic_write_json, figures_dir
+
+    if not os.environ.get("FRALKIT_PROFILE") or not records:
+        return
+    path = figures_dir() / f"{mod.NOTEBOOK}_records.json"
+    try:
+        before = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        before = {}
+    keys = {r.get("key") for r in records}
+    known = [r for r in before.get("records", []) if r.get("key") not in keys]
+    entries = known + [{"key": r.get("key"), **{k: (r.get("provenance") or {}).get(k)
+                                                for k in ("device", "git_commit", "saved_at")}} for r in records]
+    atomic_write_json(path, {**provenance(entries), "records": sorted(entries, key=lambda e: str(e["key"]))})
 
 
 def parts(study: str | ModuleType, configs: Sequence) -> list[list]:

@@ -115,9 +115,9 @@ def run_notebook(key: str, path: Path, profile: str, *, executed_dir: Path, figu
         os.environ["FRALKIT_RESULTS"] = str(results)
     if recompute_corrupt:
         os.environ["FRALKIT_RECOMPUTE_CORRUPT"] = "1"
+    info = run_info()  # before the run: the figures it writes would mark the checkout dirty
     (figures / f"{key}_records.json").unlink(missing_ok=True)  # this run's record provenance only
     before = {p: p.stat().st_mtime for p in figures.glob(f"{key}_*")}
-    info = run_info()  # before the run: the figures it writes would mark the checkout dirty
     start = time.time()
     try:
         for attempt in range(1, KERNEL_START_TRIES + 1):

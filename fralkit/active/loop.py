@@ -341,8 +341,7 @@ def calibrated_knobs(config: "FRALConfig", root=None) -> dict | None:
         except (OSError, ValueError):
             continue
         cfg = rec.get("config", {})
-        if _protocol({k: v for k, v in cfg.items() if k in want or k in ("seed", "knobs", "study", "method")}) == want \
-                and (rec.get("metrics") or {}).get("best"):
+        if {k: v for k, v in cfg.items() if k in want} == want and (rec.get("metrics") or {}).get("best"):
             found.append((path.stat().st_mtime, rec["metrics"]["best"]["knobs"]))
     if found:
         return dict(max(found, key=lambda t: t[0])[1]) or None

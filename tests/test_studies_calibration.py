@@ -189,9 +189,28 @@ def test_label_share_and_its_inverse_by_hand():
 
 def test_group_plan_solves_a_known_group_from_three_measurements():
     data = [dict(contrast=c, rho=0.1, **dict(zip(("clean", "rob"), _truth(c, 0.1)))) for c in (20.0, 40.0, 80.0)]
-    goal = _truth(33.0, 0.3)
+    goal = _truth(33.0, 0.2)
     contrast, rho = _group_plan(data, goal, 4, 15.0, 127.0)
-    assert contrast == pytest.approx(33.0, rel=0.03) and rho == pytest.approx(0.3, abs=0.01)
+    assert contrast == pytest.approx(33.0, rel=0.03) and rho == pytest.approx(0.2, abs=0.01)
+    far = _truth(33.0, 0.5)  # beyond the trust region (ambiguity 0.1 +- 0.15): the plan stops at its edge
+    assert _group_plan(data, far, 4, 15.0, 127.0)[1] == pytest.approx(0.25)
+
+
+def _compounding(contrast, rho, k=4):
+    """A group whose glyph accuracy falls with ambiguity the more the lower its contrast (as measured)."""
+    lc = np.log(contrast / 127.0)
+    a = float(np.clip(0.97 + 0.6 * rho * lc, 0.05, 1.0))
+    r = float(np.clip(a * (0.95 + 0.12 * lc), 0.0, a))
+    return _label_share(a, rho, k), _label_share(r, rho, k)
+
+
+def test_group_plan_lands_near_a_compounding_group_from_points_around_the_target():
+    pts = [(40.0, 0.3), (80.0, 0.3), (60.0, 0.2), (100.0, 0.25), (50.0, 0.35)]
+    data = [dict(contrast=c, rho=r, **dict(zip(("clean", "rob"), _compounding(c, r)))) for c, r in pts]
+    goal = _compounding(70.0, 0.28)
+    contrast, rho = _group_plan(data, goal, 4, 15.0, 127.0)
+    got = _compounding(contrast, rho)
+    assert abs(got[0] - goal[0]) < 0.02 and abs(got[1] - goal[1]) < 0.02  # near the target shares
 
 
 def _fake_many(calls):

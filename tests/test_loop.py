@@ -331,3 +331,30 @@ def test_preset_knobs_enter_the_keys_only_when_set(monkeypatch):
     monkeypatch.setattr(loop_mod, "load_dataset", lambda name, **kw: seen.update(kw) or None)
     loop_mod.load_fral_data(FRALConfig(dataset="synbols-utk", n=50, knobs={"hard_contrast": 40.0}))
     assert seen["knobs"] == {"hard_contrast": 40.0} and seen["n"] == 50
+
+
+def test_claims_table_pairs_seeds_and_reads_the_papers_numbers():
+    from fralkit.studies import jin as jin_study
+
+    def rec(strategy, seed, std, rob, select_s=1.0):
+        r = _record(strategy, seed, (std, 0.05, std, rob, 0.05, rob), select_s=select_s, init_s=100.0)
+        r["config"]["dataset"] = "synbols-utk"
+        return r
+
+    recs = []
+    for s, base in enumerate((0.60, 0.64, 0.62)):  # seeds differ by a lot; paired differences do not
+        recs += [rec("rand", s, base, 0.40), rec("jin", s, base + 0.05, 0.41 + 0.01 * s, select_s=20.0),
+                 rec("g-rand", s, base + 0.01, 0.40), rec("fairal", s, base + 0.04, 0.42, select_s=300.0)]
+    t = jin_study.claims_table(recs).set_index("claim")
+    best = t.loc["JIN has the best standard Worst (vs the best other, FairAL)"]
+    assert best["verdict"] == "agrees" and best["ours (points)"] == "+1.00 +- 0.00"  # 5 - 4 points on every seed
+    assert best["paper (points)"] == "+0.33"  # 75.07 - 74.74 (Table 1, UTKFace)
+    assert t.loc["JIN beats G-RAND on standard Worst by > 2 std", "paper (points)"] == "+2.70"
+    rob = t.loc["JIN has the best robust Worst (vs the best other, FairAL)"]
+    assert rob["verdict"] == "inconclusive" and rob["ours (points)"] == "+0.00 +- 1.00"  # -1, 0, +1 points
+    assert t.loc["FairAL is the costliest selection", "verdict"] == "agrees"
+    share = t.loc["JIN's selection below 30 % of the initial adversarial training (target <= 10 %)"]
+    assert share["ours (points)"] == "20.0 %" and share["verdict"] == "agrees, target NOT met"
+    assert "MinMax" not in " ".join(t.index)  # a strategy that did not run gives no row
+    one = jin_study.claims_table([r for r in recs if r["config"]["seed"] == 0]).set_index("claim")
+    assert one.loc["JIN beats FairAL on standard Worst", "verdict"] == "inconclusive (1 seed)"

@@ -2,6 +2,7 @@
 the shared initial model, result records, exact resumption, and a new strategy in one function."""
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -358,3 +359,34 @@ def test_claims_table_pairs_seeds_and_reads_the_papers_numbers():
     assert "MinMax" not in " ".join(t.index)  # a strategy that did not run gives no row
     one = jin_study.claims_table([r for r in recs if r["config"]["seed"] == 0]).set_index("claim")
     assert one.loc["JIN beats FairAL on standard Worst", "verdict"] == "inconclusive (1 seed)"
+
+
+def test_fairat_fine_tuning_and_fairness_in_robustness_are_keyed_only_when_set(tiny_model, splits, tmp_path, monkeypatch):
+    from fralkit.studies import jin as jin_study
+
+    store = ResultStore(tmp_path)
+    plain = _config(strategy="rand")
+    assert "finetune_objective" not in plain.record_config() and "vf_n" not in plain.record_config()
+    seen = []
+    real_fit = loop._fit
+    monkeypatch.setattr(loop, "_fit", lambda *a, **kw: seen.append(kw["objective"]) or real_fit(*a, **kw))
+    cross = _config(strategy="rand", finetune_objective="fairat", vf_n=12)
+    rec = run_fral(cross, store=store, splits=splits, device="cpu")
+    assert rec["config"]["method"] == "rand+fairat" and rec["config"]["finetune_objective"] == "fairat"
+    assert seen == ["trades", "fairat", "fairat"]  # the shared initial model, then every round's fine-tuning
+    m = rec["metrics"]
+    assert m["vf_n"] == 12 and len(m["rob_p"]) == 2 and m["v_f"] == pytest.approx(np.var(m["rob_p"]))
+    assert m["rob_f"] == pytest.approx(np.mean(m["rob_p"]))
+    with pytest.raises(ValueError, match="finetune_objective"):
+        _config(finetune_objective="pgd")
+    with pytest.raises(ValueError, match="vf_n"):
+        _config(vf_n=-1)
+    configs = jin_study.study_configs("tiny", "rand,jin+fairat", 1)
+    assert [(c.strategy, c.finetune_objective, c.label) for c in configs] == [("rand", "trades", "rand"),
+                                                                              ("jin", "fairat", "jin+fairat")]
+    with pytest.raises(ValueError, match="fine-tuning objective"):
+        jin_study.study_configs("tiny", "jin+madry", 1)
+    table = jin_study.cross_table([rec])
+    assert table.iloc[0]["strategy"] == "rand+fairat" and table.iloc[0]["best Rob Worst"] == "*"
+    assert "the same strategy" in jin_study.describe_cross([rec])
+    assert jin_study.cross_table([{**rec, "metrics": {k: v for k, v in m.items() if k != "v_f"}}]) is None

@@ -38,7 +38,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import CALIBRATED, DataSplits, GroupDataset, dataset_facts, dataset_root, fral_split, load_dataset
+from ..data import (CALIBRATED, DataSplits, GroupDataset, dataset_facts, dataset_root, fral_split, load_dataset,
+                    stratified_split)
 from ..experiments import ResultStore
 from ..metrics import group_report
 from ..models import make_model
@@ -66,6 +67,7 @@ _STRATEGY_OPTIONS = {
 _ALL_STRATEGY_OPTIONS = sorted({o for opts in _STRATEGY_OPTIONS.values() for o in opts})
 # Settings that change nothing in the results.
 _NOT_IN_KEY = ("eval_batch_size", "amp_scores", "cudnn_benchmark")
+FINETUNE_OBJECTIVES = ("trades", "fairat")
 
 
 # ----------------------------------------------------------------------------------------------- the active loop
@@ -214,6 +216,12 @@ class FRALConfig(StrategyOptions):
             changes every round, and on one H100 with it on, each process's first run spent 119-162 s fine-tuning
             over 5 rounds against 5-7 s for later runs (most likely tuning; ``benchmarks/fral_round_cost.py``
             measures it). No effect on results beyond GPU non-determinism, so not part of the record key.
+        finetune_objective: the objective of every round's adversarial fine-tuning (``FINETUNE_OBJECTIVES``):
+            ``"trades"`` (the paper's) or ``"fairat"`` (FairAT, Mou et al.: TRADES plus augmented copies of the
+            highest-loss examples), the cross-paper row "JIN + FairAT". The initial model is TRADES either way.
+        vf_n: test points (stratified by group) on which the final model's DeepFool distances give FARMUR's
+            fairness in robustness over the groups (``fralkit.metrics.measure_robustness``: V_f(P), Rob(f), Rob(P));
+            0 leaves it out. Not part of any key when 0.
         knobs: difficulty knobs of a Synbols preset (``fralkit.data.KNOBS``; from notebook 01's calibration to the
             paper's Init. AT row), ``"calibrated"`` (``calibrated_knobs``: the knobs notebook 01's search found for
             this very protocol in the result store, else ``fralkit.data.CALIBRATED[dataset]``; resolved at once, so
@@ -253,6 +261,8 @@ class FRALConfig(StrategyOptions):
     eval_batch_size: int = 1024
     cudnn_benchmark: bool = False
     knobs: dict | str | None = None
+    finetune_objective: str = "trades"
+    vf_n: int = 0
 
     def __post_init__(self) -> None:
         self.strategy = str(getattr(self.strategy, "value", self.strategy)).lower()
@@ -266,6 +276,10 @@ class FRALConfig(StrategyOptions):
             raise ValueError(f"init_frac must lie in (0, 1), got {self.init_frac}")
         if self.metric not in ("auto", "acc", "f1"):
             raise ValueError(f"metric must be 'auto', 'acc' or 'f1', got {self.metric!r}")
+        if self.finetune_objective not in FINETUNE_OBJECTIVES:
+            raise ValueError(f"finetune_objective must be one of {FINETUNE_OBJECTIVES}, got {self.finetune_objective!r}")
+        if self.vf_n < 0:
+            raise ValueError(f"vf_n must be >= 0 test points, got {self.vf_n}")
         if self.knobs == "calibrated":  # resolved here, so the record key names the knobs actually used
             self.knobs = calibrated_knobs(self)
         elif self.knobs is not None and not isinstance(self.knobs, dict):
@@ -301,10 +315,16 @@ class FRALConfig(StrategyOptions):
         own = set(_STRATEGY_OPTIONS.get(self.strategy, ()))
         cfg = {k: v for k, v in asdict(self).items()
                if k not in _NOT_IN_KEY and (k not in _ALL_STRATEGY_OPTIONS or k in own)}
-        cfg.update(study=STUDY, method=self.strategy, metric=self.metric_name, oversample=self.use_oversampling)
-        if not self.knobs:
-            cfg.pop("knobs")
+        cfg.update(study=STUDY, method=self.label, metric=self.metric_name, oversample=self.use_oversampling)
+        for name, off in (("knobs", None), ("finetune_objective", "trades"), ("vf_n", 0)):
+            if not cfg[name] or cfg[name] == off:  # keyed only when set, so every earlier record keeps its key
+                cfg.pop(name)
         return cfg
+
+    @property
+    def label(self) -> str:
+        """The run's name in tables and figures: the strategy, with ``+<objective>`` when it fine-tunes otherwise."""
+        return self.strategy if self.finetune_objective == "trades" else f"{self.strategy}+{self.finetune_objective}"
 
     @classmethod
     def from_dict(cls, d: dict) -> "FRALConfig":
@@ -615,7 +635,7 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
 
     def finetune_round(k: int, state: dict) -> None:
         model.train()
-        _fit(model, train, state["labelled"], objective="trades", epochs=config.finetune_epochs, lr=config.finetune_lr,
+        _fit(model, train, state["labelled"], objective=config.finetune_objective, epochs=config.finetune_epochs, lr=config.finetune_lr,
              config=config, seed=stage_seed(config.seed, k, 5), device=dev, optimizer=optimizer)
 
     def evaluate_round(k: int, state: dict) -> dict:
@@ -636,7 +656,27 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
 
     run_active_loop(model, state, policy="finetune", budgets=budgets, select=select_round, train=finetune_round,
                     evaluate=evaluate_round, on_round=save_round)
-    return _finish(config, store, state, init, train, dev, path, keep_state)
+    extra = fairness_in_robustness(model, test, config.vf_n, seed=stage_seed(config.seed, config.rounds, 8)) \
+        if config.vf_n else {}
+    return _finish(config, store, state, init, train, dev, path, keep_state, extra)
+
+
+def fairness_in_robustness(model: nn.Module, test: GroupDataset, n: int, *, seed: int) -> dict:
+    """FARMUR's fairness in robustness of ``model`` over the groups of ``test`` (Defs. 1-5: DeepFool distances of
+    the correctly classified points of ``n`` test points stratified by group): ``v_f`` (V_f(P)), ``rob_f``,
+    ``rob_p`` per group, ``vf_accuracy`` and ``vf_n``, the cross-paper columns of notebook 03."""
+    from ..metrics import measure_robustness
+
+    n = min(int(n), len(test))
+    if n < len(test):
+        keep, _ = stratified_split(test.g.cpu(), [n / len(test), 1 - n / len(test)], seed)
+        idx = keep
+    else:
+        idx = torch.arange(len(test))
+    metrics, _dist = measure_robustness(model.eval(), test, idx=idx)
+    return {"v_f": float(metrics["v_f"]), "rob_f": float(metrics["rob_f"]),
+            "rob_p": [float(v) for v in metrics["rob_p"]], "vf_accuracy": float(metrics["accuracy"]),
+            "vf_n": int(len(idx)), "vf_deepfool_s": float(metrics["deepfool_s"])}
 
 
 def _upgrade_state(state: dict) -> dict:
@@ -655,12 +695,13 @@ def _upgrade_state(state: dict) -> dict:
     return state
 
 
-def _finish(config, store, state, init, train, dev, path, keep_state) -> dict:
+def _finish(config, store, state, init, train, dev, path, keep_state, extra: dict | None = None) -> dict:
     records = state["records"]
     rounds = records[1:]
     vals = [r["val"] for r in records]
     selected = [r["selected"] for r in rounds]
     metrics = _round_metrics([r["test"] for r in records], vals)
+    metrics.update(extra or {})
     metrics["selected"] = [p.tolist() for p in selected]
     metrics["worst_group_est"] = [v["worst_group"] for v in vals[:-1]]
     metrics["labelled_n"] = [len(init["labelled"]) + sum(len(p) for p in selected[:r]) for r in range(len(selected) + 1)]

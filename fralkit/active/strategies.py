@@ -741,7 +741,7 @@ STRATEGIES: dict[str, Callable[[SelectionContext, int], torch.Tensor]] = {
 STRATEGY_LABELS = {"rand": "RAND", "ent": "ENT", "cset": "CSET", "badge": "BADGE", "bald": "BALD", "uniform": "Uniform",
                    "balanced": "Balanced uniform (oracle)", "g-rand": "G-RAND",
                    "g-ent": "G-ENT", "minmax": "MinMax", "opt": "OPT", "fairal": "FairAL", "jin": "JIN",
-                   "jin-p": "JIN-P", "jin-r": "JIN-R"}
+                   "jin-p": "JIN-P", "jin-r": "JIN-R", "jin+fairat": "JIN + FairAT"}
 
 # Strategies that draw only from the estimated worst group z* (Algorithm 1, line 6).
 GROUP_AWARE = frozenset({"g-rand", "g-ent", "jin", "jin-p", "jin-r"})

@@ -14,16 +14,21 @@ derives everything from them, as a flat dict of plain Python scalars (result-sto
 """
 from __future__ import annotations
 
+import math
+import time
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from ..data.core import GroupDataset
-from ..inference import infer
+from ..attacks.deepfool import deepfool
+from ..data.core import GroupDataset, to_float
+from ..inference import clean_logits, infer
+from ..runtime import sync
+from .robustness import robustness_report
 
-__all__ = ["predict", "group_report", "report_from_logits", "per_class_f1", "macro_f1", "per_class_accuracy",
+__all__ = ["predict", "group_report", "measure_robustness", "report_from_logits", "per_class_f1", "macro_f1", "per_class_accuracy",
            "worst_disp_avg", "report_table", "METRICS"]
 
 METRICS = ("acc", "f1")
@@ -227,3 +232,45 @@ def report_table(report: dict, *, kind: str = "rob", what: str = "acc", classes:
     groups = list(groups) if groups is not None else [str(z) for z in range(ng)]
     vals = [[report.get(f"{kind}_{what}_g{z}_c{c}", float("nan")) for z in range(ng)] for c in range(nc)]
     return pd.DataFrame(vals, index=pd.Index(classes, name="class"), columns=pd.Index(groups, name="group"))
+
+
+def measure_robustness(model: nn.Module, ds: GroupDataset, *, idx: torch.Tensor | None = None, batch_size: int = 1024,
+                       overshoot: float = 0.02, max_iter: int = 50, candidates: int | None = None, clamp: bool = False,
+                       before: str = "boundary", ddof: int = 0) -> tuple[dict, dict]:
+    """Accuracy and FARMUR Defs. 1-5 of ``model`` on ``ds`` (at ``idx``), partitions = ``ds.g``.
+
+    DeepFool runs only on the correctly classified points (the others are outside ``Corr_f(P)`` and their
+    distance is never used; it is stored as None).
+
+    Returns:
+        ``(metrics, distances)``: ``metrics`` from ``fralkit.metrics.robustness_report`` plus DeepFool counts
+        (``n_unflipped`` correct points that DeepFool never moved across a boundary in ``max_iter`` steps;
+        their distance is the last iterate's and is kept), and ``distances`` = ``{"d", "correct", "partition"}``
+        lists for redrawing I_P(tau).
+    """
+    idx = torch.arange(len(ds)) if idx is None else torch.as_tensor(idx).cpu()
+    dev = ds.device
+    pred = clean_logits(model, ds, idx, batch_size=batch_size, amp=False, channels_last=False).argmax(1)
+    y = ds.y[idx.to(dev)]
+    correct = pred == y
+    x = to_float(ds.x[idx.to(dev)][correct])
+    t0 = time.time()
+    res = deepfool(model, x, overshoot=overshoot, max_iter=max_iter, candidates=candidates, clamp=clamp, before=before,
+                   batch_size=batch_size)
+    sync(dev)
+    seconds = time.time() - t0
+    d = torch.full((len(idx),), float("nan"), dtype=torch.float64)
+    d[correct.cpu()] = res.d_theta.double().cpu()
+    g = ds.g[idx.to(dev)].cpu()
+    metrics = robustness_report(d, correct.cpu(), g, num_groups=ds.num_groups, group_names=ds.groups, ddof=ddof)
+    metrics["v_f_sample"] = float(np.var(metrics["rob_p"], ddof=1)) if ds.num_groups > 1 else float("nan")
+    summary = res.summary()
+    # Farther than the diameter sqrt(D) of the image box [0, 1]^D: no image is that far (unclamped DeepFool
+    # on a nearly flat model); counted so that such points are seen, not averaged in silently.
+    box = math.sqrt(x[0].numel()) if len(x) else float("inf")
+    metrics.update({"n_eval": int(len(idx)), "n_attacked": summary["n"], "n_unflipped": summary["n_unflipped"],
+                    "n_beyond_box": int((res.d_theta > box).sum()), "mean_iters": summary["mean_iters"],
+                    "max_iters": summary["max_iters"], "deepfool_s": seconds})
+    dist = {"d": [None if math.isnan(v) else round(v, 6) for v in d.tolist()],
+            "correct": correct.cpu().int().tolist(), "partition": g.tolist()}
+    return metrics, dist

@@ -25,7 +25,7 @@ def strategy_label(name: str) -> str:
 STRATEGY_FAMILIES = {
     "active-learning baselines": ("rand", "ent", "cset", "badge", "bald"),
     "group-aware": ("g-rand", "g-ent", "minmax", "opt", "fairal"),
-    "JIN and its ablations": ("jin", "jin-p", "jin-r"),
+    "JIN and its ablations": ("jin", "jin-p", "jin-r", "jin+fairat"),
 }
 STRATEGY_STYLE = {
     "rand": {"color": "#7f7f7f", "marker": "o"},
@@ -41,6 +41,7 @@ STRATEGY_STYLE = {
     "jin": {"color": "#d62728", "marker": "o"},
     "jin-p": {"color": "#e377c2", "marker": "<"},
     "jin-r": {"color": "#9467bd", "marker": ">"},
+    "jin+fairat": {"color": "#7b0d1e", "marker": "*"},
     "init-at": {"color": "#444444", "marker": "x"},
 }
 _FAMILY_LINE = {"active-learning baselines": ("-", 1.3), "group-aware": ("--", 1.3), "JIN and its ablations": ("-", 2.2)}

@@ -42,7 +42,6 @@ its own table (FARMUR lowers V_f by "29.17 %" for AlexNet and "15.39 %" for CIFA
 from __future__ import annotations
 
 import copy
-import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -52,13 +51,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..attacks.deepfool import deepfool
 from ..data import KNOBS, DataSplits, GroupDataset, load_dataset, stratified_split
-from ..data.core import to_float
 from ..experiments import ResultStore, format_mean_std, save_table, summarize
 from ..models import make_model
-from ..inference import clean_logits
-from ..metrics.robustness import curves_from_record, robustness_report, vulnerable_split
+from ..metrics.groups import measure_robustness
+from ..metrics.robustness import curves_from_record, vulnerable_split
 from ..plots import farmur as plots_farmur
 from ..plots.farmur import METHOD_TITLES, METHODS
 from ..runtime import offset_seed, resolve_device, set_seed, sync
@@ -199,48 +196,6 @@ def parse_rows(rows: str | Sequence[str]) -> list[tuple[str, str | None]]:
 # ----------------------------------------------------------------------------------------------------------
 # Measuring fairness in robustness
 # ----------------------------------------------------------------------------------------------------------
-
-def measure_robustness(model: nn.Module, ds: GroupDataset, *, idx: torch.Tensor | None = None, batch_size: int = 1024,
-                       overshoot: float = 0.02, max_iter: int = 50, candidates: int | None = None, clamp: bool = False,
-                       before: str = "boundary", ddof: int = 0) -> tuple[dict, dict]:
-    """Accuracy and FARMUR Defs. 1-5 of ``model`` on ``ds`` (at ``idx``), partitions = ``ds.g``.
-
-    DeepFool runs only on the correctly classified points (the others are outside ``Corr_f(P)`` and their
-    distance is never used; it is stored as None).
-
-    Returns:
-        ``(metrics, distances)``: ``metrics`` from ``fralkit.metrics.robustness_report`` plus DeepFool counts
-        (``n_unflipped`` correct points that DeepFool never moved across a boundary in ``max_iter`` steps;
-        their distance is the last iterate's and is kept), and ``distances`` = ``{"d", "correct", "partition"}``
-        lists for redrawing I_P(tau).
-    """
-    idx = torch.arange(len(ds)) if idx is None else torch.as_tensor(idx).cpu()
-    dev = ds.device
-    pred = clean_logits(model, ds, idx, batch_size=batch_size, amp=False, channels_last=False).argmax(1)
-    y = ds.y[idx.to(dev)]
-    correct = pred == y
-    x = to_float(ds.x[idx.to(dev)][correct])
-    t0 = time.time()
-    res = deepfool(model, x, overshoot=overshoot, max_iter=max_iter, candidates=candidates, clamp=clamp, before=before,
-                   batch_size=batch_size)
-    sync(dev)
-    seconds = time.time() - t0
-    d = torch.full((len(idx),), float("nan"), dtype=torch.float64)
-    d[correct.cpu()] = res.d_theta.double().cpu()
-    g = ds.g[idx.to(dev)].cpu()
-    metrics = robustness_report(d, correct.cpu(), g, num_groups=ds.num_groups, group_names=ds.groups, ddof=ddof)
-    metrics["v_f_sample"] = float(np.var(metrics["rob_p"], ddof=1)) if ds.num_groups > 1 else float("nan")
-    summary = res.summary()
-    # Farther than the diameter sqrt(D) of the image box [0, 1]^D: no image is that far (unclamped DeepFool
-    # on a nearly flat model); counted so that such points are seen, not averaged in silently.
-    box = math.sqrt(x[0].numel()) if len(x) else float("inf")
-    metrics.update({"n_eval": int(len(idx)), "n_attacked": summary["n"], "n_unflipped": summary["n_unflipped"],
-                    "n_beyond_box": int((res.d_theta > box).sum()), "mean_iters": summary["mean_iters"],
-                    "max_iters": summary["max_iters"], "deepfool_s": seconds})
-    dist = {"d": [None if math.isnan(v) else round(v, 6) for v in d.tolist()],
-            "correct": correct.cpu().int().tolist(), "partition": g.tolist()}
-    return metrics, dist
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Algorithm 1

@@ -20,12 +20,12 @@ from ..plots import active as plots_active
 from ..plots.active import strategy_label
 from ..utils import config_hash
 from .protocol import draw
-from ..active.loop import FRALConfig, load_fral_data, run_fral
+from ..active.loop import FINETUNE_OBJECTIVES, FRALConfig, load_fral_data, run_fral
 from ..active.strategies import BALD_GRAD_ONLY, STRATEGIES
 
 __all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "seed_list", "study_configs", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "provenance", "mixed_initial_models", "by_dataset", "final_frame",
            "rounds_frame", "class_share_frame", "table_main", "table_classes", "table_cost", "table_ablation", "table_g_ent", "render_tables",
-           "describe_claims", "strategy_label", "claims_table", "PAPER_WORST"]
+           "describe_claims", "strategy_label", "claims_table", "PAPER_WORST", "cross_table", "describe_cross"]
 
 # The built-in stand-ins for JIN's three data sets, read from the registry.
 JIN_DATASETS = tuple(name for name, info in DATASETS.items() if info.synthetic and "JIN" in info.papers)
@@ -54,12 +54,28 @@ def seed_list(seeds: int | Sequence[int]) -> list[int]:
     return list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
 
 
+def _strategy_items(strategies: str | Sequence[str]) -> list[tuple[str, str]]:
+    """``"all,jin+fairat"`` -> ``[(strategy, fine-tuning objective), ...]``: ``all`` is every FRAL strategy, and
+    ``name+objective`` runs strategy ``name`` with another fine-tuning objective (``FINETUNE_OBJECTIVES``)."""
+    valid = [name for name in STRATEGIES if name not in BALD_GRAD_ONLY]
+    items = split_names(strategies)
+    out: list[tuple[str, str]] = []
+    for item in items:
+        name, _, objective = item.partition("+")
+        names = valid if name == "all" and not objective else split_names([name], valid=valid, what="strategy")
+        if objective and objective not in FINETUNE_OBJECTIVES:
+            raise ValueError(f"unknown fine-tuning objective {objective!r} in {item!r}; valid: {list(FINETUNE_OBJECTIVES)}")
+        out += [(n, objective or "trades") for n in names if (n, objective or "trades") not in out]
+    return out
+
+
 def study_configs(datasets: str | Sequence[str], strategies: str | Sequence[str], seeds: int | Sequence[int],
                   **settings) -> list[FRALConfig]:
-    """The grid of run configs: every dataset x seed x strategy, with shared ``settings`` (``FRALConfig`` fields)."""
-    return [FRALConfig(dataset=d, strategy=s, seed=seed, **settings)
+    """The grid of run configs: every dataset x seed x strategy, with shared ``settings`` (``FRALConfig`` fields);
+    a strategy ``name+objective`` (``"jin+fairat"``) fine-tunes with that objective."""
+    return [FRALConfig(dataset=d, strategy=s, seed=seed, **{**settings, "finetune_objective": obj})
             for d in split_names(datasets, what="dataset") for seed in seed_list(seeds)
-            for s in split_names(strategies, valid=[name for name in STRATEGIES if name not in BALD_GRAD_ONLY], what="strategy")]
+            for s, obj in _strategy_items(strategies)]
 
 
 def provenance(records: Sequence[dict]):
@@ -520,6 +536,59 @@ def claims_table(records: Sequence[dict], *, target_share: float = 10.0):
                                        "verdict"])
 
 
+# ----------------------------------------------------------------------------------------------- the papers against each other
+def cross_table(records: Sequence[dict]):
+    """What no paper measured: FARMUR's fairness in robustness V_f(P) over JIN's groups (``FRALConfig.vf_n``), beside
+    the final Worst of every strategy, per data set: mean +- seed std, with the strategy of the best robust Worst and
+    the one of the lowest V_f(P) marked. Runs without ``vf_n`` are left out; None when no run measured it."""
+    import pandas as pd
+
+    rows = []
+    for rec in records:
+        m = rec["metrics"]
+        if "v_f" not in m:
+            continue
+        c = rec["config"]
+        rows.append({"data set": c["dataset"], "backbone": c["backbone"], "strategy": c["method"], "seed": c["seed"],
+                     "std_worst": 100 * m["std_worst"][-1], "rob_worst": 100 * m["rob_worst"][-1], "v_f": m["v_f"],
+                     "rob_f": m["rob_f"]})
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    out = []
+    for (dataset, backbone), sub in frame.groupby(["data set", "backbone"], sort=False):
+        g = sub.groupby("strategy")
+        mean, sd, n = g.mean(numeric_only=True), g.std(numeric_only=True).fillna(0.0), g["seed"].nunique()
+        best_rob, low_vf = mean["rob_worst"].idxmax(), mean["v_f"].idxmin()
+        for strat in _order(mean.index):
+            out.append({"data set": dataset, "backbone": backbone, "strategy": strategy_label(strat),
+                        "n seeds": int(n[strat]),
+                        **{col: _fmt(mean.loc[strat, key], sd.loc[strat, key], digits, int(n[strat]))
+                           for col, key, digits in (("Std Worst (%)", "std_worst", 2), ("Rob Worst (%)", "rob_worst", 2),
+                                                    ("V_f(P) over groups", "v_f", 4), ("Rob(f)", "rob_f", 3))},
+                        "best Rob Worst": "*" if strat == best_rob else "",
+                        "lowest V_f": "*" if strat == low_vf else ""})
+    return pd.DataFrame(out)
+
+
+def _fmt(mean: float, std: float, digits: int, seeds: int) -> str:
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if seeds > 1 else f"{mean:.{digits}f}"
+
+
+def describe_cross(records: Sequence[dict]) -> str:
+    """One sentence per data set: does the strategy with the best robust Worst also have the lowest V_f(P)?"""
+    table = cross_table(records)
+    if table is None:
+        return "V_f(P) was not measured (vf_n = 0)."
+    lines = []
+    for dataset, sub in table.groupby("data set", sort=False):
+        best = sub.loc[sub["best Rob Worst"] == "*", "strategy"].iloc[0]
+        low = sub.loc[sub["lowest V_f"] == "*", "strategy"].iloc[0]
+        lines.append(f"- {dataset}: the best robust Worst is {best}'s; the lowest V_f(P) is {low}'s"
+                     + (": the same strategy." if best == low else ": not the same strategy."))
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------------------------- the study protocol
 NOTEBOOK = "03"
 
@@ -575,6 +644,9 @@ def tables(records: Sequence[dict], *, save: bool = True) -> dict:
         claims = claims_table(records)
         if not claims.empty:
             save_table(claims, f"{NOTEBOOK}_claims", index=False)
+        cross = cross_table(records)
+        if cross is not None:
+            save_table(cross, f"{NOTEBOOK}_cross", index=False)
     return out
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from .utils import CorruptFileError, atomic_write_json, atomic_write_text, config_hash, figures_dir, repo_root, run_info
 
 __all__ = ["ResultStore", "RECORD_FIELDS", "PROVENANCE_FIELDS", "normalize_record", "default_results_dir", "summarize",
-           "format_mean_std", "save_table", "flatten_records"]
+           "format_mean_std", "save_table", "flatten_records", "paired_verdict"]
 
 SCHEMA = 2
 RECORD_FIELDS = ("schema", "config", "key", "metrics", "series", "classes", "groups", "timings", "provenance")
@@ -197,6 +197,22 @@ def flatten_records(records: Iterable[dict], metrics: Sequence[str] | None = Non
                 row[f"time_{name}"] = val
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def paired_verdict(diffs, direction: int = 1) -> str:
+    """A claim about paired per-seed differences (``direction`` +1: claimed above zero, -1: below): ``agrees`` when
+    their mean lies beyond two seed standard deviations on the claimed side, ``disagrees`` beyond them on the other
+    side, ``inconclusive`` within them; ``inconclusive (1 seed)`` and ``not run`` for one or no difference. The claims
+    tables of notebooks 03 and 04 judge by it."""
+    import numpy as np
+
+    d = np.asarray(diffs, float)
+    if len(d) == 0:
+        return "not run"
+    if len(d) < 2:
+        return "inconclusive (1 seed)"
+    m, sd = direction * float(d.mean()), float(d.std(ddof=1))
+    return "agrees" if m > 2 * sd else ("disagrees" if m < -2 * sd else "inconclusive")
 
 
 def summarize(records: Iterable[dict] | "pd.DataFrame", by: Sequence[str], metrics: Sequence[str]):

@@ -250,10 +250,12 @@ def _claim_record(row, method, seed, acc, rob_f, v_f):
 
 
 def test_verdict_uses_two_seed_standard_deviations_of_paired_differences():
-    assert farmur._verdict([1.0, 1.1, 0.9], +1) == "agrees"  # mean 1.0, sd 0.1
-    assert farmur._verdict([1.0, 1.1, 0.9], -1) == "disagrees"
-    assert farmur._verdict([1.0, -0.5, 0.2], +1) == "inconclusive"  # mean 0.23, sd 0.75
-    assert farmur._verdict([2.0], +1) == "inconclusive (1 seed)"
+    from fralkit.experiments import paired_verdict
+
+    assert paired_verdict([1.0, 1.1, 0.9], +1) == "agrees"  # mean 1.0, sd 0.1
+    assert paired_verdict([1.0, 1.1, 0.9], -1) == "disagrees"
+    assert paired_verdict([1.0, -0.5, 0.2], +1) == "inconclusive"  # mean 0.23, sd 0.75
+    assert paired_verdict([2.0], +1) == "inconclusive (1 seed)" and paired_verdict([]) == "not run"
 
 
 def test_claims_table_by_hand():

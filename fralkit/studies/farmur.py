@@ -52,7 +52,7 @@ import torch
 import torch.nn as nn
 
 from ..data import KNOBS, DataSplits, GroupDataset, load_dataset, stratified_split
-from ..experiments import ResultStore, format_mean_std, save_table, summarize
+from ..experiments import ResultStore, format_mean_std, paired_verdict, save_table, summarize
 from ..models import make_model
 from ..metrics.groups import measure_robustness
 from ..metrics.robustness import curves_from_record, vulnerable_split
@@ -688,30 +688,15 @@ def describe_farmur(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _verdict(diffs: Sequence[float], direction: int) -> str:
-    """Paired per-seed differences against a claimed direction (+1: up, -1: down): ``agrees`` when the mean lies
-    beyond two seed standard deviations on the claimed side, ``disagrees`` beyond them on the other side,
-    ``inconclusive`` within them (or with one seed)."""
-    d = np.asarray(diffs, float)
-    if len(d) < 2:
-        return "inconclusive (1 seed)"
-    m, sd = float(d.mean()), float(d.std(ddof=1))
-    if direction * m > 2 * sd:
-        return "agrees"
-    if direction * m < -2 * sd:
-        return "disagrees"
-    return "inconclusive"
-
-
 # The paper's natural accuracy tolerances for the built-in rows (FARMUR issue: +-0.5 on MNIST-like rows, else +-2).
 NATURAL_TOL = {"lenet5-mnist": 0.5, "alexnet-mnist": 0.5, "resnet18-cifar10": 2.0, "utkclassifier-utkface": 2.0}
 
 
 def claims_table(records: Sequence[dict]):
     """The paper's claims beside this run's, one row per (claim, Table 1 row), with a verdict on paired seeds
-    (``_verdict``: two seed standard deviations): the natural model's accuracy is the paper's (the calibration);
-    adversarial training raises V_f(P) (x1.46 / x6.67 / x10.43 in the text); FARMUR lowers V_f(P) against it
-    (29 / 15 / 19 %) at a small loss of Rob(f) (about 2 %) and of accuracy (within 3 points here)."""
+    (``fralkit.experiments.paired_verdict``: two seed standard deviations): the natural model's accuracy is the
+    paper's (the calibration); adversarial training raises V_f(P) (x1.46 / x6.67 / x10.43 in the text); FARMUR lowers
+    V_f(P) against it (29 / 15 / 19 %) at a small loss of Rob(f) (about 2 %) and of accuracy (within 3 points here)."""
     import pandas as pd
 
     by: dict = {}
@@ -738,20 +723,20 @@ def claims_table(records: Sequence[dict]):
             text = PAPER_TEXT_RATIOS.get(row, {}).get("at_factor", paper["trades"][2] / paper["natural"][2])
             out.append({"claim": "AT raises V_f(P)", "row": label, "n seeds": n, "paper": f"x{text:.2f}",
                         "ours": f"x{at.mean() / nat.mean():.2f} ({nat.mean():.3g} -> {at.mean():.3g})",
-                        "verdict": _verdict(at - nat, +1), "test": "V_f(AT) - V_f(natural) per seed"})
+                        "verdict": paired_verdict(at - nat, +1), "test": "V_f(AT) - V_f(natural) per seed"})
         if {"trades", "farmur"} <= set(meth):
             at, fm = get("trades", "v_f"), get("farmur", "v_f")
             gain = PAPER_TEXT_RATIOS.get(row, {}).get("farmur_gain", 1 - paper["farmur"][2] / paper["trades"][2])
             out.append({"claim": "FARMUR lowers V_f(P) against AT", "row": label, "n seeds": n,
                         "paper": f"-{100 * gain:.1f} %", "ours": f"{100 * (fm.mean() / at.mean() - 1):+.1f} % "
                                                               f"({at.mean():.3g} -> {fm.mean():.3g})",
-                        "verdict": _verdict(fm - at, -1), "test": "V_f(FARMUR) - V_f(AT) per seed"})
+                        "verdict": paired_verdict(fm - at, -1), "test": "V_f(FARMUR) - V_f(AT) per seed"})
             ra, rf = get("trades", "rob_f"), get("farmur", "rob_f")
             lost_paper = 100 * (1 - paper["farmur"][1] / paper["trades"][1])
             lost = 100 * (1 - rf / ra)
             out.append({"claim": "at a small loss of Rob(f)", "row": label, "n seeds": n,
                         "paper": f"{lost_paper:.1f} % lost", "ours": f"{lost.mean():.1f} +- {_sd(lost):.1f} % lost",
-                        "verdict": _verdict(lost - lost_paper, -1) if lost.mean() > lost_paper else "agrees",
+                        "verdict": paired_verdict(lost - lost_paper, -1) if lost.mean() > lost_paper else "agrees",
                         "test": "loss no larger than the paper's, or within two seed std of it"})
             aa, af = 100 * get("trades", "accuracy"), 100 * get("farmur", "accuracy")
             out.append({"claim": "FARMUR's accuracy within 3 points of AT's", "row": label, "n seeds": n,

@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..data import DATASETS
-from ..experiments import ResultStore, format_mean_std, save_table, summarize
+from ..experiments import ResultStore, format_mean_std, paired_verdict, save_table, summarize
 from ..plots import active as plots_active
 from ..plots.active import strategy_label
 from ..utils import config_hash
@@ -462,21 +462,11 @@ def _paired(frame, metric: str, a: str, b: str):
     return np.array([x[s] - y[s] for s in seeds], float)
 
 
-def _verdict(diffs: np.ndarray) -> str:
-    """A claim that ``diffs`` (claimed side positive) are above zero: ``agrees`` beyond two seed standard deviations,
-    ``disagrees`` beyond them below, ``inconclusive`` within them; one seed or none: says so."""
-    if len(diffs) == 0:
-        return "not run"
-    if len(diffs) < 2:
-        return "inconclusive (1 seed)"
-    m, sd = float(diffs.mean()), float(diffs.std(ddof=1))
-    return "agrees" if m > 2 * sd else ("disagrees" if m < -2 * sd else "inconclusive")
-
-
 def claims_table(records: Sequence[dict], *, target_share: float = 10.0):
     """Each claim of the JIN paper beside this run's numbers, per data set: one row per (data set, claim), with the
-    paper's numbers, ours (mean of the paired per-seed differences +- their std) and a verdict (``_verdict``: two
-    seed standard deviations; cost claims compare means). Saved as ``03_claims`` by ``tables``."""
+    paper's numbers, ours (mean of the paired per-seed differences +- their std) and a verdict
+    (``fralkit.experiments.paired_verdict``: two seed standard deviations; cost claims compare means). Saved as
+    ``03_claims`` by ``tables``."""
     import pandas as pd
 
     rows = []
@@ -495,7 +485,7 @@ def claims_table(records: Sequence[dict], *, target_share: float = 10.0):
             p = f"{paper[a][col] - paper[b][col]:+.2f}" if a in paper and b in paper else "n/a"
             rows.append({"data set": dataset, "backbone": backbone, "claim": claim, "n seeds": len(d),
                          "paper (points)": p, "ours (points)": f"{d.mean():+.2f} +- {d.std(ddof=1) if len(d) > 1 else 0:.2f}",
-                         "verdict": _verdict(d)})
+                         "verdict": paired_verdict(d)})
 
         for metric, col, setting in (("std_worst", 0, "standard"), ("rob_worst", 1, "robust")):
             others = [s for s in TABLE1_STRATEGIES if s in have and s != "jin"]

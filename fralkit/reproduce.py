@@ -37,7 +37,7 @@ from .profiles import NOTEBOOKS, PROFILE_NAMES, notebook_parameters
 from .studies import STUDIES
 from .utils import atomic_write_json, atomic_write_text, figures_dir, remove_stale_tmp, repo_root, run_info
 
-__all__ = ["NOTEBOOKS", "SPLITTABLE", "ENGINES", "find_notebooks", "run_notebook", "split_parts", "reproduce",
+__all__ = ["NOTEBOOKS", "SPLITTABLE", "ENGINES", "find_notebooks", "run_notebook", "split_parts", "part_name", "reproduce",
            "manifest_key", "update_manifest", "check_overrides", "visible_gpus", "local_slots", "make_executor",
            "run_part", "parse_overrides", "main"]
 
@@ -213,10 +213,18 @@ def _cell_first_line(notebook: Path, index: int) -> str:
 
 
 def split_parts(key: str, params: dict) -> list[dict]:
-    """The independent parts of a splittable notebook's study: one override dict per (data set, seed)."""
+    """The independent parts of a splittable notebook's study: one override dict per part (notebook 01: per preset
+    searched, 03: per (data set, seed), 04: per (row, seed))."""
     if key not in SPLITTABLE:
         raise ValueError(f"--jobs splits notebooks {sorted(SPLITTABLE)} only; notebook {key} runs as one process")
     return STUDY_OF[key].part_parameters(params)
+
+
+def part_name(part: dict) -> str:
+    """A part's folder and log name from its overrides: ``{"dataset": "synbols-utk", "seeds": [1]}`` ->
+    ``synbols-utk-s1``, ``{"rows": "lenet5-mnist", "seeds": [0]}`` -> ``lenet5-mnist-s0``."""
+    bits = [f"s{v[0]}" if k == "seeds" else str(v) for k, v in part.items()]
+    return "-".join(b.replace("/", "_").replace(":", "_").replace(",", "_") for b in bits)
 
 
 def visible_gpus(spec: str = "auto") -> list[str]:
@@ -340,7 +348,7 @@ def _run_parts(key: str, profile: str, parts: list[dict], overrides: dict, *, ex
     pythonpath = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
     todo = []
     for part in parts:
-        folder = executed_dir / "parts" / f"{part['dataset']}-s{part['seeds'][0]}"
+        folder = executed_dir / "parts" / part_name(part)
         folder.mkdir(parents=True, exist_ok=True)
         cmd = _part_command(key, profile, part, shared, folder=folder, results=results, notebooks_dir=notebooks_dir,
                             recompute_corrupt=recompute_corrupt)
@@ -532,8 +540,8 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | 
     split = jobs != 1 or engine == "slurm"
     slots: list[str] = []
     if split:
-        for key, _path in todo:
-            split_parts(key, {**notebook_parameters(key, profile), **overrides})  # refuses what cannot be split
+        if not any(key in SPLITTABLE for key, _path in todo):  # the others run whole, as without --jobs
+            split_parts(todo[0][0], {})  # refuses: names the notebooks that split
         if importlib.util.find_spec("submitit") is None:
             raise ValueError("running a study as parts (--jobs, --engine) needs submitit: pip install submitit")
         if engine == "local":
@@ -562,7 +570,7 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | 
     manifest: dict = {"notebooks": {}}
     for i, (key, path) in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {path.name} (profile {profile}) ...", flush=True)
-        if split:
+        if split and key in SPLITTABLE:
             params = {**notebook_parameters(key, profile), **overrides}
             start = time.time()
             parts = _run_parts(key, profile, split_parts(key, params), overrides, executor=executor, engine=engine,
@@ -574,7 +582,7 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | 
             entry["parameters"]["run"] = params.get("run", True)  # what the parts ran; the drawing only drew
             entry.update(wall_s=round(time.time() - start, 1), draw_wall_s=entry["wall_s"], jobs=jobs,
                          engine=engine, parts=parts)
-            failed += [f"{p['dataset']}-s{p['seeds'][0]} (exit {p['rc']}: {p.get('error') or _log_tail(p['log'])}; "
+            failed += [f"{part_name({k: p[k] for k in SPLITTABLE[key]})} (exit {p['rc']}: {p.get('error') or _log_tail(p['log'])}; "
                        f"log {p['log']})" for p in parts if p["rc"] != 0]
         else:
             entry = run_notebook(key, path, profile, executed_dir=executed_dir, figures=figures, results=results_dir,
@@ -637,7 +645,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="override a profile parameter (repeatable), e.g. --set dataset=synbols-cinic --set seeds=1")
     rep.add_argument("--recompute-corrupt", action="store_true",
                      help="move result records that do not parse aside (<name>.corrupt) and compute their runs again")
-    parts = rep.add_argument_group("parts", "notebook 03: its study as one job per (data set, seed), through submitit")
+    parts = rep.add_argument_group("parts", "notebooks 01, 03 and 04: their studies as one job per part (01: preset "
+                                   "searched, 03: data set and seed, 04: row and seed), through submitit; the other "
+                                   "notebooks run whole")
     parts.add_argument("--jobs", type=_parse_jobs, default=1, metavar="N|auto",
                        help="split the study and run N parts at once on this host; auto: one per GPU")
     parts.add_argument("--engine", default="local", choices=ENGINES,

@@ -89,7 +89,7 @@ def test_a_read_only_out_fails_before_any_work(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--jobs", "0"], "--jobs must be >= 1 or auto"),
-    (["--jobs", "2", "--only", "01"], "runs as one process"),
+    (["--jobs", "2", "--only", "02"], "runs as one process"),
     (["--jobs", "2", "--parts-per-gpu", "2"], "--parts-per-gpu goes with --jobs auto"),
     (["--jobs", "2", "--slurm-partition", "gpu"], "go with --engine slurm"),
     (["--jobs", "auto", "--gpus", "none"], "--jobs auto runs one part per GPU and found no GPU"),
@@ -323,6 +323,36 @@ def test_a_real_kernel_that_misses_its_start_timeout_gets_a_second_try(tmp_path,
     assert marker.exists() and entry["kernel_tries"] == 2
     ran = nbformat.read(str(tmp_path / "ex" / "01_data.ipynb"), as_version=4)
     assert all(c.execution_count is not None for c in ran.cells if c.cell_type == "code")
+
+
+def test_notebooks_01_and_04_split_into_parts_and_the_others_run_whole(tmp_path):
+    from fralkit.profiles import notebook_parameters
+
+    assert set(rp.SPLITTABLE) == {"01", "03", "04"}
+    assert rp.split_parts("01", notebook_parameters("01", "gpu")) == [
+        {"datasets": name} for name in ("synbols-utk", "synbols-cinic", "synbols-ham")]  # the presets with searches
+    parts04 = rp.split_parts("04", {**notebook_parameters("04", "smoke"), "seeds": 2})
+    assert parts04 == [{"rows": r, "seeds": [s]} for r in ("lenet5-mnist", "utkclassifier-utkface") for s in (0, 1)]
+    assert [rp.part_name(p) for p in parts04[:2]] == ["lenet5-mnist-s0", "lenet5-mnist-s1"]
+    assert rp.part_name({"dataset": "synbols-utk", "seeds": [2]}) == "synbols-utk-s2"
+    assert rp.part_name({"rows": "resnet18-cifar10:small_cnn", "seeds": [0]}) == "resnet18-cifar10_small_cnn-s0"
+    with pytest.raises(ValueError, match="unknown FARMUR row"):
+        rp.split_parts("04", {"rows": "vgg-svhn", "seeds": 1})
+
+
+def test_a_split_run_runs_the_unsplittable_notebooks_whole(tmp_path):
+    nbs = tmp_path / "nbs"
+    _notebook(nbs, rp.NOTEBOOKS["02"], "x = 1")
+    _notebook(nbs, rp.NOTEBOOKS["04"], "import os, pathlib\n"
+              "if run:\n"
+              "    pathlib.Path(os.environ['FRALKIT_RESULTS'], f'{rows}-{seeds[0]}.txt').write_text('x')")
+    manifest = reproduce("smoke", only=["02", "04"], out=tmp_path / "fig", executed=tmp_path / "ex",
+                         results=tmp_path / "res", notebooks_dir=nbs, jobs=2, gpus="none")
+    entries = manifest["notebooks"]
+    assert "parts" not in entries["02"] and len(entries["04"]["parts"]) == 2
+    assert sorted(p.name for p in (tmp_path / "res").glob("*.txt")) == ["lenet5-mnist-0.txt",
+                                                                         "utkclassifier-utkface-0.txt"]
+    assert entries["04"]["parameters"]["run"] is True  # what the parts ran; the drawing pass drew (run=False)
 
 
 def test_local_parts_never_outnumber_the_slots_and_reuse_a_freed_one(tmp_path, monkeypatch):

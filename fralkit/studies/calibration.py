@@ -691,6 +691,19 @@ def parts(configs):
     return [[c] for c in configs]
 
 
+# The notebook parameters one part of ``reproduce --jobs`` overrides: one part per preset that has runs (its
+# calibration check and its search); the notebook's data-set browser draws each part's preset, the drawing pass all.
+PART_PARAMETERS = ("datasets",)
+
+
+def part_parameters(params: dict) -> list[dict]:
+    """The override dicts of notebook 01's parts: ``{"datasets": name}`` for each preset with calibration runs."""
+    names = [s.strip() for s in params["datasets"].split(",") if s.strip()] if isinstance(params["datasets"], str) \
+        else list(params["datasets"])
+    settings = {k: v for k, v in params.items() if k not in ("datasets", "profile")}
+    return [{"datasets": name} for name in names if grid(datasets=name, **settings)]
+
+
 def calibration_group_table(records: list[dict]):
     """One row per (data set, group): its role, TRADES clean and robust accuracy on the initial 20 %, and the
     preset's verdict, in %; the standard model's accuracy is the preset's (all groups together)."""

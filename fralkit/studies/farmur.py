@@ -755,7 +755,7 @@ def _sd(v) -> float:
 
 # ----------------------------------------------------------------------------------------------- the study protocol
 NOTEBOOK = "04"
-_NOTEBOOK_ONLY = ("profile", "device", "rows", "seeds")
+_NOTEBOOK_ONLY = ("profile", "device", "rows", "seeds", "run")
 
 
 def grid(*, rows: str | Sequence[str] = "lenet5-mnist", seeds: int | Sequence[int] = 1, **params) -> list[dict]:
@@ -782,6 +782,19 @@ def run(config: dict, *, store: ResultStore, device, cache: dict) -> list[dict]:
 def parts(configs: Sequence[dict]) -> list[list[dict]]:
     """One part per (row, seed)."""
     return [[c] for c in configs]
+
+
+# The notebook parameters one part of ``reproduce --jobs`` overrides: one part per (row, seed).
+PART_PARAMETERS = ("rows", "seeds")
+
+
+def part_parameters(params: dict) -> list[dict]:
+    """The override dicts of the notebook's parts: one per Table 1 row (``"row[:backbone]"`` as given) and seed."""
+    items = [s.strip() for s in params["rows"].split(",")] if isinstance(params["rows"], str) else list(params["rows"])
+    seeds = params.get("seeds", 1)
+    seed_ids = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    parse_rows(items)  # unknown rows fail here, before any part starts
+    return [{"rows": item, "seeds": [s]} for item in filter(None, items) for s in seed_ids]
 
 
 def tables(records: Sequence[dict], *, save: bool = True) -> dict:

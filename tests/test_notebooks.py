@@ -145,7 +145,7 @@ def test_split_parts_one_per_dataset_and_seed():
         {"dataset": "synbols-ham", "seeds": [0]}, {"dataset": "synbols-ham", "seeds": [1]}]
     assert split_parts("03", {"dataset": "synbols-utk", "seeds": [2, 5]})[1] == {"dataset": "synbols-utk", "seeds": [5]}
     with pytest.raises(ValueError, match="splits notebooks"):
-        split_parts("01", {})
+        split_parts("02", {})
 
 
 def test_jobs_split_notebook_03_into_parallel_parts_and_draw_once(tmp_path):
@@ -169,7 +169,7 @@ def test_jobs_refuses_a_notebook_it_cannot_split(tmp_path):
     from fralkit.reproduce import reproduce
 
     with pytest.raises(ValueError, match="runs as one process"):
-        reproduce("smoke", only=["01"], out=tmp_path, jobs=2)
+        reproduce("smoke", only=["02"], out=tmp_path, jobs=2)
     assert not (tmp_path / "manifest.json").exists()
 
 

@@ -52,6 +52,7 @@ def plot_i_p_grid(records: Sequence[dict], *, seed: int | None = None, num: int 
     if sharex not in ("row", "all"):
         raise ValueError(f"sharex must be 'row' or 'all', got {sharex!r}")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     sel = select_records(records, seed)
     labels = list(sel)
@@ -75,6 +76,8 @@ def plot_i_p_grid(records: Sequence[dict], *, seed: int | None = None, num: int 
                 ax.set_title(f"{METHOD_TITLES[method]}: Rob(f)={m['rob_f']:.3f}, V_f={m['v_f']:.2g}", fontsize=8)
             ax.set_xlim(0, row_max)
             ax.set_ylim(0, 1.02)
+            # at most 5 ticks and none at the right end, where it would run into the next panel's first label
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5, prune="upper"))
             if j == 0:
                 ax.set_ylabel(f"{label}\nI_P(τ)", fontsize=8)
             if i == len(labels) - 1:

@@ -85,3 +85,7 @@ def test_run_writes_where_its_records_were_computed_for_the_manifest(tmp_path, m
     data = json.loads((tmp_path / "fig" / "99_records.json").read_text())
     assert data["n_records"] == 3 and sum(data["devices"].values()) == 3 and "cpu" in next(iter(data["devices"]))
     assert len(data["records"]) == 3 and data["saved_between"][0] <= data["saved_between"][1]
+    (tmp_path / "fig" / "99_records.json").unlink()
+    fk.studies.run(mod, [0, 1], store=store, device="cpu", show_progress=False, compute=False)  # a drawing pass
+    drawn = json.loads((tmp_path / "fig" / "99_records.json").read_text())
+    assert drawn["n_records"] == 2 and fk.studies.provenance(store.records())["n_records"] == 3

@@ -86,8 +86,6 @@ def run(study: str | ModuleType, configs: Sequence, *, store: ResultStore | None
         if todo:
             print(f"compute=False: {len(todo)} of {len(configs)} runs missing, left out: "
                   + "; ".join(_describe(c) for c in todo))
-        return collect(mod, configs, store)
-    if not todo:
         records = collect(mod, configs, store)
         write_provenance(mod, records)
         return records
@@ -104,26 +102,30 @@ def run(study: str | ModuleType, configs: Sequence, *, store: ResultStore | None
     return records
 
 
+def _source(rec: dict) -> dict:
+    """Where one record was computed: its key and its provenance's device, git commit and save time."""
+    prov = rec.get("provenance") or {}
+    return {"key": rec.get("key"), **{k: prov.get(k) for k in ("device", "git_commit", "saved_at")}}
+
+
+def _summary(sources: Sequence[dict]) -> dict:
+    count = lambda field: {str(v): sum(str(e[field]) == str(v) for e in sources)  # noqa: E731
+                           for v in dict.fromkeys(e[field] for e in sources)}
+    saved = sorted(str(e["saved_at"]) for e in sources if e.get("saved_at"))
+    return {"n_records": len(sources), "devices": count("device"), "git_commits": count("git_commit"),
+            "saved_between": [saved[0], saved[-1]] if saved else None}
+
+
 def provenance(records: Sequence[dict]) -> dict:
     """Where ``records`` were computed: counts per device and per git commit, and the first and last save time.
     A notebook may draw records computed elsewhere (a GPU machine's store, rendered on a laptop); this says so."""
-    devices: dict[str, int] = {}
-    commits: dict[str, int] = {}
-    saved = []
-    for rec in records:
-        prov = rec.get("provenance") or rec  # a record, or a compact entry of ``write_provenance``
-        dev, commit = str(prov.get("device", "?")), str(prov.get("git_commit", "?"))
-        devices[dev] = devices.get(dev, 0) + 1
-        commits[commit] = commits.get(commit, 0) + 1
-        if prov.get("saved_at"):
-            saved.append(str(prov["saved_at"]))
-    return {"n_records": len(records), "devices": devices, "git_commits": commits,
-            "saved_between": [min(saved), max(saved)] if saved else None}
+    return _summary([_source(r) for r in records])
 
 
 def write_provenance(mod: ModuleType, records: Sequence[dict]) -> None:
-    """Merge ``provenance(records)`` into ``<figures>/<NN>_records.json`` (``reproduce`` copies it into the
-    manifest entry of the notebook). Only inside a notebook run (``$FRALKIT_PROFILE`` set by the set-up cell)."""
+    """Merge where ``records`` were computed into ``<figures>/<NN>_records.json`` (``reproduce`` copies its summary
+    into the manifest entry of the notebook). Only inside a notebook run (``$FRALKIT_PROFILE``, set by the set-up
+    cell); a notebook that draws several times adds to the same file, one entry per record."""
     import json
     import os
 
@@ -136,11 +138,9 @@ def write_provenance(mod: ModuleType, records: Sequence[dict]) -> None:
         before = json.loads(path.read_text()) if path.exists() else {}
     except (OSError, ValueError):
         before = {}
-    keys = {r.get("key") for r in records}
-    known = [r for r in before.get("records", []) if r.get("key") not in keys]
-    entries = known + [{"key": r.get("key"), **{k: (r.get("provenance") or {}).get(k)
-                                                for k in ("device", "git_commit", "saved_at")}} for r in records]
-    atomic_write_json(path, {**provenance(entries), "records": sorted(entries, key=lambda e: str(e["key"]))})
+    new = {e["key"]: e for e in map(_source, records)}
+    sources = [e for e in before.get("records", []) if e.get("key") not in new] + list(new.values())
+    atomic_write_json(path, {**_summary(sources), "records": sorted(sources, key=lambda e: str(e["key"]))})
 
 
 def parts(study: str | ModuleType, configs: Sequence) -> list[list]:

@@ -38,10 +38,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import (CALIBRATED, DataSplits, GroupDataset, dataset_facts, dataset_root, fral_split, load_dataset,
-                    stratified_split)
+from ..data import CALIBRATED, DataSplits, GroupDataset, dataset_facts, dataset_root, fral_split, load_dataset
 from ..experiments import ResultStore
-from ..metrics import group_report
+from ..metrics import group_report, measure_robustness, stratified_idx
 from ..models import make_model
 from ..runtime import resolve_device, set_seed, stage_seed, sync
 from ..train import Recipe, fit
@@ -665,14 +664,7 @@ def fairness_in_robustness(model: nn.Module, test: GroupDataset, n: int, *, seed
     """FARMUR's fairness in robustness of ``model`` over the groups of ``test`` (Defs. 1-5: DeepFool distances of
     the correctly classified points of ``n`` test points stratified by group): ``v_f`` (V_f(P)), ``rob_f``,
     ``rob_p`` per group, ``vf_accuracy`` and ``vf_n``, the cross-paper columns of notebook 03."""
-    from ..metrics import measure_robustness
-
-    n = min(int(n), len(test))
-    if n < len(test):
-        keep, _ = stratified_split(test.g.cpu(), [n / len(test), 1 - n / len(test)], seed)
-        idx = keep
-    else:
-        idx = torch.arange(len(test))
+    idx = stratified_idx(test, n, seed)
     metrics, _dist = measure_robustness(model.eval(), test, idx=idx)
     return {"v_f": float(metrics["v_f"]), "rob_f": float(metrics["rob_f"]),
             "rob_p": [float(v) for v in metrics["rob_p"]], "vf_accuracy": float(metrics["accuracy"]),

@@ -23,12 +23,12 @@ import torch
 import torch.nn as nn
 
 from ..attacks.deepfool import deepfool
-from ..data.core import GroupDataset, to_float
+from ..data.core import GroupDataset, stratified_split, to_float
 from ..inference import clean_logits, infer
 from ..runtime import sync
 from .robustness import robustness_report
 
-__all__ = ["predict", "group_report", "measure_robustness", "report_from_logits", "per_class_f1", "macro_f1", "per_class_accuracy",
+__all__ = ["predict", "group_report", "measure_robustness", "stratified_idx", "report_from_logits", "per_class_f1", "macro_f1", "per_class_accuracy",
            "worst_disp_avg", "report_table", "METRICS"]
 
 METRICS = ("acc", "f1")
@@ -274,3 +274,12 @@ def measure_robustness(model: nn.Module, ds: GroupDataset, *, idx: torch.Tensor 
     dist = {"d": [None if math.isnan(v) else round(v, 6) for v in d.tolist()],
             "correct": correct.cpu().int().tolist(), "partition": g.tolist()}
     return metrics, dist
+
+
+def stratified_idx(ds: GroupDataset, n: int | None, seed: int) -> torch.Tensor:
+    """Indices of a seeded subset of ``n`` points of ``ds`` stratified by its groups (``ds.g``; all points when
+    ``n`` is None, 0 or at least ``len(ds)``): the points ``measure_robustness`` measures when not all of them."""
+    if not n or n >= len(ds):
+        return torch.arange(len(ds))
+    keep, _ = stratified_split(ds.g.cpu(), [n / len(ds), 1 - n / len(ds)], seed)
+    return keep

@@ -54,7 +54,7 @@ import torch.nn as nn
 from ..data import KNOBS, DataSplits, GroupDataset, load_dataset, stratified_split
 from ..experiments import ResultStore, format_mean_std, paired_verdict, save_table, summarize
 from ..models import make_model
-from ..metrics.groups import measure_robustness
+from ..metrics.groups import measure_robustness, stratified_idx
 from ..metrics.robustness import curves_from_record, vulnerable_split
 from ..plots import farmur as plots_farmur
 from ..plots.farmur import METHOD_TITLES, METHODS
@@ -391,7 +391,7 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
     dev = resolve_device(device)
     splits = load_row_data(row, data_root=data_root, seed=seed, n=n, n_test=n_test, size=size, ambiguity=ambiguity)
     train, test = splits.train.to(dev), splits.test.to(dev)
-    eval_idx = _subsample_idx(test, eval_n, offset_seed(seed, 11))
+    eval_idx = stratified_idx(test, eval_n, offset_seed(seed, 11))
     df_kw = dict(overshoot=df_overshoot, max_iter=df_max_iter, candidates=df_candidates, clamp=df_clamp, batch_size=df_batch)
     say(f"[farmur] {row} seed {seed}: {backbone} on {dataset} (train {len(train)}, test {len(test)}, "
         f"{train.num_groups} partitions by {spec.partition}); running {todo} on {dev}")
@@ -464,7 +464,7 @@ def run_farmur_row(row: str, *, seed: int = 0, backbone: str | None = None, data
                 pre.load_state_dict(state)
                 if same:
                     opt.load_state_dict(opt_state)
-                split_idx = _subsample_idx(train, split_n, offset_seed(seed, 12))
+                split_idx = stratified_idx(train, split_n, offset_seed(seed, 12))
                 split_metrics, _ = measure_robustness(pre, train, idx=split_idx, **df_kw)
                 vul, _rob = vulnerable_split(split_metrics["rob_p"])
                 say(f"[farmur]   Algorithm 1 on {len(split_idx)} training points: Rob(P) "
@@ -506,13 +506,6 @@ def natural_sweep(row: str, values: Sequence[float], *, seeds: int | Sequence[in
                     "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0, "seeds": seed_list})
     best = min(out, key=lambda r: abs(r["accuracy"] - target))
     return {"row": row, "target": target, "values": out, "best": best}
-
-
-def _subsample_idx(ds: GroupDataset, n: int | None, seed: int) -> torch.Tensor:
-    if not n or n >= len(ds):
-        return torch.arange(len(ds))
-    keep, _ = stratified_split(ds.g.cpu(), [n / len(ds), 1 - n / len(ds)], seed)
-    return keep
 
 
 def farmur_records(store: ResultStore | None = None, **match) -> list[dict]:

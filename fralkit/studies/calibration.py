@@ -379,13 +379,14 @@ def _parallel_measure(name: str, config: dict, store: ResultStore, device, point
 
 def _label_share(acc: float, rho: float, k: int) -> float:
     """The share a model scores on labels when a ``rho`` share of images show a glyph drawn from ``k`` roughly
-    balanced classes: ``(1 - rho) a + rho (a / k + (1 - a) / k)`` rearranged to ``a (1 - rho + rho / k) + rho (1 - a) / k``
-    (``a`` = its accuracy on the glyph shown). Used backwards to read ``a`` from a measured share."""
-    return acc * (1 - rho + rho / k) + rho * (1 - acc) / k
+    balanced classes and it reads the glyph shown right with probability ``acc``: ``(1 - rho) acc + rho / k`` (an
+    ambiguous image counts when its glyph is the label's, ``acc / k``, or when a misread lands on the label,
+    ``(1 - acc) / k``). Used backwards (``_glyph_acc``) to read ``acc`` from a measured share."""
+    return (1 - rho) * acc + rho / k
 
 
 def _glyph_acc(share: float, rho: float, k: int) -> float:
-    """Inverse of ``_label_share`` in ``a``."""
+    """Inverse of ``_label_share`` in ``acc``."""
     return float(np.clip((share - rho / k) / max(1e-6, 1 - rho), 0.0, 1.0))
 
 
@@ -455,7 +456,9 @@ def calibrate_groups(name: str, target: dict | None = None, *, start: dict | Non
     3. the trial nearest the target is measured on ``final_seeds`` (the seed std of its Worst numbers).
 
     A coupled system (TRADES trains both groups in one model), so the plan is a model, and every trial is measured.
-    Knobs outside ``GROUP_KNOBS`` keep their ``start`` values. Trials use ``seeds`` (default one seed).
+    Knobs outside ``GROUP_KNOBS`` keep their ``start`` values. Trials use ``seeds`` (default one seed). With
+    ``workers > 1`` the design runs in spawned processes: from a script, call it under ``if __name__ == "__main__":``
+    (a spawned process imports the script again; a notebook kernel needs nothing).
 
     Returns ``calibrate_to_target``'s layout (``trials``, ``best`` = the final multi-seed trial, ``within_tol``...),
     with ``"method": "groups"``.

@@ -78,11 +78,12 @@ PROFILES: dict[str, dict[str, dict]] = {
         "gpu": {"knobs": "calibrated", **_RECIPE_GPU,
                 "dataset": "synbols-utk,synbols-cinic,synbols-ham", "n": 0, "size": 0, "backbone": "mobilenetv2",
                 "seeds": 3, "epochs": 30, "batch_size": 256, "std_epochs": 10, "strategies": "all,jin+fairat",
-                "vf_n": 2000},
+                "vf_n": 2000, "table7": "rand,ent,g-rand,fairal,jin"},
         # JIN §4.1 on the real UTKFace, CINIC-10 and HAM10000 under ../data/<name>/ (hours on a GPU).
         "paper": {**_RECIPE_GPU, "lr": 0.05, "dataset": "utkface,cinic10,ham10000", "data_root": "../data", "n": 0,
                   "size": 0, "backbone": "mobilenetv2", "seeds": 3, "epochs": 100, "finetune_epochs": 10,
-                  "batch_size": 128, "std_epochs": 30, "fairal_candidates": 256, "fairal_labels": 0},
+                  "batch_size": 128, "std_epochs": 30, "fairal_candidates": 256, "fairal_labels": 0,
+                  "table7": "rand,ent,g-rand,fairal,jin"},
     },
     # 04: FARMUR Table 1 / Fig. 2: natural vs TRADES vs FARMUR per (data set, backbone) row, DeepFool distances.
     # quick: AlexNet (no batch norm) needs hundreds of SGD steps to start learning, too slow on a CPU: small_cnn

@@ -223,7 +223,7 @@ def split_parts(key: str, params: dict) -> list[dict]:
 def part_name(part: dict) -> str:
     """A part's folder and log name from its overrides: ``{"dataset": "synbols-utk", "seeds": [1]}`` ->
     ``synbols-utk-s1``, ``{"rows": "lenet5-mnist", "seeds": [0]}`` -> ``lenet5-mnist-s0``."""
-    bits = [f"s{v[0]}" if k == "seeds" else str(v) for k, v in part.items()]
+    bits = [f"s{v[0]}" if k == "seeds" else str(v) for k, v in part.items() if v != ""]
     return "-".join(b.replace("/", "_").replace(":", "_").replace(",", "_") for b in bits)
 
 

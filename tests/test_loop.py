@@ -390,3 +390,44 @@ def test_fairat_fine_tuning_and_fairness_in_robustness_are_keyed_only_when_set(t
     assert table.iloc[0]["strategy"] == "rand+fairat" and table.iloc[0]["best Rob Worst"] == "*"
     assert "the same strategy" in jin_study.describe_cross([rec])
     assert jin_study.cross_table([{**rec, "metrics": {k: v for k, v in m.items() if k != "v_f"}}]) is None
+
+
+def test_table7_runs_resnet18_on_the_utkface_like_data_set_in_parts_and_tables_of_their_own():
+    """JIN Table 7: the strategies of ``table7`` again with ResNet-18 on the UTKFace-like data set, in parts of
+    their own (their initial model differs), and tables, claims and figures that never mix them with MobileNetV2's."""
+    from fralkit.studies import jin as jin_study
+
+    configs = jin_study.grid(dataset="synbols-utk,synbols-ham", strategies="rand,jin", seeds=2, table7="rand,fairal",
+                             backbone="mobilenetv2")
+    main = [(c.dataset, c.strategy, c.seed) for c in configs if c.backbone == "mobilenetv2"]
+    extra = [(c.dataset, c.strategy, c.seed) for c in configs if c.backbone == "resnet18"]
+    assert len(main) == 8 and extra == [("synbols-utk", s, seed) for seed in (0, 1) for s in ("rand", "fairal")]
+    parts = jin_study.parts(configs)
+    assert len(parts) == 6 and all(len({(c.dataset, c.backbone, c.seed) for c in p}) == 1 for p in parts)
+    assert jin_study.grid(dataset="synbols-ham", strategies="rand", seeds=1, table7="jin")[-1].backbone != "resnet18"
+    params = {"dataset": "synbols-utk,synbols-ham", "seeds": 2, "strategies": "rand,jin", "table7": "rand,fairal"}
+    overrides = jin_study.part_parameters(params)
+    assert overrides[0] == {"dataset": "synbols-utk", "seeds": [0], "table7": ""}
+    assert overrides[-1] == {"dataset": "synbols-utk", "seeds": [1], "strategies": "rand,fairal", "backbone": "resnet18",
+                             "table7": ""}
+    # each part's own grid is exactly that part
+    for ov in overrides:
+        sub = jin_study.grid(**{**params, "backbone": "mobilenetv2", **ov})
+        assert len(jin_study.parts(sub)) == 1 and all(c in configs for c in sub)
+    assert len(jin_study.part_parameters({**params, "table7": ""})) == 4
+
+    def rec(strategy, seed, std, backbone):
+        r = _record(strategy, seed, (std, 0.05, std, std - 0.2, 0.05, std - 0.2))
+        r["config"].update(dataset="synbols-utk", backbone=backbone)
+        return r
+
+    recs = [rec(s, seed, v + 0.01 * seed, b) for seed in (0, 1) for s, v, b in
+            (("rand", 0.6, "mobilenetv2"), ("jin", 0.7, "mobilenetv2"), ("rand", 0.5, "resnet18"), ("jin", 0.55, "resnet18"))]
+    assert list(jin_study.by_dataset(recs)) == ["synbols-utk", "synbols-utk-resnet18"]
+    tabs = jin_study.tables(recs, save=False)
+    assert "table1" in tabs["synbols-utk"] and "table7" in tabs["synbols-utk-resnet18"]
+    assert tabs["synbols-utk-resnet18"]["table7"].loc["JIN", "Std Acc Worst ↑"] == "55.50 ± 0.71"
+    t = jin_study.claims_table(recs)
+    best = t[t["claim"].str.startswith("JIN has the best standard")].set_index("backbone")
+    assert best.loc["mobilenetv2", "ours (points)"] == "+10.00 +- 0.00" and best.loc["mobilenetv2", "paper (points)"] == "+4.50"
+    assert best.loc["resnet18", "ours (points)"] == "+5.00 +- 0.00" and best.loc["resnet18", "paper (points)"] == "+4.52"

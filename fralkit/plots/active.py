@@ -176,14 +176,15 @@ def round_explorer(rounds):
     metrics = [(f"{kind} {stat} ({word}, %)", f"{kind.lower()}_{stat.lower()}")
                for stat in ("Worst", "Avg", "Disp") for kind in ("Std", "Rob")]
     names = list(dict.fromkeys(rounds["strategy"]))
-    ds_dd = w.Dropdown(options=list(dict.fromkeys(rounds["dataset"])), description="dataset")
+    by = "run" if "run" in rounds else "dataset"  # data set, with -resnet18 for Table 7's runs
+    ds_dd = w.Dropdown(options=list(dict.fromkeys(rounds[by])), description="dataset")
     metric_dd = w.Dropdown(options=metrics, value="rob_worst", description="metric")
     pick = w.SelectMultiple(options=[(strategy_label(s), s) for s in names], value=tuple(names),
                             description="strategies", rows=min(8, len(names)))
     out = w.Output()
 
     def draw(*_):
-        sub = rounds[(rounds["dataset"] == ds_dd.value) & rounds["strategy"].isin(pick.value)]
+        sub = rounds[(rounds[by] == ds_dd.value) & rounds["strategy"].isin(pick.value)]
         with out:
             out.clear_output(wait=True)
             fig, ax = plt.subplots(figsize=(7, 3.5))

@@ -106,19 +106,25 @@ def mixed_initial_models(records: Sequence[dict]) -> dict[tuple, list[str]]:
     return {k: sorted(v) for k, v in seen.items() if len(v) > 1}
 
 
+def run_name(config: dict) -> str:
+    """The name a (data set, backbone) pair's tables and figures go under: the data set, with ``-resnet18`` for
+    the ResNet-18 runs of Table 7 (so they never mix with the MobileNetV2 runs of Tables 1-6)."""
+    return config["dataset"] + ("-resnet18" if config.get("backbone") == "resnet18" else "")
+
+
 def by_dataset(records: Sequence[dict]) -> dict[str, list[dict]]:
-    """Records grouped by data set, in the order first seen."""
+    """Records grouped by data set and backbone (``run_name``), in the order first seen."""
     out: dict[str, list[dict]] = {}
     for rec in records:
-        out.setdefault(rec["config"]["dataset"], []).append(rec)
+        out.setdefault(run_name(rec["config"]), []).append(rec)
     return out
 
 
 # ----------------------------------------------------------------------------------------------- frames
 def _row_base(rec: dict) -> dict:
     c = rec["config"]
-    return {"dataset": c["dataset"], "backbone": c["backbone"], "strategy": c["method"], "seed": c["seed"],
-            "metric": c.get("metric", "acc")}
+    return {"dataset": c["dataset"], "backbone": c["backbone"], "run": run_name(c), "strategy": c["method"],
+            "seed": c["seed"], "metric": c.get("metric", "acc")}
 
 
 def final_frame(records: Sequence[dict], *, include_init: bool = True):
@@ -334,7 +340,7 @@ def render_tables(records: Sequence[dict], dataset: str, *, prefix: str = "03", 
     """Every table of one dataset (and backbone) from its records; saved as ``<prefix>_table<k>_<dataset>``
     (.csv and .md). Table 1 for accuracy data sets, Table 2 for F1 (HAM-like), Table 7 for a ResNet-18 backbone;
     ``<prefix>_records_<dataset>`` lists the records behind them (device, commit, time)."""
-    recs = [r for r in records if r["config"]["dataset"] == dataset]
+    recs = [r for r in records if run_name(r["config"]) == dataset]
     if not recs:
         return {}
     metric = recs[0]["config"].get("metric", "acc")
@@ -372,11 +378,12 @@ def describe_claims(records: Sequence[dict], *, target_share: float = 10.0) -> s
     frame_all = final_frame(records)
     if frame_all.empty:
         return "no finished runs yet."
-    for dataset, frame in frame_all.groupby("dataset", sort=False):
+    for name, frame in frame_all.groupby("run", sort=False):
+        dataset = frame["dataset"].iloc[0]
         word = "F1" if frame["metric"].iloc[0] == "f1" else "accuracy"
         seeds = frame["seed"].nunique()
         lines.append(f"### {dataset} ({frame['backbone'].iloc[0]}, {seeds} seed(s), worst-group {word})")
-        mixed = sorted(k[2] for k in mixed_initial_models([r for r in records if r["config"]["dataset"] == dataset]))
+        mixed = sorted(k[2] for k in mixed_initial_models([r for r in records if run_name(r["config"]) == name]))
         if mixed:
             lines.append(f"- Caution: the runs of seed(s) {mixed} started from different initial models (retrained "
                          "between runs); their strategies are not paired comparisons.")
@@ -471,8 +478,8 @@ def claims_table(records: Sequence[dict], *, target_share: float = 10.0):
 
     rows = []
     frame_all = final_frame(records, include_init=False)
-    for dataset, frame in (frame_all.groupby("dataset", sort=False) if not frame_all.empty else []):
-        backbone = frame["backbone"].iloc[0]
+    for _, frame in (frame_all.groupby("run", sort=False) if not frame_all.empty else []):
+        dataset, backbone = frame["dataset"].iloc[0], frame["backbone"].iloc[0]
         paper_name = _PAPER_DATA.get(dataset, dataset) + (" (ResNet-18)" if backbone == "resnet18" else "")
         paper = PAPER_WORST.get(paper_name, {})
         have = set(frame["strategy"])
@@ -583,15 +590,26 @@ def describe_cross(records: Sequence[dict]) -> str:
 NOTEBOOK = "03"
 
 
+def table7_dataset(dataset: str | Sequence[str]) -> str | None:
+    """The data set Table 7's ResNet-18 runs use: the first UTKFace-like one of ``dataset`` (None if there is none)."""
+    return next((d for d in split_names(dataset, what="dataset") if _PAPER_DATA.get(d) == "UTKFace"), None)
+
+
 def grid(*, dataset: str | Sequence[str] = "synbols-utk", strategies: str | Sequence[str] = "all",
          seeds: int | Sequence[int] = 3, epochs: int = 30, n: int = 0, size: int = 0, fairal_labels: int = 0,
-         profile: str | None = None, device: str | None = None, run: bool | None = None,
-         **settings) -> list[FRALConfig]:
-    """Notebook 03's runs: every data set x seed x strategy. ``epochs`` is the initial TRADES model's
-    (``FRALConfig.init_epochs``); 0 means "the loader's default" for ``n`` and ``size`` and "all" for
-    ``fairal_labels`` (notebook parameters are flat literals); other ``settings`` are ``FRALConfig`` fields."""
-    return study_configs(dataset, strategies, seeds, init_epochs=epochs, n=n or None, size=size or None,
-                         fairal_labels=fairal_labels or None, **settings)
+         table7: str | Sequence[str] = "", profile: str | None = None, device: str | None = None,
+         run: bool | None = None, **settings) -> list[FRALConfig]:
+    """Notebook 03's runs: every data set x seed x strategy, and with ``table7`` (strategies) those strategies
+    again with ResNet-18 on the UTKFace-like data set (``table7_dataset``: JIN Table 7). ``epochs`` is the initial
+    TRADES model's (``FRALConfig.init_epochs``); 0 means "the loader's default" for ``n`` and ``size`` and "all"
+    for ``fairal_labels`` (notebook parameters are flat literals); other ``settings`` are ``FRALConfig`` fields."""
+    common = dict(init_epochs=epochs, n=n or None, size=size or None, fairal_labels=fairal_labels or None)
+    configs = study_configs(dataset, strategies, seeds, **common, **settings) if split_names(strategies) else []
+    utk = table7_dataset(dataset) if split_names(table7) else None
+    if utk is not None:
+        extra = study_configs(utk, table7, seeds, **common, **{**settings, "backbone": "resnet18"})
+        configs += [c for c in extra if c not in configs]
+    return configs
 
 
 def keys(config: FRALConfig) -> list[dict]:
@@ -609,21 +627,29 @@ def run(config: FRALConfig, *, store: ResultStore, device, cache: dict, verbose:
 
 
 def parts(configs: Sequence[FRALConfig]) -> list[list[FRALConfig]]:
-    """One part per (data set, seed): its strategies share the initial model, so they stay together."""
+    """One part per (data set, backbone, seed): its strategies share the initial model, so they stay together."""
     out: dict[tuple, list] = {}
     for c in configs:
-        out.setdefault((c.dataset, c.seed), []).append(c)
+        out.setdefault((c.dataset, c.backbone, c.seed), []).append(c)
     return list(out.values())
 
 
-# The notebook parameters one part of ``reproduce --jobs`` overrides: one part per (data set, seed).
-PART_PARAMETERS = ("dataset", "seeds")
+# The notebook parameters one part of ``reproduce --jobs`` overrides: one part per (data set, backbone, seed).
+# (Table 7's parts also override strategies and backbone; those stay shared with the main parts otherwise.)
+PART_PARAMETERS = ("dataset", "seeds", "table7")
 
 
 def part_parameters(params: dict) -> list[dict]:
-    """The override dicts of the notebook's parts (``parts`` of the grid, as notebook parameters)."""
-    return [{"dataset": d, "seeds": [s]} for d in split_names(params["dataset"], what="dataset")
-            for s in seed_list(params["seeds"])]
+    """The override dicts of the notebook's parts (``parts`` of the grid, as notebook parameters): one per (data
+    set, seed) of the main grid, then one per seed of Table 7's ResNet-18 runs."""
+    seeds = seed_list(params["seeds"])
+    out = [{"dataset": d, "seeds": [s], "table7": ""} for d in split_names(params["dataset"], what="dataset")
+           for s in seeds] if split_names(params["strategies"]) else []
+    utk = table7_dataset(params["dataset"]) if split_names(params.get("table7", "")) else None
+    if utk is not None:
+        out += [{"dataset": utk, "seeds": [s], "strategies": params["table7"], "backbone": "resnet18", "table7": ""}
+                for s in seeds]
+    return out
 
 
 def tables(records: Sequence[dict], *, save: bool = True) -> dict:

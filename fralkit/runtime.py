@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 __all__ = [
+    "release_cached_memory",
     "set_seed", "resolve_device", "autocast", "sync", "channels_last", "eval_mode", "model_device",
     "epoch_seed", "stage_seed", "round_seed", "std_fit_seed", "step_seed", "query_seed", "offset_seed",
 ]
@@ -83,6 +84,15 @@ def sync(device: torch.device | str) -> None:
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
+
+
+def release_cached_memory(device: torch.device | str) -> None:
+    """Give the CUDA caching allocator's unused blocks back to the device (no-op on CPU). After a phase with a
+    high peak (DeepFool keeps a forward graph per chunk for its k - 1 backward passes), so that one process does
+    not hold its peak while other processes of a split run share the GPU."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def channels_last(x: torch.Tensor, on: bool) -> torch.Tensor:

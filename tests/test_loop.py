@@ -431,3 +431,19 @@ def test_table7_runs_resnet18_on_the_utkface_like_data_set_in_parts_and_tables_o
     best = t[t["claim"].str.startswith("JIN has the best standard")].set_index("backbone")
     assert best.loc["mobilenetv2", "ours (points)"] == "+10.00 +- 0.00" and best.loc["mobilenetv2", "paper (points)"] == "+4.50"
     assert best.loc["resnet18", "ours (points)"] == "+5.00 +- 0.00" and best.loc["resnet18", "paper (points)"] == "+4.52"
+
+
+def test_fairness_in_robustness_does_not_depend_on_deepfools_chunk(splits):
+    """The cross-paper columns' DeepFool runs in chunks (smaller on CUDA, for memory): each image's iteration is its
+    own, so any chunk gives the same V_f(P), Rob(f) and per-group Rob(P)."""
+    from fralkit.active.loop import fairness_in_robustness
+
+    torch.manual_seed(0)
+    model = TinyConv(3)
+    test = splits.test
+    whole = fairness_in_robustness(model, test, 24, seed=3)
+    chunked = fairness_in_robustness(model, test, 24, seed=3, batch_size=5)
+    assert whole["vf_n"] == chunked["vf_n"] == 24 and whole["vf_accuracy"] > 0  # DeepFool ran on some points
+    for key in ("v_f", "rob_f", "vf_accuracy"):
+        assert chunked[key] == pytest.approx(whole[key], rel=1e-5, abs=1e-7)
+    assert chunked["rob_p"] == pytest.approx(whole["rob_p"], rel=1e-5, abs=1e-7)

@@ -42,7 +42,7 @@ from ..data import CALIBRATED, DataSplits, GroupDataset, dataset_facts, dataset_
 from ..experiments import ResultStore
 from ..metrics import group_report, measure_robustness, stratified_idx
 from ..models import make_model
-from ..runtime import resolve_device, set_seed, stage_seed, sync
+from ..runtime import release_cached_memory, resolve_device, set_seed, stage_seed, sync
 from ..train import Recipe, fit
 from ..utils import atomic_torch_save, config_hash, load_checkpoint
 from .strategies import STRATEGIES, SelectionContext, StrategyOptions, select
@@ -660,12 +660,24 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
     return _finish(config, store, state, init, train, dev, path, keep_state, extra)
 
 
-def fairness_in_robustness(model: nn.Module, test: GroupDataset, n: int, *, seed: int) -> dict:
+# DeepFool's chunk on CUDA for the cross-paper columns: it keeps the forward graph of a chunk for its k - 1 backward
+# passes, and MobileNetV2 at 32 px in fp32 needs about 15 MB per image for it, so chunks of 1024 peaked near 16 GB
+# per process and ran a GPU shared by six parts out of memory (one H200, 2026-12-01, notebook 03's gpu profile).
+# The distances do not depend on the chunk (each image's iteration is its own). The CPU keeps 1024.
+VF_CUDA_BATCH = 256
+
+
+def fairness_in_robustness(model: nn.Module, test: GroupDataset, n: int, *, seed: int,
+                           batch_size: int | None = None) -> dict:
     """FARMUR's fairness in robustness of ``model`` over the groups of ``test`` (Defs. 1-5: DeepFool distances of
     the correctly classified points of ``n`` test points stratified by group): ``v_f`` (V_f(P)), ``rob_f``,
-    ``rob_p`` per group, ``vf_accuracy`` and ``vf_n``, the cross-paper columns of notebook 03."""
+    ``rob_p`` per group, ``vf_accuracy`` and ``vf_n``, the cross-paper columns of notebook 03. ``batch_size``:
+    DeepFool's chunk (default ``VF_CUDA_BATCH`` on CUDA, 1024 on CPU); the allocator's cache is released after."""
     idx = stratified_idx(test, n, seed)
-    metrics, _dist = measure_robustness(model.eval(), test, idx=idx)
+    if batch_size is None:
+        batch_size = VF_CUDA_BATCH if test.device.type == "cuda" else 1024
+    metrics, _dist = measure_robustness(model.eval(), test, idx=idx, batch_size=batch_size)
+    release_cached_memory(test.device)
     return {"v_f": float(metrics["v_f"]), "rob_f": float(metrics["rob_f"]),
             "rob_p": [float(v) for v in metrics["rob_p"]], "vf_accuracy": float(metrics["accuracy"]),
             "vf_n": int(len(idx)), "vf_deepfool_s": float(metrics["deepfool_s"])}

@@ -298,6 +298,9 @@ def test_notebook_03_gpu_finds_what_notebook_01_gpu_calibrates(tmp_path, monkeyp
     params = {k: v for k, v in notebook_parameters("03", "gpu").items() if k != "profile"}
     configs = jin.grid(**{**params, "strategies": "rand"})
     assert {c.dataset for c in configs} == set(found)
+    assert {c.backbone for c in configs} == {"mobilenetv2", "resnet18"}  # Table 7 on the same data as Table 1
+    for ov in jin.part_parameters({**params, "strategies": "rand"}):  # and so are the runs of every part
+        assert all(c in configs for c in jin.grid(**{**params, "strategies": "rand", **ov}))
     for c in configs:
         assert c.knobs == found[c.dataset]  # the same protocol, so notebook 03 trains on the calibrated data
         assert c.init_key()["knobs"] == found[c.dataset]

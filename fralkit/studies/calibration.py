@@ -583,7 +583,7 @@ SEARCH_START: dict[str, dict[str, float]] = {
     # From the first search on one H200 (2026-12-01, figures/01_calibration_search.md; it started from the paper's
     # rows read through the label-share model): synbols-utk and -ham start at their closest measured settings
     # (``fralkit.data.CALIBRATED``). synbols-cinic: ambiguity 0.35-0.43 at contrast 17-30 left the models at chance,
-    # no ambiguity at contrast 47-49 gave 99 / 88 % clean, so it starts in between with little ambiguity.
+    # no ambiguity at contrast 47-49 gave 99 / 88 % clean (see its entry below).
     # What that search's model missed: ambiguous images and low contrast compound (with 30 epochs on a few thousand
     # labels the models stop learning), and its one line per group in log contrast, through points of different
     # ambiguity, drove the contrasts to the top of their range. The plan now fits ambiguity as a term of its own and
@@ -591,7 +591,9 @@ SEARCH_START: dict[str, dict[str, float]] = {
     # for (92, 0.30) on synbols-utk's high-contrast group, beside the follow-up trial's (95, 0.30).
     "synbols-utk": {"easy_contrast": 95.0, "hard_contrast": 127.0, "hard_noise": 8.0, "easy_ambiguity": 0.30,
                     "hard_ambiguity": 0.272},
-    "synbols-cinic": {"easy_contrast": 35.0, "hard_contrast": 40.0, "easy_ambiguity": 0.1, "hard_ambiguity": 0.15},
+    # synbols-cinic: at contrasts 46.9 / 49.4, no ambiguity is too easy and 0.30 too hard (fralkit.data.CALIBRATED's
+    # comment), so the next search starts halfway.
+    "synbols-cinic": {"easy_contrast": 46.9, "hard_contrast": 49.4, "easy_ambiguity": 0.15, "hard_ambiguity": 0.15},
     "synbols-ham": {"easy_contrast": 36.5, "hard_contrast": 56.0, "easy_ambiguity": 0.0, "hard_ambiguity": 0.0},
 }
 

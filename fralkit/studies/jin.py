@@ -600,14 +600,16 @@ def grid(*, dataset: str | Sequence[str] = "synbols-utk", strategies: str | Sequ
          table7: str | Sequence[str] = "", profile: str | None = None, device: str | None = None,
          run: bool | None = None, **settings) -> list[FRALConfig]:
     """Notebook 03's runs: every data set x seed x strategy, and with ``table7`` (strategies) those strategies
-    again with ResNet-18 on the UTKFace-like data set (``table7_dataset``: JIN Table 7). ``epochs`` is the initial
+    again with ResNet-18 on the UTKFace-like data set (``table7_dataset``: JIN Table 7; with the main runs' knobs,
+    so both tables see the same data). ``epochs`` is the initial
     TRADES model's (``FRALConfig.init_epochs``); 0 means "the loader's default" for ``n`` and ``size`` and "all"
     for ``fairal_labels`` (notebook parameters are flat literals); other ``settings`` are ``FRALConfig`` fields."""
     common = dict(init_epochs=epochs, n=n or None, size=size or None, fairal_labels=fairal_labels or None)
     configs = study_configs(dataset, strategies, seeds, **common, **settings) if split_names(strategies) else []
     utk = table7_dataset(dataset) if split_names(table7) else None
-    if utk is not None:
-        extra = study_configs(utk, table7, seeds, **common, **{**settings, "backbone": "resnet18"})
+    if utk is not None:  # on the very data of the main runs: the knobs resolved under their backbone's protocol
+        same = {"knobs": study_configs(utk, "rand", seed_list(seeds)[:1], **common, **settings)[0].knobs}
+        extra = study_configs(utk, table7, seeds, **common, **{**settings, "backbone": "resnet18", **same})
         configs += [c for c in extra if c not in configs]
     return configs
 
@@ -635,7 +637,7 @@ def parts(configs: Sequence[FRALConfig]) -> list[list[FRALConfig]]:
 
 
 # The notebook parameters one part of ``reproduce --jobs`` overrides: one part per (data set, backbone, seed).
-# (Table 7's parts also override strategies and backbone; those stay shared with the main parts otherwise.)
+# (Table 7's parts also set strategies to none; a user's strategies stay shared with the main parts otherwise.)
 PART_PARAMETERS = ("dataset", "seeds", "table7")
 
 
@@ -647,8 +649,7 @@ def part_parameters(params: dict) -> list[dict]:
            for s in seeds] if split_names(params["strategies"]) else []
     utk = table7_dataset(params["dataset"]) if split_names(params.get("table7", "")) else None
     if utk is not None:
-        out += [{"dataset": utk, "seeds": [s], "strategies": params["table7"], "backbone": "resnet18", "table7": ""}
-                for s in seeds]
+        out += [{"dataset": utk, "seeds": [s], "strategies": "", "table7": params["table7"]} for s in seeds]
     return out
 
 

@@ -293,14 +293,17 @@ def test_missing_lists_unstored_runs_and_provenance_names_each_record(tmp_path):
     store = ResultStore(tmp_path)
     shared = {k: v for k, v in asdict(_config()).items() if k not in ("dataset", "strategy", "seed")}
     configs = jin_study.study_configs("tiny", "rand,jin", [1, 2], **shared)
-    assert [(c.strategy, c.seed) for c in configs] == [("rand", 1), ("jin", 1), ("rand", 2), ("jin", 2)]
-    store.save(configs[1].record_config(), {"x": 1}, device="cpu", git_commit="abc123")
-    store.save(configs[2].record_config(), {"x": 2}, device="cpu", git_commit="def456")
+    # computed in RUN_ORDER (JIN first, so a cut run has tested the headline claims)
+    assert [(c.strategy, c.seed) for c in configs] == [("jin", 1), ("rand", 1), ("jin", 2), ("rand", 2)]
+    store.save(configs[0].record_config(), {"x": 1}, device="cpu", git_commit="abc123")
+    store.save(configs[3].record_config(), {"x": 2}, device="cpu", git_commit="def456")
     assert [(c.strategy, c.seed) for c in fk_studies.missing(jin_study, configs, store)] == [("rand", 1), ("jin", 2)]
     recs = fk_studies.collect(jin_study, configs, store)
     table = jin_study.provenance(recs)
     assert list(table.index) == ["rand", "jin"]  # table order (RAND before JIN), not storage order
     assert list(table["seed"]) == [2, 1] and list(table["git_commit"]) == ["def456", "abc123"]
+    order = [c.strategy for c in jin_study.study_configs("tiny", "all,jin+fairat", 1, **shared)]
+    assert order[:3] == ["jin", "rand", "ent"] and order[-1] == "jin" and len(order) == 14  # jin+fairat last
     assert jin_study.provenance([]).empty
 
 

@@ -23,7 +23,7 @@ from .protocol import draw
 from ..active.loop import FINETUNE_OBJECTIVES, FRALConfig, load_fral_data, run_fral
 from ..active.strategies import BALD_GRAD_ONLY, STRATEGIES
 
-__all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "split_names", "seed_list", "study_configs", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "provenance", "mixed_initial_models", "by_dataset", "final_frame",
+__all__ = ["JIN_DATASETS", "TABLE1_STRATEGIES", "RUN_ORDER", "split_names", "seed_list", "study_configs", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "provenance", "mixed_initial_models", "by_dataset", "final_frame",
            "rounds_frame", "class_share_frame", "table_main", "table_classes", "table_cost", "table_ablation", "table_g_ent", "render_tables",
            "describe_claims", "strategy_label", "claims_table", "PAPER_WORST", "cross_table", "describe_cross"]
 
@@ -32,6 +32,10 @@ JIN_DATASETS = tuple(name for name, info in DATASETS.items() if info.synthetic a
 # Rows of JIN Tables 1, 2 and 7 (BALD added: it links notebook 05).
 TABLE1_STRATEGIES = ("rand", "ent", "cset", "badge", "bald", "g-rand", "minmax", "opt", "fairal", "jin")
 GROUP_RANDOM = ("g-rand", "minmax", "opt")
+# The order a (data set, seed)'s runs are computed in: the claims' pairs first (JIN and its nearest rivals, then
+# the rest), so a run cut by a time budget has already tested the headline claims. Tables keep the paper's order.
+RUN_ORDER = ("jin", "rand", "ent", "g-rand", "fairal", "minmax", "opt", "jin-p", "jin-r", "g-ent", "cset", "badge",
+             "bald")
 INIT = "init-at"
 _MAIN = ("std_worst", "std_disp", "std_avg", "rob_worst", "rob_disp", "rob_avg")
 
@@ -71,11 +75,13 @@ def _strategy_items(strategies: str | Sequence[str]) -> list[tuple[str, str]]:
 
 def study_configs(datasets: str | Sequence[str], strategies: str | Sequence[str], seeds: int | Sequence[int],
                   **settings) -> list[FRALConfig]:
-    """The grid of run configs: every dataset x seed x strategy, with shared ``settings`` (``FRALConfig`` fields);
-    a strategy ``name+objective`` (``"jin+fairat"``) fine-tunes with that objective."""
+    """The grid of run configs: every dataset x seed x strategy (in ``RUN_ORDER``, other fine-tuning objectives
+    last), with shared ``settings`` (``FRALConfig`` fields); a strategy ``name+objective`` (``"jin+fairat"``)
+    fine-tunes with that objective."""
+    rank = {name: i for i, name in enumerate(RUN_ORDER)}
+    items = sorted(_strategy_items(strategies), key=lambda it: (it[1] != "trades", rank.get(it[0], len(rank))))
     return [FRALConfig(dataset=d, strategy=s, seed=seed, **{**settings, "finetune_objective": obj})
-            for d in split_names(datasets, what="dataset") for seed in seed_list(seeds)
-            for s, obj in _strategy_items(strategies)]
+            for d in split_names(datasets, what="dataset") for seed in seed_list(seeds) for s, obj in items]
 
 
 def provenance(records: Sequence[dict]):

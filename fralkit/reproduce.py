@@ -582,7 +582,7 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | 
             entry["parameters"]["run"] = params.get("run", True)  # what the parts ran; the drawing only drew
             entry.update(wall_s=round(time.time() - start, 1), draw_wall_s=entry["wall_s"], jobs=jobs,
                          engine=engine, parts=parts)
-            failed += [f"{part_name({k: p[k] for k in SPLITTABLE[key]})} (exit {p['rc']}: {p.get('error') or _log_tail(p['log'])}; "
+            failed += [f"{part_name({k: p[k] for k in SPLITTABLE[key] if k in p})} (exit {p['rc']}: {p.get('error') or _log_tail(p['log'])}; "
                        f"log {p['log']})" for p in parts if p["rc"] != 0]
         else:
             entry = run_notebook(key, path, profile, executed_dir=executed_dir, figures=figures, results=results_dir,

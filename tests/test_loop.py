@@ -418,6 +418,10 @@ def test_table7_runs_resnet18_on_the_utkface_like_data_set_in_parts_and_tables_o
         sub = jin_study.grid(**{**params, "backbone": "mobilenetv2", **ov})
         assert len(jin_study.parts(sub)) == 1 and all(c in configs for c in sub)
     assert len(jin_study.part_parameters({**params, "table7": ""})) == 4
+    assert jin_study.part_parameters({**params, "table7": ""})[0] == {"dataset": "synbols-utk", "seeds": [0]}
+    from fralkit.reproduce import part_name
+    names = [part_name(ov) for ov in overrides]  # every part its own log folder
+    assert len(set(names)) == len(names) and names[0] == "synbols-utk-s0"
 
     def rec(strategy, seed, std, backbone):
         r = _record(strategy, seed, (std, 0.05, std, std - 0.2, 0.05, std - 0.2))

@@ -651,9 +651,10 @@ def part_parameters(params: dict) -> list[dict]:
     """The override dicts of the notebook's parts (``parts`` of the grid, as notebook parameters): one per (data
     set, seed) of the main grid, then one per seed of Table 7's ResNet-18 runs."""
     seeds = seed_list(params["seeds"])
-    out = [{"dataset": d, "seeds": [s], "table7": ""} for d in split_names(params["dataset"], what="dataset")
-           for s in seeds] if split_names(params["strategies"]) else []
     utk = table7_dataset(params["dataset"]) if split_names(params.get("table7", "")) else None
+    off = {"table7": ""} if utk is not None else {}  # the main parts leave Table 7 to its own parts
+    out = [{"dataset": d, "seeds": [s], **off} for d in split_names(params["dataset"], what="dataset")
+           for s in seeds] if split_names(params.get("strategies", "all")) else []
     if utk is not None:
         out += [{"dataset": utk, "seeds": [s], "strategies": "", "table7": params["table7"]} for s in seeds]
     return out

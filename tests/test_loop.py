@@ -438,6 +438,13 @@ def test_table7_runs_resnet18_on_the_utkface_like_data_set_in_parts_and_tables_o
     best = t[t["claim"].str.startswith("JIN has the best standard")].set_index("backbone")
     assert best.loc["mobilenetv2", "ours (points)"] == "+10.00 +- 0.00" and best.loc["mobilenetv2", "paper (points)"] == "+4.50"
     assert best.loc["resnet18", "ours (points)"] == "+5.00 +- 0.00" and best.loc["resnet18", "paper (points)"] == "+4.52"
+    for r in recs:  # the cross-paper sentence: one per backbone; RAND has the lower V_f with MobileNetV2 only
+        r["metrics"].update(v_f=0.01 if (r["config"]["method"] == "rand") == (r["config"]["backbone"] == "mobilenetv2")
+                            else 0.02, rob_f=1.0)
+    lines = jin_study.describe_cross(recs).splitlines()
+    assert lines == ["- synbols-utk (mobilenetv2): the best robust Worst is JIN's; the lowest V_f(P) is RAND's: "
+                     "not the same strategy.",
+                     "- synbols-utk (resnet18): the best robust Worst is JIN's; the lowest V_f(P) is JIN's: the same strategy."]
 
 
 def test_fairness_in_robustness_does_not_depend_on_deepfools_chunk(splits):

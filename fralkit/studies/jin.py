@@ -579,15 +579,16 @@ def _fmt(mean: float, std: float, digits: int, seeds: int) -> str:
 
 
 def describe_cross(records: Sequence[dict]) -> str:
-    """One sentence per data set: does the strategy with the best robust Worst also have the lowest V_f(P)?"""
+    """One sentence per (data set, backbone): does the strategy with the best robust Worst also have the lowest
+    V_f(P)?"""
     table = cross_table(records)
     if table is None:
         return "V_f(P) was not measured (vf_n = 0)."
     lines = []
-    for dataset, sub in table.groupby("data set", sort=False):
+    for (dataset, backbone), sub in table.groupby(["data set", "backbone"], sort=False):
         best = sub.loc[sub["best Rob Worst"] == "*", "strategy"].iloc[0]
         low = sub.loc[sub["lowest V_f"] == "*", "strategy"].iloc[0]
-        lines.append(f"- {dataset}: the best robust Worst is {best}'s; the lowest V_f(P) is {low}'s"
+        lines.append(f"- {dataset} ({backbone}): the best robust Worst is {best}'s; the lowest V_f(P) is {low}'s"
                      + (": the same strategy." if best == low else ": not the same strategy."))
     return "\n".join(lines)
 

@@ -338,6 +338,28 @@ def test_preset_knobs_enter_the_keys_only_when_set(monkeypatch):
     assert seen["knobs"] == {"hard_contrast": 40.0} and seen["n"] == 50
 
 
+def test_a_fixed_data_seed_gives_every_seed_one_data_set_and_keys_only_when_set():
+    """``data_seed``: the seeds of a run share one data set (as a real data set is one) while the labelled set still
+    follows ``seed``; None keeps the data per seed and every earlier key."""
+    plain = FRALConfig(dataset="synbols-utk", strategy="rand", seed=1)
+    assert "data_seed" not in plain.record_config() and "data_seed" not in plain.init_key()
+    fixed = [FRALConfig(dataset="synbols-utk", strategy="rand", seed=s, n=60, size=16, data_seed=0) for s in (0, 1)]
+    assert all(c.record_config()["data_seed"] == 0 and c.init_key()["data_seed"] == 0 for c in fixed)
+    assert fixed[0].data_key() != fixed[1].data_key()  # the seed still keys the run
+    a, b = (loop.load_fral_data(c) for c in fixed)
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)  # one data set
+    own = loop.load_fral_data(FRALConfig(dataset="synbols-utk", strategy="rand", seed=1, n=60, size=16))
+    assert not torch.equal(own.train.x, b.train.x)  # without data_seed, seed 1 renders its own
+    same_as_seed0 = loop.load_fral_data(FRALConfig(dataset="synbols-utk", strategy="rand", seed=0, n=60, size=16))
+    assert torch.equal(same_as_seed0.train.x, a.train.x)  # data_seed 0 is the data of seed 0
+    lab0, _ = fral_split(a.train, init_frac=0.2, seed=fixed[0].seed)
+    lab1, _ = fral_split(b.train, init_frac=0.2, seed=fixed[1].seed)
+    assert len(lab0) == len(lab1) == 12 and sorted(lab0) != sorted(lab1)  # the labelled set follows the seed
+    for bad in (1.5, True, "0"):
+        with pytest.raises((ValueError, TypeError)):
+            FRALConfig(data_seed=bad)
+
+
 def test_claims_table_pairs_seeds_and_reads_the_papers_numbers():
     from fralkit.studies import jin as jin_study
 

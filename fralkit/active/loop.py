@@ -188,7 +188,12 @@ class FRALConfig(StrategyOptions):
             ``cinic10``, ``ham10000``).
         backbone: a ``fralkit.models`` name (``mobilenetv2`` in the paper, ``resnet18`` for Table 7).
         strategy: a key of ``STRATEGIES``.
-        seed: fixes data generation, the D_L / D_U split, initialisation, training order and selection.
+        seed: fixes the D_L / D_U split, initialisation, training order and selection, and data generation unless
+            ``data_seed`` is set.
+        data_seed: the seed of the data set itself (a Synbols preset's rendering, a real set's split); None = ``seed``.
+            A fixed value gives every seed one data set, as a real data set is one: the seeds then vary what the
+            paper's seeds vary (labelled set, initialisation, selection), and the seed spread of a group's accuracy
+            no longer carries the test set's own sampling noise. Keyed only when set.
         n: training images of a Synbols preset (val and test get n/5); None = the loader's default.
         n_val, n_test: validation / test images of a Synbols preset (None = n/5).
         size: image side in pixels; None = the loader's default.
@@ -231,6 +236,7 @@ class FRALConfig(StrategyOptions):
     backbone: str = "mobilenetv2"
     strategy: str = "jin"
     seed: int = 0
+    data_seed: int | None = None
     n: int | None = None
     n_val: int | None = None
     n_test: int | None = None
@@ -277,6 +283,8 @@ class FRALConfig(StrategyOptions):
             raise ValueError(f"metric must be 'auto', 'acc' or 'f1', got {self.metric!r}")
         if self.finetune_objective not in FINETUNE_OBJECTIVES:
             raise ValueError(f"finetune_objective must be one of {FINETUNE_OBJECTIVES}, got {self.finetune_objective!r}")
+        if self.data_seed is not None and (isinstance(self.data_seed, bool) or int(self.data_seed) != self.data_seed):
+            raise ValueError(f"data_seed must be an integer or None, got {self.data_seed!r}")
         if self.vf_n < 0:
             raise ValueError(f"vf_n must be >= 0 test points, got {self.vf_n}")
         if self.knobs == "calibrated":  # resolved here, so the record key names the knobs actually used
@@ -298,6 +306,8 @@ class FRALConfig(StrategyOptions):
     def data_key(self) -> dict:
         key = {"dataset": self.dataset, "n": self.n, "n_val": self.n_val, "n_test": self.n_test, "size": self.size,
                "data_root": self.data_root, "seed": self.seed}
+        if self.data_seed is not None:  # keyed only when set, so every earlier record keeps its key
+            key["data_seed"] = int(self.data_seed)
         if self.knobs:  # keyed only when set, so every earlier record keeps its key
             key["knobs"] = dict(self.knobs)
         return key
@@ -315,6 +325,8 @@ class FRALConfig(StrategyOptions):
         cfg = {k: v for k, v in asdict(self).items()
                if k not in _NOT_IN_KEY and (k not in _ALL_STRATEGY_OPTIONS or k in own)}
         cfg.update(study=STUDY, method=self.label, metric=self.metric_name, oversample=self.use_oversampling)
+        if cfg["data_seed"] is None:
+            cfg.pop("data_seed")
         for name, off in (("knobs", None), ("finetune_objective", "trades"), ("vf_n", 0)):
             if not cfg[name] or cfg[name] == off:  # keyed only when set, so every earlier record keeps its key
                 cfg.pop(name)
@@ -378,7 +390,8 @@ def load_fral_data(config: FRALConfig) -> DataSplits:
         opts["size"] = int(config.size)
     if config.knobs:
         opts["knobs"] = dict(config.knobs)
-    return load_dataset(config.dataset, root=root, seed=config.seed, **opts)
+    seed = config.seed if config.data_seed is None else config.data_seed
+    return load_dataset(config.dataset, root=root, seed=seed, **opts)
 
 
 def fral_budget(n_train: int, budget_frac: float) -> int:

@@ -65,7 +65,10 @@ LOCAL_PART_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local executor kills a job af
 
 # The kernel's ZeroMQ transport encrypted with CurveZMQ keys that jupyter_client provisions (the python3 kernelspec
 # declares support): without it every kernel logs "[IPKernelApp] WARNING | Kernel is running over TCP without
-# encryption" into the run's console.
+# encryption" into the run's console. The runner starts ``python3``, not the notebooks' ``fralkit`` kernel (whose
+# provisioner asks for the same encryption): ipykernel installs python3 wherever it is installed, the fralkit
+# kernelspec only comes with an installed fralkit, and a GPU machine runs the package from PYTHONPATH.
+KERNEL_NAME = "python3"
 KERNEL_CONFIG = Config({"KernelManager": {"transport_encryption": "auto" if zmq.has("curve") else "disabled"}})
 
 
@@ -123,7 +126,7 @@ def run_notebook(key: str, path: Path, profile: str, *, executed_dir: Path, figu
         for attempt in range(1, KERNEL_START_TRIES + 1):
             out_nb.unlink(missing_ok=True)  # a copy left by an earlier run would look like cells that ran
             try:
-                pm.execute_notebook(str(path), str(out_nb), parameters=params, kernel_name="python3",
+                pm.execute_notebook(str(path), str(out_nb), parameters=params, kernel_name=KERNEL_NAME,
                                     language="python", cwd=str(path.parent), log_output=log_output,
                                     progress_bar=False, stdout_file=None, start_timeout=KERNEL_START_TIMEOUT_S,
                                     config=KERNEL_CONFIG)

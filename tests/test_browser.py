@@ -2,8 +2,10 @@
 
 JupyterLab is started on 127.0.0.1 with a token, headless Chromium (Debian's ``chromium`` and ``chromium-driver``,
 driven by selenium) opens a copy of ``01_data.ipynb`` whose parameters cell says ``profile = "smoke"``, runs every
-cell, picks another class in the data-set browser's dropdown and checks that the browser's image changed. Skipped,
-with the reason, where selenium, Chromium or its driver is missing (``.ci/run`` installs them).
+cell, picks another class in the data-set browser's dropdown and checks that the browser's image changed. The
+notebook's own kernel (``fralkit``) runs it, started by JupyterLab's server through ``fralkit_kernel``'s provisioner,
+and its log has no "without encryption" warning. Skipped, with the reason, where selenium, Chromium or its driver is
+missing (``.ci/run`` installs them) or the fralkit kernelspec is not installed.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -37,10 +40,23 @@ try:
 except ImportError:  # reported by the skip below
     webdriver = None
 
+
+def _kernel_installed(name: str) -> bool:
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        return False
+    return True
+
+
+KERNEL = json.loads((ROOT / "notebooks" / "01_data.ipynb").read_text())["metadata"]["kernelspec"]["name"]
+
 pytestmark = [
     pytest.mark.skipif(webdriver is None, reason="selenium is not installed (pip install selenium; .ci/run does)"),
     pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                        reason="no headless browser: apt-get install chromium chromium-driver (.ci/run does)"),
+    pytest.mark.skipif(not _kernel_installed(KERNEL), reason=f"the notebooks' kernel {KERNEL!r} is not installed "
+                                                             "(pip install -e . installs it)"),
 ]
 
 
@@ -124,7 +140,7 @@ def _browser_image(driver) -> str | None:
     return imgs[-1].get_attribute("src") if imgs else None
 
 
-def test_dataset_browser_in_jupyterlab_responds_to_its_class_dropdown(lab, browser):
+def test_dataset_browser_in_jupyterlab_responds_to_its_class_dropdown(lab, browser, tmp_path):
     base, token = lab
     browser.get(f"{base}/lab/tree/01_data.ipynb?token={token}")
     wait = WebDriverWait(browser, 60, poll_frequency=0.5)
@@ -145,3 +161,5 @@ def test_dataset_browser_in_jupyterlab_responds_to_its_class_dropdown(lab, brows
         lambda d: _browser_image(d) not in (None, before))
     errors = browser.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .jp-RenderedText")
     assert not any("Traceback" in e.text for e in errors)
+    assert browser.execute_script(_NOTEBOOK_JS + "return nb.sessionContext.session.kernel.name;") == KERNEL
+    assert "without encryption" not in (tmp_path / "lab.log").read_text()  # the kernel logs into the server's log

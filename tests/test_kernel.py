@@ -50,7 +50,7 @@ def test_notebooks_name_the_fralkit_kernel():
 
 def test_kernelspec_names_the_registered_provisioner():
     tomllib = pytest.importorskip("tomllib")
-    spec = json.loads((ROOT / "share" / "jupyter" / "kernels" / KERNEL / "kernel.json").read_text())
+    spec = json.loads((ROOT / "fralkit_kernel" / "kernelspec" / "kernel.json").read_text())
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     provisioners = project["project"]["entry-points"]["jupyter_client.kernel_provisioners"]
     assert provisioners == {spec["metadata"]["kernel_provisioner"]["provisioner_name"]: "fralkit_kernel:FralkitProvisioner"}

@@ -305,3 +305,20 @@ def test_notebook_03_gpu_finds_what_notebook_01_gpu_calibrates(tmp_path, monkeyp
         assert c.data_seed == 0  # one data set for every seed, the data notebook 01 calibrates on
         assert c.knobs == found[c.dataset]  # the same protocol, so notebook 03 trains on the calibrated data
         assert c.init_key()["knobs"] == found[c.dataset]
+
+
+def test_a_search_from_search_start_keeps_every_calibrated_knob():
+    """The design scales the contrasts of the start and nothing else: a search from ``SEARCH_START`` explores around
+    the calibrated point in every knob (synbols-ham's background noise 12, not the preset's own 20)."""
+    from fralkit.studies.calibration import SEARCH_START
+
+    assert knob_values("synbols-ham")["hard_noise"] != CALIBRATED["synbols-ham"]["hard_noise"]  # what is at stake
+    for name in ("synbols-utk", "synbols-ham", "synbols-cinic"):
+        calls = []
+        calibrate_groups(name, start=SEARCH_START[name], design=[0.5, 1.0], rounds=0, final_seeds=[0],
+                         measure_many=_fake_many(calls))
+        design = [kn for kn, _ in calls[0]]
+        cal = CALIBRATED[name]
+        assert {q: design[1][q] for q in cal} == cal  # factor 1: the calibrated point itself
+        for kn in design:
+            assert {q: kn[q] for q in cal if "contrast" not in q} == {q: v for q, v in cal.items() if "contrast" not in q}

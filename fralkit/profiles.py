@@ -42,10 +42,12 @@ PROFILES: dict[str, dict[str, dict]] = {
         # MobileNetV2, TRADES 30 epochs at batch 256, lr 0.1, 2 warm-up epochs, clip 5), so the best trial's three
         # seeds are notebook 03's initial models (one cache) and its knobs="calibrated" finds them; calibrate=False:
         # the old uncalibrated standard-vs-TRADES check would train the same presets twice more. calib_data_seed 0 is
-        # notebook 03's data_seed: one data set for every seed. Three workers: the best trial's three seeds at once.
+        # notebook 03's data_seed: one data set for every seed. Two workers per search: a split run of 01 then puts six
+        # processes on the GPU (one H200, 2026-12-01: three searches of three workers beside notebooks 02, 03 and 05
+        # ran it out of memory); speed only, not in any record key.
         "gpu": {"calib_warmup_epochs": 2.0, "calib_grad_clip": 5.0, "n": 15000, "calib_n": 0,
                 "calib_backbone": "mobilenetv2", "calib_std_epochs": 12, "calib_trades_epochs": 30,
-                "calibrate": False, "calib_target": True, "calib_search": "groups", "calib_workers": 3,
+                "calibrate": False, "calib_target": True, "calib_search": "groups", "calib_workers": 2,
                 "calib_design": "0.75,1.35", "calib_data_seed": 0},
         "paper": {"calib_lr": 0.05, "calib_warmup_epochs": 2.0, "calib_grad_clip": 5.0,
                   "datasets": "utkface,cinic10,ham10000", "n": 0, "calibrate": False, "calib_n": 0,

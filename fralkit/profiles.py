@@ -50,7 +50,8 @@ PROFILES: dict[str, dict[str, dict]] = {
         "gpu": {"calib_warmup_epochs": 2.0, "calib_grad_clip": 5.0, "n": 15000, "calib_n": 0,
                 "calib_backbone": "mobilenetv2", "calib_std_epochs": 12, "calib_trades_epochs": 30,
                 "calibrate": False, "calib_target": True, "calib_search": "groups", "calib_workers": 2,
-                "calib_design": "0.8,1.0,1.25", "calib_data_seed": 0},
+                "calib_design": "0.8,1.0,1.25", "calib_data_seed": 0,
+                "calib_init_min_steps": 390},
         "paper": {"calib_lr": 0.05, "calib_warmup_epochs": 2.0, "calib_grad_clip": 5.0,
                   "datasets": "utkface,cinic10,ham10000", "n": 0, "calibrate": False, "calib_n": 0,
                   "calib_backbone": "mobilenetv2", "calib_std_epochs": 12, "calib_trades_epochs": 30},
@@ -82,7 +83,12 @@ PROFILES: dict[str, dict[str, dict]] = {
         # measured 10,000 ResNet-18 images in 14.5 s on one H200, benchmarks/deepfool_speed.py), and the row JIN + FairAT.
         # data_seed 0: one data set for all three seeds, as the paper's data sets are one (its seeds vary the labelled
         # set, the initialisation and the selection); notebook 01 calibrates on the same data (calib_data_seed).
-        "gpu": {"knobs": "calibrated", "data_seed": 0, **_RECIPE_GPU,
+        # init_min_steps 390: the initial model takes at least synbols-utk's 30 epochs x 13 batches of steps. At 30
+        # epochs synbols-ham's 1,040 labels made 150 steps, and its seeds' initial models spread widely (one H200,
+        # 2026-12-01, one data set: macro-F1 of the worst group 22.0-30.0; its mel and bkl classes' F1 32-54 and 36-54
+        # over the 3 seeds); 390 steps are 78 epochs there (the paper trains 100-120 on every data set), and
+        # synbols-utk and -cinic keep 30. Notebook 01 calibrates under the same rule (calib_init_min_steps).
+        "gpu": {"knobs": "calibrated", "data_seed": 0, "init_min_steps": 390, **_RECIPE_GPU,
                 "dataset": "synbols-utk,synbols-cinic,synbols-ham", "n": 0, "size": 0, "backbone": "mobilenetv2",
                 "seeds": 3, "epochs": 30, "batch_size": 256, "std_epochs": 10, "strategies": "all,jin+fairat",
                 "vf_n": 2000, "table7": "rand,ent,g-rand,fairal,jin"},

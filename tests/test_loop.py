@@ -360,6 +360,27 @@ def test_a_fixed_data_seed_gives_every_seed_one_data_set_and_keys_only_when_set(
             FRALConfig(data_seed=bad)
 
 
+def test_init_min_steps_sets_the_initial_models_epochs_and_keys_only_when_set(splits, tiny_model, tmp_path, monkeypatch):
+    """``init_min_steps``: epochs = max(init_epochs, ceil(steps / ceil(|D_L| / batch))), by hand for the gpu profile's
+    390 steps at batch 256: 1,040 labels (5 batches) -> 78 epochs, 3,080 (13) -> 30, 6,000 (24) -> 30."""
+    cfg = FRALConfig(dataset="synbols-ham", init_epochs=30, batch_size=256, init_min_steps=390)
+    assert [cfg.init_epochs_for(n) for n in (1040, 3080, 6000, 1)] == [78, 30, 30, 390]
+    assert FRALConfig(init_epochs=30, batch_size=256).init_epochs_for(1040) == 30  # off: the epochs as given
+    plain = FRALConfig(dataset="synbols-ham")
+    assert "init_min_steps" not in plain.init_key() and "init_min_steps" not in plain.record_config()
+    assert cfg.init_key()["init_min_steps"] == 390 and cfg.record_config()["init_min_steps"] == 390
+    with pytest.raises(ValueError, match="init_min_steps"):
+        FRALConfig(init_min_steps=-1)
+    seen = []
+    real_fit = loop._fit
+    monkeypatch.setattr(loop, "_fit", lambda model, train, idx, **kw: (seen.append((len(idx), kw["epochs"])),
+                                                                       real_fit(model, train, idx, **kw))[1])
+    config = _config(strategy="rand", init_epochs=1, batch_size=16, init_min_steps=9)
+    loop.initial_model(config, splits, store=ResultStore(tmp_path), device="cpu")
+    n_lab = seen[0][0]
+    assert seen[0][1] == max(1, -(-9 // -(-n_lab // 16)))  # the epochs that reach 9 steps at batch 16
+
+
 def test_claims_table_pairs_seeds_and_reads_the_papers_numbers():
     from fralkit.studies import jin as jin_study
 

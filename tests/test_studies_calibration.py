@@ -302,7 +302,7 @@ def test_notebook_03_gpu_finds_what_notebook_01_gpu_calibrates(tmp_path, monkeyp
     for ov in jin.part_parameters({**params, "strategies": "rand"}):  # and so are the runs of every part
         assert all(c in configs for c in jin.grid(**{**params, "strategies": "rand", **ov}))
     for c in configs:
-        assert c.data_seed == 0  # one data set for every seed, the data notebook 01 calibrates on
+        assert c.data_seed == 0 and c.init_min_steps == 390  # the data and steps notebook 01 calibrates with
         assert c.knobs == found[c.dataset]  # the same protocol, so notebook 03 trains on the calibrated data
         assert c.init_key()["knobs"] == found[c.dataset]
 

@@ -27,6 +27,7 @@ the state after each round. ``fralkit.studies.bald_grad.run_method`` runs the BA
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
@@ -203,6 +204,9 @@ class FRALConfig(StrategyOptions):
         init_frac: D_L at the start as a share of |D| (20 %).
         init_epochs, finetune_epochs: TRADES epochs of the initial model and of each round's fine-tuning
             (the paper does not give them).
+        init_min_steps: at least this many optimiser steps for the initial model (0: off): its epochs are
+            ``init_epochs_for(|D_L|)``, so a small initial set trains as long in steps as a larger one does in epochs.
+            Keyed only when set.
         batch_size, lr, finetune_lr, momentum, weight_decay: SGD settings of TRADES training.
         warmup_epochs: linear lr warm-up of the initial TRADES model; grad_clip: global gradient-norm clip of
             every training run (0: none). TRADES from scratch at lr 0.1 on a few hundred images can diverge
@@ -246,6 +250,7 @@ class FRALConfig(StrategyOptions):
     budget_frac: float = 0.02
     init_frac: float = 0.2
     init_epochs: int = 30
+    init_min_steps: int = 0
     finetune_epochs: int = 5
     batch_size: int = 128
     lr: float = 0.1
@@ -287,6 +292,8 @@ class FRALConfig(StrategyOptions):
             raise ValueError(f"data_seed must be an integer or None, got {self.data_seed!r}")
         if self.vf_n < 0:
             raise ValueError(f"vf_n must be >= 0 test points, got {self.vf_n}")
+        if self.init_min_steps < 0:
+            raise ValueError(f"init_min_steps must be >= 0, got {self.init_min_steps}")
         if self.knobs == "calibrated":  # resolved here, so the record key names the knobs actually used
             self.knobs = calibrated_knobs(self)
         elif self.knobs is not None and not isinstance(self.knobs, dict):
@@ -316,8 +323,19 @@ class FRALConfig(StrategyOptions):
         """What the initial TRADES model depends on (shared by every strategy)."""
         keep = ("backbone", "init_frac", "init_epochs", "batch_size", "lr", "warmup_epochs", "grad_clip", "momentum", "weight_decay", "eps", "alpha",
                 "steps", "beta", "metric", "oversample")
-        return {"study": STUDY, "method": "init-at", **self.data_key(), **{k: getattr(self, k) for k in keep},
-                "metric": self.metric_name, "oversample": self.use_oversampling}
+        key = {"study": STUDY, "method": "init-at", **self.data_key(), **{k: getattr(self, k) for k in keep},
+               "metric": self.metric_name, "oversample": self.use_oversampling}
+        if self.init_min_steps:  # keyed only when set, so every earlier record keeps its key
+            key["init_min_steps"] = int(self.init_min_steps)
+        return key
+
+    def init_epochs_for(self, n_labelled: int) -> int:
+        """Epochs of the initial model on ``n_labelled`` images: ``init_epochs``, or with ``init_min_steps`` the
+        ``max(init_epochs, ceil(init_min_steps / ceil(n_labelled / batch_size)))`` that reach that many steps."""
+        if not self.init_min_steps:
+            return int(self.init_epochs)
+        per_epoch = max(1, math.ceil(int(n_labelled) / int(self.batch_size)))
+        return max(int(self.init_epochs), math.ceil(int(self.init_min_steps) / per_epoch))
 
     def record_config(self) -> dict:
         """The result-store config of this run: shared settings plus this strategy's own options."""
@@ -327,7 +345,7 @@ class FRALConfig(StrategyOptions):
         cfg.update(study=STUDY, method=self.label, metric=self.metric_name, oversample=self.use_oversampling)
         if cfg["data_seed"] is None:
             cfg.pop("data_seed")
-        for name, off in (("knobs", None), ("finetune_objective", "trades"), ("vf_n", 0)):
+        for name, off in (("knobs", None), ("finetune_objective", "trades"), ("vf_n", 0), ("init_min_steps", 0)):
             if not cfg[name] or cfg[name] == off:  # keyed only when set, so every earlier record keeps its key
                 cfg.pop(name)
         return cfg
@@ -529,9 +547,10 @@ def initial_model(config: FRALConfig, splits: DataSplits, *, store: ResultStore,
     seed0 = stage_seed(config.seed, 0, 0)
     set_seed(seed0)
     model = _make_model(config, train).to(device)
+    epochs = config.init_epochs_for(len(labelled))
     if verbose:
-        print(f"[init] TRADES on D_L = {len(labelled)} labels, {config.init_epochs} epochs ({config.backbone})", flush=True)
-    seconds = _fit(model, train, labelled, objective="trades", epochs=config.init_epochs,
+        print(f"[init] TRADES on D_L = {len(labelled)} labels, {epochs} epochs ({config.backbone})", flush=True)
+    seconds = _fit(model, train, labelled, objective="trades", epochs=epochs,
                    lr=config.lr, config=config, seed=seed0, device=device, warmup_epochs=config.warmup_epochs)
     rep_val = _evaluate(model, val, config, stage_seed(config.seed, 0, 1))
     rep_test = _evaluate(model, test, config, stage_seed(config.seed, 0, 2))

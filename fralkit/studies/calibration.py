@@ -165,15 +165,18 @@ _ROW_NAMES = dict(zip(ROW_KEYS, ("Std Worst", "Std Disp", "Std Avg", "Rob Worst"
 
 def init_at_config(name: str, *, seed: int = 0, n: int | None = None, backbone: str = "mobilenetv2",
                    epochs: int = 30, batch_size: int = 256, lr: float = 0.1, warmup_epochs: float = 2.0,
-                   grad_clip: float = 5.0, init_frac: float = 0.2, data_seed: int | None = None) -> FRALConfig:
+                   grad_clip: float = 5.0, init_frac: float = 0.2, data_seed: int | None = None,
+                   init_min_steps: int = 0) -> FRALConfig:
     """The FRAL run whose initial model is measured: TRADES (beta 6) on the initial ``init_frac`` of ``n`` training
     images (None: the preset's ``PAPER_SIZES``), PGD-5 at eps 4/255, step 2/255 (JIN §4.1); the metric and
-    oversampling are the data set's own; ``data_seed`` fixes the data across seeds (``FRALConfig.data_seed``). The
-    defaults are notebook 03's ``gpu`` protocol."""
+    oversampling are the data set's own; ``data_seed`` fixes the data across seeds (``FRALConfig.data_seed``),
+    ``init_min_steps`` the fewest optimiser steps (``FRALConfig.init_min_steps``). The defaults are notebook 03's
+    ``gpu`` protocol."""
     if name not in PRESETS:
         raise ValueError(f"unknown Synbols preset {name!r}; valid: {sorted(PRESETS)}")
     return FRALConfig(dataset=name, backbone=backbone, seed=seed, n=n, init_frac=init_frac, init_epochs=epochs,
-                      batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, grad_clip=grad_clip, data_seed=data_seed)
+                      batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, grad_clip=grad_clip, data_seed=data_seed,
+                      init_min_steps=init_min_steps)
 
 
 def _trial_key(config: FRALConfig, knobs: dict) -> dict:
@@ -597,7 +600,8 @@ def grid(*, datasets: str = "synbols-utk", calibrate: bool = True, calib_n: int 
          calib_lr: float = 0.1, calib_warmup_epochs: float = 0.0, calib_grad_clip: float = 0.0, seeds: int = 1,
          calib_target: bool = False, calib_trials: int = 12, calib_tol: float = 3.0, calib_search: str = "pattern",
          calib_rounds: int = 2, calib_final_seeds: int = 3, calib_batch_size: int = 256, calib_workers: int = 1,
-         calib_design: str = "0.6,1.0,1.6", calib_data_seed: int | None = None, **_notebook) -> list[dict]:
+         calib_design: str = "0.6,1.0,1.6", calib_data_seed: int | None = None, calib_init_min_steps: int = 0,
+         **_notebook) -> list[dict]:
     """Notebook 01's calibration runs: every FRAL preset among ``datasets`` x seed (none when ``calibrate`` is
     off), then with ``calib_target`` one search per preset with a paper row (``PAPER_INIT_AT``) under the same
     protocol (TRADES on the initial 20 % of ``calib_n`` (0: the preset's ``PAPER_SIZES``), ``calib_trades_epochs``
@@ -605,7 +609,8 @@ def grid(*, datasets: str = "synbols-utk", calibrate: bool = True, calib_n: int 
     (``calibrate_to_target``, at most ``calib_trials`` trials) or ``"groups"`` (``calibrate_groups`` from
     ``SEARCH_START``: a design that scales both contrasts by each factor of ``calib_design``, ``calib_rounds`` model rounds, the best on ``calib_final_seeds`` seeds,
     ``calib_workers`` processes on the GPU). ``calib_data_seed`` fixes one data set for every seed of a trial
-    (``FRALConfig.data_seed``; notebook 03 must use the same). Other notebook parameters (the browser's ``n``, ``seed``,
+    (``FRALConfig.data_seed``; notebook 03 must use the same), ``calib_init_min_steps`` the initial model's fewest
+    steps (``FRALConfig.init_min_steps``; the same again). Other notebook parameters (the browser's ``n``, ``seed``,
     ``data_root``, ...) do not enter."""
     if calib_search not in ("pattern", "groups"):
         raise ValueError(f"calib_search must be 'pattern' or 'groups', got {calib_search!r}")
@@ -619,6 +624,8 @@ def grid(*, datasets: str = "synbols-utk", calibrate: bool = True, calib_n: int 
                     warmup_epochs=calib_warmup_epochs, grad_clip=calib_grad_clip, batch_size=calib_batch_size)
     if calib_data_seed is not None:  # only when set, so earlier searches keep their configs
         protocol["data_seed"] = int(calib_data_seed)
+    if calib_init_min_steps:
+        protocol["init_min_steps"] = int(calib_init_min_steps)
     search = dict(search=calib_search, trials=calib_trials) if calib_search == "pattern" else \
         dict(search=calib_search, rounds=calib_rounds, final_seeds=calib_final_seeds, workers=calib_workers,
              design=[float(f) for f in str(calib_design).split(",") if f.strip()])

@@ -21,7 +21,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+from jupyter_helpers import kernel_installed
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -41,21 +42,13 @@ except ImportError:  # reported by the skip below
     webdriver = None
 
 
-def _kernel_installed(name: str) -> bool:
-    try:
-        KernelSpecManager().get_kernel_spec(name)
-    except NoSuchKernel:
-        return False
-    return True
-
-
 KERNEL = json.loads((ROOT / "notebooks" / "01_data.ipynb").read_text())["metadata"]["kernelspec"]["name"]
 
 pytestmark = [
     pytest.mark.skipif(webdriver is None, reason="selenium is not installed (pip install selenium; .ci/run does)"),
     pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                        reason="no headless browser: apt-get install chromium chromium-driver (.ci/run does)"),
-    pytest.mark.skipif(not _kernel_installed(KERNEL), reason=f"the notebooks' kernel {KERNEL!r} is not installed "
+    pytest.mark.skipif(not kernel_installed(KERNEL), reason=f"the notebooks' kernel {KERNEL!r} is not installed "
                                                              "(pip install -e . installs it)"),
 ]
 

@@ -13,25 +13,18 @@ from pathlib import Path
 import pytest
 import zmq
 from jupyter_client.blocking import BlockingKernelClient
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import KernelManager
+
+from jupyter_helpers import kernel_installed
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "fralkit"
 
 
-def _installed() -> bool:
-    try:  # a spec whose provisioner is not registered is not listed either
-        KernelSpecManager().get_kernel_spec(KERNEL)
-    except NoSuchKernel:
-        return False
-    return True
-
-
 def _skip_reason() -> str | None:
     if not zmq.has("curve"):
         return "libzmq was built without CURVE: no transport encryption"
-    if not _installed():
+    if not kernel_installed(KERNEL):
         return f"the {KERNEL!r} kernelspec is not installed in this environment (pip install -e . installs it)"
     return None
 

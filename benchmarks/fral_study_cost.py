@@ -14,6 +14,7 @@ to the reference, and JIN's selection as a share of the initial training.
 
     python benchmarks/fral_study_cost.py                        # CUDA: synbols-utk, seed 0, jin and rand
     python benchmarks/fral_study_cost.py --strategies all       # the whole part
+    python benchmarks/fral_study_cost.py --set compile=True     # the part with torch.compile
     python benchmarks/fral_study_cost.py --tiny                 # CPU check: the smoke profile, seconds
 """
 from __future__ import annotations
@@ -33,13 +34,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trades_throughput import reference_trades_epoch  # noqa: E402  (the one reference loop of the benchmarks)
 
 
-def part_configs(profile: str, dataset: str, seed: int, strategies: str) -> list:
-    """Notebook 03's configs of one (data set, seed) under ``profile``, as ``reproduce --jobs`` builds its part."""
+def parse_sets(items: list[str]) -> dict:
+    """``["compile=True", "batch_size=512"]`` -> ``{"compile": True, "batch_size": 512}`` (Python literals, else
+    strings)."""
+    import ast
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"--set expects FIELD=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value.strip()
+    return out
+
+
+def part_configs(profile: str, dataset: str, seed: int, strategies: str, overrides: dict | None = None) -> list:
+    """Notebook 03's configs of one (data set, seed) under ``profile``, as ``reproduce --jobs`` builds its part;
+    ``overrides`` replace the profile's parameters."""
     from fralkit.active.loop import FRALConfig
     from fralkit.profiles import notebook_parameters
     from fralkit.studies import jin
 
-    params = {**notebook_parameters("03", profile), "dataset": dataset, "seeds": [seed], "strategies": strategies}
+    params = {**notebook_parameters("03", profile), **(overrides or {}), "dataset": dataset, "seeds": [seed],
+              "strategies": strategies}
     names = set(inspect.signature(jin.grid).parameters) | {f.name for f in dataclasses.fields(FRALConfig)}
     return jin.grid(**{k: v for k, v in params.items() if k in names and k not in ("profile", "device", "run")})
 
@@ -52,6 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--profile", default="gpu")
     parser.add_argument("--tiny", action="store_true", help="CPU check: the smoke profile")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a parameter of the profile (FRALConfig field), e.g. compile=True; repeatable")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)
 
@@ -63,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     from fralkit.utils import run_info
 
     profile = "smoke" if args.tiny else args.profile
-    configs = part_configs(profile, args.dataset, args.seed, args.strategies)
+    configs = part_configs(profile, args.dataset, args.seed, args.strategies, overrides=parse_sets(args.set))
     splits = load_fral_data(configs[0])  # before CUDA starts (the generator may fork)
     dev = resolve_device(args.device)
     info = run_info(dev)

@@ -129,6 +129,8 @@ def main(argv=None) -> int:
     parser.add_argument("--backbone", default="mobilenetv2")
     parser.add_argument("--batch-sizes", default="256,512,1024", help="fralkit batch sizes (comma separated)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile variants")
+    parser.add_argument("--compile-batch-sizes", default=None,
+                        help="batch sizes of the torch.compile variants (default: the largest of --batch-sizes)")
     parser.add_argument("--tiny", action="store_true", help="CPU-sized check: 256 images, small_cnn, 1 epoch")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default=None, help="write the results to this file")
@@ -198,7 +200,8 @@ def main(argv=None) -> int:
     for bs in bss:
         variants.append((f"fralkit, batch {bs}", dict(batch_size=bs)))
     if dev.type == "cuda" and args.compile:
-        variants.append((f"fralkit + torch.compile, batch {big}", dict(batch_size=big, compile=True)))
+        for bs in ([int(b) for b in args.compile_batch_sizes.split(",")] if args.compile_batch_sizes else [big]):
+            variants.append((f"fralkit + torch.compile, batch {bs}", dict(batch_size=bs, compile=True)))
     data = train.to(dev)
     best = 0.0
     for name, kw in variants:

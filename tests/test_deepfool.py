@@ -204,6 +204,35 @@ def test_bad_inputs_raise_clear_errors():
         deepfool(model, torch.rand(2, 3, 4, 4), candidates=1)
 
 
+@pytest.mark.parametrize("backbone", ["small_cnn", "resnet18"])
+def test_folded_batch_norm_gives_the_distances_of_the_model(backbone):
+    from fralkit.models import make_model
+
+    torch.manual_seed(0)
+    model = make_model(backbone, 5, image_size=8).train()
+    model(torch.rand(16, 3, 8, 8))  # running statistics that are not the identity
+    x = torch.rand(12, 3, 8, 8, generator=torch.Generator().manual_seed(9))
+    plain = deepfool(model, x, fold_bn=False)
+    folded = deepfool(model, x, fold_bn=True)
+    assert model.training and all(p.requires_grad for p in model.parameters())  # the model is not touched
+    torch.testing.assert_close(folded.d_theta, plain.d_theta, rtol=1e-4, atol=1e-7)
+    assert torch.equal(folded.iters, plain.iters) and torch.equal(folded.label, plain.label)
+    assert torch.equal(deepfool(model, x).d_theta, plain.d_theta)  # on the CPU the default attacks the model itself
+
+
+def test_precision_tf32_is_fp32_on_the_cpu_and_bf16_stays_close():
+    model = _SmallCNN()
+    x = torch.rand(10, 3, 8, 8, generator=torch.Generator().manual_seed(10))
+    fp32 = deepfool(model, x)
+    assert torch.equal(deepfool(model, x, precision="tf32").d_theta, fp32.d_theta)
+    low = deepfool(model, x, precision="bf16")
+    assert low.d_theta.dtype == torch.float32 and bool(low.flipped.all())
+    # bf16 keeps 8 bits of mantissa: a distance of a smooth model moves by about 2^-8 relative, not more than 5 %
+    torch.testing.assert_close(low.d_theta, fp32.d_theta, rtol=5e-2, atol=1e-4)
+    with pytest.raises(ValueError, match="precision"):
+        deepfool(model, x, precision="fp16")
+
+
 def test_empty_input_gives_empty_result():
     res = deepfool(_linear(), torch.rand(0, 3, 4, 4))
     assert len(res) == 0 and res.summary()["n"] == 0
@@ -216,3 +245,5 @@ def test_cuda_matches_cpu():
     cpu = deepfool(model, x)
     gpu = deepfool(model.cuda(), x.cuda())
     torch.testing.assert_close(gpu.d_theta.cpu(), cpu.d_theta, rtol=1e-3, atol=1e-6)
+    gpu_cl = deepfool(model, x.cuda(), fold_bn=False, channels_last=True)
+    torch.testing.assert_close(gpu_cl.d_theta.cpu(), cpu.d_theta, rtol=1e-3, atol=1e-6)

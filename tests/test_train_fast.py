@@ -111,7 +111,7 @@ def test_trades_on_cuda_with_bf16_learns(cuda_graph):
     assert res.history["loss"][-1] < res.history["loss"][0]
 
 
-@pytest.mark.parametrize("backbone", ["tiny", "small_cnn", "mobilenetv2"])
+@pytest.mark.parametrize("backbone", ["tiny", "small_cnn", "mobilenetv2", "resnet18"])
 def test_folded_twin_computes_the_eval_model_and_follows_updates(backbone):
     from fralkit.models import make_model
     from fralkit.train import FoldedTwin
@@ -120,7 +120,8 @@ def test_folded_twin_computes_the_eval_model_and_follows_updates(backbone):
     model = (TinyNet() if backbone == "tiny" else make_model(backbone, 3, image_size=8)).train()  # tiny: conv biases
     model(torch.rand(8, 3, 8, 8))  # non-trivial running statistics
     twin = FoldedTwin(model)
-    assert twin.folded >= {"tiny": 1, "small_cnn": 3, "mobilenetv2": 40}[backbone]
+    # ResNet-18: the stem, 2 per BasicBlock (8 blocks) and 3 shortcuts = 20, every batch norm of the model
+    assert twin.folded >= {"tiny": 1, "small_cnn": 3, "mobilenetv2": 40, "resnet18": 20}[backbone]
     if backbone != "mobilenetv2":
         assert not any(isinstance(m, nn.BatchNorm2d) for m in twin.module.modules())
     assert all(not p.requires_grad for p in twin.module.parameters())

@@ -66,7 +66,7 @@ _STRATEGY_OPTIONS = {
 }
 _ALL_STRATEGY_OPTIONS = sorted({o for opts in _STRATEGY_OPTIONS.values() for o in opts})
 # Settings that change nothing in the results.
-_NOT_IN_KEY = ("eval_batch_size", "amp_scores", "cudnn_benchmark")
+_NOT_IN_KEY = ("eval_batch_size", "amp_scores", "cudnn_benchmark", "compile")
 FINETUNE_OBJECTIVES = ("trades", "fairat")
 
 
@@ -224,6 +224,9 @@ class FRALConfig(StrategyOptions):
             changes every round, and on one H100 with it on, each process's first run spent 119-162 s fine-tuning
             over 5 rounds against 5-7 s for later runs (most likely tuning; ``benchmarks/fral_round_cost.py``
             measures it). No effect on results beyond GPU non-determinism, so not part of the record key.
+        compile: ``torch.compile`` of every model the loop trains (``fit(compile=True)``; CUDA only, inside the
+            graphed step). Its warm-up is paid once per new model shape and process; ``benchmarks/fral_study_cost.py
+            --set compile=True`` measures whether it pays. Not part of the record key, as ``cudnn_benchmark``.
         finetune_objective: the objective of every round's adversarial fine-tuning (``FINETUNE_OBJECTIVES``):
             ``"trades"`` (the paper's) or ``"fairat"`` (FairAT, Mou et al.: TRADES plus augmented copies of the
             highest-loss examples), the cross-paper row "JIN + FairAT". The initial model is TRADES either way.
@@ -270,6 +273,7 @@ class FRALConfig(StrategyOptions):
     std_lr: float = 0.05
     eval_batch_size: int = 1024
     cudnn_benchmark: bool = False
+    compile: bool = False
     knobs: dict | str | None = None
     finetune_objective: str = "trades"
     vf_n: int = 0
@@ -475,7 +479,7 @@ def _fit(model: nn.Module, train: GroupDataset, idx: torch.Tensor, *, objective:
                         momentum=config.momentum, weight_decay=config.weight_decay, warmup_epochs=warmup_epochs,
                         eps=config.eps, alpha=config.alpha, steps=config.steps, beta=config.beta,
                         grad_clip=config.grad_clip or None, oversample=config.use_oversampling,
-                        cudnn_benchmark=config.cudnn_benchmark)
+                        cudnn_benchmark=config.cudnn_benchmark, compile=config.compile)
         fit(model, train, recipe, idx=idx, seed=seed, device=device, show_progress=False)
     sync(device)
     return time.perf_counter() - t0

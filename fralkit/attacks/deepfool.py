@@ -45,6 +45,7 @@ distance to the boundary. Callers decide what to do with them; ``fralkit.studies
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass, fields
 
 import torch
@@ -52,10 +53,11 @@ import torch.nn as nn
 
 from ..utils import progress as progress_bar
 
-__all__ = ["DeepFoolResult", "deepfool", "DEEPFOOL_BEFORE", "DEEPFOOL_GRAD_MODES"]
+__all__ = ["DeepFoolResult", "deepfool", "DEEPFOOL_BEFORE", "DEEPFOOL_GRAD_MODES", "DEEPFOOL_PRECISIONS"]
 
 DEEPFOOL_BEFORE = ("boundary", "iterate")
 DEEPFOOL_GRAD_MODES = ("loop", "batched")
+DEEPFOOL_PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 @dataclass
@@ -100,15 +102,17 @@ class DeepFoolResult:
 
 
 @contextlib.contextmanager
-def _full_fp32(device: torch.device):
-    """fp32 everywhere: no autocast, no TF32 in cuDNN convolutions or cuBLAS matmuls; and no cuDNN autotuning,
-    which would re-tune for every new size of the shrinking active batch (all restored after)."""
+def _full_fp32(device: torch.device, precision: str = "fp32"):
+    """The arithmetic of ``precision``, with no cuDNN autotuning, which would re-tune for every new size of the
+    shrinking active batch (all restored after). ``"fp32"``: no autocast, no TF32 in cuDNN convolutions or cuBLAS
+    matmuls; ``"tf32"``: fp32 tensors, TF32 tensor cores for convolutions and matmuls (CUDA; the CPU computes
+    fp32); ``"bf16"``: bf16 autocast (the logits and every norm are fp32)."""
     old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
     torch.backends.cudnn.benchmark = False
     try:
-        with torch.autocast(device_type=device.type, enabled=False):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             yield
     finally:
         (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
@@ -116,7 +120,7 @@ def _full_fp32(device: torch.device):
 
 
 def _check(x: torch.Tensor, overshoot: float, max_iter: int, candidates: int | None, before: str, grad_mode: str,
-           batch_size: int | None) -> None:
+           batch_size: int | None, precision: str = "fp32") -> None:
     if not isinstance(x, torch.Tensor) or x.ndim < 2:
         raise ValueError(f"deepfool: x must be a float tensor [N, ...] of inputs in [0, 1], got "
                          f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
@@ -132,6 +136,8 @@ def _check(x: torch.Tensor, overshoot: float, max_iter: int, candidates: int | N
         raise ValueError(f"deepfool: unknown before={before!r}; valid: {list(DEEPFOOL_BEFORE)}")
     if grad_mode not in DEEPFOOL_GRAD_MODES:
         raise ValueError(f"deepfool: unknown grad_mode={grad_mode!r}; valid: {list(DEEPFOOL_GRAD_MODES)}")
+    if precision not in DEEPFOOL_PRECISIONS:
+        raise ValueError(f"deepfool: unknown precision={precision!r}; valid: {list(DEEPFOOL_PRECISIONS)}")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"deepfool: batch_size must be positive or None, got {batch_size}")
 
@@ -144,7 +150,7 @@ def _nearest_step(model: nn.Module, xa: torch.Tensor, ca: torch.Tensor, grad_mod
     """For active iterates ``xa`` and candidates ``ca`` ``[m, k]`` (``ca[:, 0]`` = original label): the
     linearised distance ``pert`` ``[m]`` to the nearest boundary and its unit normal ``w / ||w||``."""
     xa = xa.detach().requires_grad_(True)
-    logits = model(xa)
+    logits = model(xa).float()
     if logits.ndim != 2:
         raise ValueError(f"deepfool: the model must return logits [N, C], got shape {tuple(logits.shape)}")
     m, k = ca.shape
@@ -186,7 +192,7 @@ def _deepfool_chunk(model: nn.Module, x0: torch.Tensor, *, overshoot: float, max
     n = x0.shape[0]
     dev = x0.device
     with torch.no_grad():
-        logits0 = model(x0)
+        logits0 = model(x0).float()
     num_classes = logits0.shape[1]
     if num_classes < 2:
         raise ValueError(f"deepfool: the model must have at least 2 classes, got {num_classes}")
@@ -246,13 +252,17 @@ def deepfool(
     before: str = "boundary",
     batch_size: int | None = 1024,
     grad_mode: str = "loop",
+    fold_bn: bool | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
     return_adv: bool = False,
     progress: bool = False,
 ) -> DeepFoolResult:
     """Batched L2 DeepFool on ``x.device``; per sample the FARMUR distance ``d_theta(x)`` (Eq. 8).
 
     The model is put in eval mode for the attack and its mode is restored after; computations are fp32
-    (no autocast, no TF32). See the module docstring for the iteration, Eq. 8 and the clamping choice.
+    (no autocast, no TF32) unless ``precision`` says otherwise. See the module docstring for the iteration,
+    Eq. 8 and the clamping choice.
 
     Args:
         model: classifier taking inputs in [0, 1] and returning logits ``[N, C]``.
@@ -267,6 +277,14 @@ def deepfool(
             for the k - 1 backward passes); None = all at once.
         grad_mode: ``"loop"`` (k - 1 backward passes over one forward graph) or ``"batched"`` (one vmapped
             backward with ``is_grads_batched``; same numbers, sometimes faster on GPU).
+        fold_bn: attack an fp32 copy of the eval-mode model with every batch norm that follows a convolution
+            folded into it (``fralkit.train.FoldedTwin``): the same function with fewer layers, equal to float
+            rounding; None (default) = on CUDA only, so CPU results stay those of the model itself.
+        precision: ``"fp32"`` (default; the distances of the reference to float rounding), ``"tf32"`` (TF32
+            tensor cores for convolutions and matmuls on CUDA) or ``"bf16"`` (bf16 autocast); logits, norms and
+            iterates stay fp32 in every case. ``benchmarks/deepfool_speed.py`` measures each against the
+            reference's distances.
+        channels_last: run the model in channels-last memory layout (CUDA; the same numbers up to rounding).
         return_adv: also return the last iterates.
         progress: show a progress bar over the batches.
 
@@ -274,11 +292,20 @@ def deepfool(
         ``DeepFoolResult`` with per-sample ``d_theta``, ``r_before``, ``r_after``, ``iters``, ``flipped``,
         ``label``, ``adv_label`` (and ``x_adv``).
     """
-    _check(x, overshoot, max_iter, candidates, before, grad_mode, batch_size)
+    _check(x, overshoot, max_iter, candidates, before, grad_mode, batch_size, precision)
     was_training = model.training
     model.eval()
     dev = x.device
     x = x.detach().float()
+    attacked = model
+    if fold_bn or (fold_bn is None and dev.type == "cuda"):
+        from ..train.fast import FoldedTwin  # here: fralkit.train imports the attacks
+
+        twin = FoldedTwin(model)
+        attacked = twin.module if twin.folded else model
+    if channels_last and dev.type == "cuda":
+        attacked = attacked if attacked is not model else copy.deepcopy(model)
+        attacked = attacked.to(memory_format=torch.channels_last)
     n = x.shape[0]
     step = n if batch_size is None else int(batch_size)
     starts = range(0, n, max(1, step))
@@ -286,9 +313,12 @@ def deepfool(
         starts = progress_bar(starts, desc="deepfool", total=len(starts))
     parts = []
     try:
-        with _full_fp32(dev):
+        with _full_fp32(dev, precision):
             for s in starts:
-                parts.append(_deepfool_chunk(model, x[s:s + step], overshoot=overshoot, max_iter=max_iter,
+                xs = x[s:s + step]
+                if channels_last and dev.type == "cuda" and xs.ndim == 4:
+                    xs = xs.contiguous(memory_format=torch.channels_last)
+                parts.append(_deepfool_chunk(attacked, xs, overshoot=overshoot, max_iter=max_iter,
                                              candidates=candidates, clamp=clamp, before=before, grad_mode=grad_mode,
                                              return_adv=return_adv))
     finally:

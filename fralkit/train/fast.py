@@ -168,13 +168,27 @@ class _GraphedAttack:
         return out.clone()
 
 
+def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, nn.Module, str, nn.Module]]:
+    """The (conv name, conv, bn name, bn) children of ``module`` where the batch norm is applied directly to the
+    convolution's output: neighbours in an ``nn.Sequential``, and ``convK`` / ``bnK`` of torchvision's ResNet
+    blocks (``BasicBlock``, ``Bottleneck``), whose forward is ``bnK(convK(.))``."""
+    kids = dict(module.named_children())
+    if isinstance(module, nn.Sequential):
+        items = list(kids.items())
+        return [(n1, a, n2, b) for (n1, a), (n2, b) in zip(items, items[1:])]
+    if type(module).__name__ in ("BasicBlock", "Bottleneck") and type(module).__module__ == "torchvision.models.resnet":
+        return [(f"conv{k}", kids[f"conv{k}"], f"bn{k}", kids[f"bn{k}"]) for k in (1, 2, 3)
+                if f"conv{k}" in kids and f"bn{k}" in kids]
+    return []
+
+
 class FoldedTwin:
     """An attack-only, eval-mode copy of ``model`` with batch norm folded into the convolutions before it.
 
     PGD runs the model in eval mode, where ``BatchNorm2d`` is a fixed per-channel affine map. Every batch-norm
-    layer that directly follows a ``Conv2d`` inside an ``nn.Sequential`` (MobileNetV2's and ResNet's
-    conv-BN blocks, ``small_cnn``) is folded into that convolution (``w' = w * s``, ``b' = (b - mu) * s + beta``,
-    ``s = gamma / sqrt(var + eps)``) and replaced by ``Identity``: the attack's forward and backward passes skip
+    layer that directly follows a ``Conv2d`` inside an ``nn.Sequential`` (MobileNetV2's blocks, ResNet's stem and
+    shortcuts, ``small_cnn``) or as ``bnK`` after ``convK`` of a torchvision ResNet block is folded into that
+    convolution (``w' = w * s``, ``b' = (b - mu) * s + beta``, ``s = gamma / sqrt(var + eps)``) and replaced by ``Identity``: the attack's forward and backward passes skip
     those layers. ``refresh()`` copies the model's current weights and running statistics into the twin with a
     few multi-tensor kernels (no host sync); call it after every optimiser step. The twin's parameters need no
     gradient (PGD needs the input gradient only). With ``dtype=torch.bfloat16`` the conv and linear weights are
@@ -198,10 +212,7 @@ class FoldedTwin:
         folded_names: set[str] = set()
         edits = []
         for name, seq in twin.named_modules():
-            if not isinstance(seq, nn.Sequential):
-                continue
-            kids = list(seq.named_children())
-            for (n1, a), (n2, b) in zip(kids, kids[1:]):
+            for n1, a, n2, b in _conv_bn_pairs(seq):
                 if (type(a) is nn.Conv2d and type(b) is nn.BatchNorm2d and b.affine and b.track_running_stats
                         and b.running_var is not None and a.out_channels == b.num_features):
                     edits.append((name, seq, n1, a, n2))

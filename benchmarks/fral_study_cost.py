@@ -58,8 +58,8 @@ def part_configs(profile: str, dataset: str, seed: int, strategies: str, overrid
     from fralkit.profiles import notebook_parameters
     from fralkit.studies import jin
 
-    params = {**notebook_parameters("03", profile), **(overrides or {}), "dataset": dataset, "seeds": [seed],
-              "strategies": strategies}
+    params = {**notebook_parameters("03", profile), "table7": "", **(overrides or {}), "dataset": dataset,
+              "seeds": [seed], "strategies": strategies}  # Table 7's ResNet-18 runs only when asked (--set table7=...)
     names = set(inspect.signature(jin.grid).parameters) | {f.name for f in dataclasses.fields(FRALConfig)}
     return jin.grid(**{k: v for k, v in params.items() if k in names and k not in ("profile", "device", "run")})
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     from fralkit.models import make_model
     from fralkit.runtime import resolve_device, sync
     from fralkit.studies import jin
-    from fralkit.utils import run_info
+    from fralkit.utils import config_hash, run_info
 
     profile = "smoke" if args.tiny else args.profile
     configs = part_configs(profile, args.dataset, args.seed, args.strategies, overrides=parse_sets(args.set))
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         store = ResultStore(Path(tmp) / "results")
-        cache: dict = {tuple(sorted(c0.data_key().items(), key=lambda kv: kv[0])): splits}
+        cache: dict = {config_hash(c0.data_key()): splits}  # the key jin.run looks the data up by
         t_part = time.perf_counter()
         for c in configs:
             t0 = time.perf_counter()

@@ -233,6 +233,23 @@ def test_precision_tf32_is_fp32_on_the_cpu_and_bf16_stays_close():
         deepfool(model, x, precision="fp16")
 
 
+def test_padded_active_batches_give_the_same_results():
+    from fralkit.attacks.deepfool import _bucket, _deepfool_chunk
+
+    assert [_bucket(m) for m in (1, 64, 65, 97, 129, 193, 257, 1024)] == [64, 64, 96, 128, 192, 256, 384, 1024]
+    assert all(m <= _bucket(m) <= max(64, 1.5 * m) for m in range(1, 3000))
+    model = _SmallCNN()
+    x = torch.rand(70, 3, 8, 8, generator=torch.Generator().manual_seed(11))  # 70 -> 96 rows, then fewer
+    kw = dict(overshoot=0.02, max_iter=50, candidates=None, clamp=False, before="boundary", grad_mode="loop",
+              return_adv=True)
+    plain = _deepfool_chunk(model.eval(), x, **kw)
+    padded = _deepfool_chunk(model, x, pad=True, **kw)
+    assert (plain.iters > 1).any()
+    torch.testing.assert_close(padded.d_theta, plain.d_theta, rtol=1e-5, atol=1e-7)
+    assert torch.equal(padded.iters, plain.iters) and torch.equal(padded.adv_label, plain.adv_label)
+    torch.testing.assert_close(padded.x_adv, plain.x_adv)
+
+
 def test_empty_input_gives_empty_result():
     res = deepfool(_linear(), torch.rand(0, 3, 4, 4))
     assert len(res) == 0 and res.summary()["n"] == 0
@@ -247,3 +264,5 @@ def test_cuda_matches_cpu():
     torch.testing.assert_close(gpu.d_theta.cpu(), cpu.d_theta, rtol=1e-3, atol=1e-6)
     gpu_cl = deepfool(model, x.cuda(), fold_bn=False, channels_last=True)
     torch.testing.assert_close(gpu_cl.d_theta.cpu(), cpu.d_theta, rtol=1e-3, atol=1e-6)
+    tuned = deepfool(model, x.cuda(), autotune=True)
+    torch.testing.assert_close(tuned.d_theta.cpu(), cpu.d_theta, rtol=1e-3, atol=1e-6)

@@ -102,15 +102,16 @@ class DeepFoolResult:
 
 
 @contextlib.contextmanager
-def _full_fp32(device: torch.device, precision: str = "fp32"):
+def _full_fp32(device: torch.device, precision: str = "fp32", autotune: bool = False):
     """The arithmetic of ``precision``, with no cuDNN autotuning, which would re-tune for every new size of the
     shrinking active batch (all restored after). ``"fp32"``: no autocast, no TF32 in cuDNN convolutions or cuBLAS
     matmuls; ``"tf32"``: fp32 tensors, TF32 tensor cores for convolutions and matmuls (CUDA; the CPU computes
-    fp32); ``"bf16"``: bf16 autocast (the logits and every norm are fp32)."""
+    fp32); ``"bf16"``: bf16 autocast (the logits and every norm are fp32). ``autotune``: cuDNN's autotuner on
+    (``deepfool`` then pads the active batch to a few recurring sizes)."""
     old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.benchmark = bool(autotune)
     try:
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             yield
@@ -187,8 +188,26 @@ def _nearest_step(model: nn.Module, xa: torch.Tensor, ca: torch.Tensor, grad_mod
     return best_pert, step
 
 
+def _bucket(m: int) -> int:
+    """The padded size of an active batch of ``m``: the next of 64, 96, 128, 192, ... (``2^k`` and ``1.5 * 2^k``),
+    so the shrinking batch takes a few recurring shapes (at most a third of the rows are padding)."""
+    size = 64
+    while size < m:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return size
+
+
+def _padded(idx: torch.Tensor, pad: bool) -> torch.Tensor:
+    """``idx`` repeated at its first entry up to ``_bucket(len(idx))`` rows (``pad``), else itself; the extra rows
+    are copies of a real sample, computed and dropped (the samples of an eval-mode model are independent)."""
+    m = idx.numel()
+    if not pad or m == 0 or _bucket(m) == m:
+        return idx
+    return torch.cat([idx, idx[:1].expand(_bucket(m) - m)])
+
+
 def _deepfool_chunk(model: nn.Module, x0: torch.Tensor, *, overshoot: float, max_iter: int, candidates: int | None,
-                    clamp: bool, before: str, grad_mode: str, return_adv: bool) -> DeepFoolResult:
+                    clamp: bool, before: str, grad_mode: str, return_adv: bool, pad: bool = False) -> DeepFoolResult:
     n = x0.shape[0]
     dev = x0.device
     with torch.no_grad():
@@ -212,7 +231,9 @@ def _deepfool_chunk(model: nn.Module, x0: torch.Tensor, *, overshoot: float, max
     for _ in range(max_iter):
         if active.numel() == 0:
             break
-        pert, step = _nearest_step(model, x_cur[active], cand[active], grad_mode)
+        rows = _padded(active, pad)
+        pert, step = _nearest_step(model, x_cur[rows], cand[rows], grad_mode)
+        pert, step = pert[:active.numel()], step[:active.numel()]
         movable = torch.isfinite(pert)
         if not bool(movable.all()):  # zero gradient towards every candidate: cannot move, stays unflipped
             active, step = active[movable], step[movable]
@@ -230,7 +251,8 @@ def _deepfool_chunk(model: nn.Module, x0: torch.Tensor, *, overshoot: float, max
         r_after[active] = _norms(x_new - x0a)
         r_before[active] = _norms(lin - x0a) if before == "boundary" else prev_norm
         with torch.no_grad():
-            new_label = model(x_new).argmax(1)
+            check = x_new if not pad else x_cur[_padded(active, True)]
+            new_label = model(check).argmax(1)[:active.numel()]
         changed = new_label != label[active]
         adv_label[active] = new_label
         flipped[active[changed]] = True
@@ -255,6 +277,7 @@ def deepfool(
     fold_bn: bool | None = None,
     precision: str = "fp32",
     channels_last: bool = False,
+    autotune: bool = False,
     return_adv: bool = False,
     progress: bool = False,
 ) -> DeepFoolResult:
@@ -285,6 +308,9 @@ def deepfool(
             iterates stay fp32 in every case. ``benchmarks/deepfool_speed.py`` measures each against the
             reference's distances.
         channels_last: run the model in channels-last memory layout (CUDA; the same numbers up to rounding).
+        autotune: cuDNN's autotuner on (CUDA): the shrinking active batch is padded to recurring sizes (``2^k``,
+            ``1.5 * 2^k``) with copies of one of its samples, so each size is tuned once per process; the same
+            distances up to the rounding of the kernels chosen.
         return_adv: also return the last iterates.
         progress: show a progress bar over the batches.
 
@@ -313,14 +339,15 @@ def deepfool(
         starts = progress_bar(starts, desc="deepfool", total=len(starts))
     parts = []
     try:
-        with _full_fp32(dev, precision):
+        pad = bool(autotune and dev.type == "cuda")
+        with _full_fp32(dev, precision, autotune=pad):
             for s in starts:
                 xs = x[s:s + step]
                 if channels_last and dev.type == "cuda" and xs.ndim == 4:
                     xs = xs.contiguous(memory_format=torch.channels_last)
                 parts.append(_deepfool_chunk(attacked, xs, overshoot=overshoot, max_iter=max_iter,
                                              candidates=candidates, clamp=clamp, before=before, grad_mode=grad_mode,
-                                             return_adv=return_adv))
+                                             return_adv=return_adv, pad=pad))
     finally:
         model.train(was_training)
     if not parts:

@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a parameter of the profile (FRALConfig field), e.g. compile=True; repeatable")
+    parser.add_argument("--verbose", action="store_true", help="the loop's own lines: the initial model, every round")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
         t_part = time.perf_counter()
         for c in configs:
             t0 = time.perf_counter()
-            rec = jin.run(c, store=store, device=dev, cache=cache, verbose=False)[-1]
+            rec = jin.run(c, store=store, device=dev, cache=cache, verbose=args.verbose)[-1]
             rows[c.strategy] = {"wall_s": time.perf_counter() - t0,
                                 **{k: v for k, v in rec["timings"].items() if isinstance(v, (int, float))}}
         part_s = time.perf_counter() - t_part

@@ -556,6 +556,8 @@ def initial_model(config: FRALConfig, splits: DataSplits, *, store: ResultStore,
         print(f"[init] TRADES on D_L = {len(labelled)} labels, {epochs} epochs ({config.backbone})", flush=True)
     seconds = _fit(model, train, labelled, objective="trades", epochs=epochs,
                    lr=config.lr, config=config, seed=seed0, device=device, warmup_epochs=config.warmup_epochs)
+    if verbose:
+        print(f"[init] trained in {seconds:.1f} s", flush=True)
     rep_val = _evaluate(model, val, config, stage_seed(config.seed, 0, 1))
     rep_test = _evaluate(model, test, config, stage_seed(config.seed, 0, 2))
     state = _cpu_state(model)

@@ -8,9 +8,9 @@ The part runs as ``reproduce --jobs`` runs it: ``fralkit.studies.jin.grid`` with
 data set and one seed, its strategies one after the other through ``fralkit.studies.jin.run`` into a temporary
 result store. ``--strategies`` runs a subset (the default ``jin,rand``: the initial model, JIN and one cheap
 baseline; ``all`` is the whole part). Printed: each strategy's stages from its record's ``timings`` (the initial
-model, selection, fine-tuning, JIN's standard model, evaluation), the loop's training images/s (labelled images
-x epochs of the initial model over its training seconds; the filler of the last batch is not counted) as a ratio
-to the reference, and JIN's selection as a share of the initial training.
+model, selection, fine-tuning, JIN's standard model, evaluation, the cross-paper columns' DeepFool), the loop's
+training images/s (labelled images x epochs of the initial model over its training seconds; the filler of the
+last batch is not counted) as a ratio to the reference, and JIN's selection as a share of the initial training.
 
     python benchmarks/fral_study_cost.py                        # CUDA: synbols-utk, seed 0, jin and rand
     python benchmarks/fral_study_cost.py --strategies all       # the whole part
@@ -121,6 +121,10 @@ def main(argv: list[str] | None = None) -> dict:
             rec = jin.run(c, store=store, device=dev, cache=cache, verbose=args.verbose)[-1]
             rows[c.strategy] = {"wall_s": time.perf_counter() - t0,
                                 **{k: v for k, v in rec["timings"].items() if isinstance(v, (int, float))}}
+            if "vf_deepfool_s" in rec["metrics"]:  # the cross-paper columns' DeepFool on the final model
+                rows[c.strategy]["vf_deepfool_s"] = rec["metrics"]["vf_deepfool_s"]
+            if args.verbose:
+                print(f"[{c.strategy}] done in {rows[c.strategy]['wall_s']:.1f} s", flush=True)
         part_s = time.perf_counter() - t_part
     stages = sorted({k for r in rows.values() for k in r if k.endswith("_s")})
     print(f"{'seconds':<12}" + "".join(f"{k:>16}" for k in stages))

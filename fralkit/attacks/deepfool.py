@@ -274,7 +274,7 @@ def deepfool(
     before: str = "boundary",
     batch_size: int | None = 1024,
     grad_mode: str = "loop",
-    fold_bn: bool | None = None,
+    fold_bn: bool = False,
     precision: str = "fp32",
     channels_last: bool = False,
     autotune: bool = False,
@@ -301,8 +301,10 @@ def deepfool(
         grad_mode: ``"loop"`` (k - 1 backward passes over one forward graph) or ``"batched"`` (one vmapped
             backward with ``is_grads_batched``; same numbers, sometimes faster on GPU).
         fold_bn: attack an fp32 copy of the eval-mode model with every batch norm that follows a convolution
-            folded into it (``fralkit.train.FoldedTwin``): the same function with fewer layers, equal to float
-            rounding; None (default) = on CUDA only, so CPU results stay those of the model itself.
+            folded into it (``fralkit.train.FoldedTwin``): the same function with fewer layers, equal up to float
+            rounding. Off by default: on one H200 (ResNet-18, 10,000 images) it saved 6 % and moved one distance of
+            200 by 1.01e-3 relative to the reference (a sample whose iteration count changed), where the model
+            itself stayed within 3.8e-4.
         precision: ``"fp32"`` (default; the distances of the reference to float rounding), ``"tf32"`` (TF32
             tensor cores for convolutions and matmuls on CUDA) or ``"bf16"`` (bf16 autocast); logits, norms and
             iterates stay fp32 in every case. ``benchmarks/deepfool_speed.py`` measures each against the
@@ -324,7 +326,7 @@ def deepfool(
     dev = x.device
     x = x.detach().float()
     attacked = model
-    if fold_bn or (fold_bn is None and dev.type == "cuda"):
+    if fold_bn:
         from ..train.fast import FoldedTwin  # here: fralkit.train imports the attacks
 
         twin = FoldedTwin(model)

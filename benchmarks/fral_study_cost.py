@@ -34,6 +34,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trades_throughput import reference_trades_epoch  # noqa: E402  (the one reference loop of the benchmarks)
 
 
+class Stamped:
+    """A text stream that starts every line with the seconds since ``t0`` (``--verbose``: where the part's time
+    goes, also between the loop's own lines)."""
+
+    def __init__(self, stream, t0: float):
+        self.stream, self.t0, self.fresh = stream, t0, True
+
+    def write(self, text: str) -> int:
+        for piece in text.splitlines(keepends=True):
+            if self.fresh:
+                self.stream.write(f"[{time.perf_counter() - self.t0:7.1f} s] ")
+            self.stream.write(piece)
+            self.fresh = piece.endswith("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def parse_sets(items: list[str]) -> dict:
     """``["compile=True", "batch_size=512"]`` -> ``{"compile": True, "batch_size": 512}`` (Python literals, else
     strings)."""
@@ -85,6 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     from fralkit.studies import jin
     from fralkit.utils import config_hash, run_info
 
+    if args.verbose:
+        sys.stdout = Stamped(sys.stdout, time.perf_counter())
     profile = "smoke" if args.tiny else args.profile
     configs = part_configs(profile, args.dataset, args.seed, args.strategies, overrides=parse_sets(args.set))
     splits = load_fral_data(configs[0])  # before CUDA starts (the generator may fork)

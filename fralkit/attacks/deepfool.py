@@ -143,6 +143,11 @@ def _check(x: torch.Tensor, overshoot: float, max_iter: int, candidates: int | N
         raise ValueError(f"deepfool: batch_size must be positive or None, got {batch_size}")
 
 
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """Logits of bf16 / fp16 arithmetic as fp32; fp32 and fp64 as they are."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def _norms(r: torch.Tensor) -> torch.Tensor:
     return r.flatten(1).norm(dim=1)
 
@@ -151,7 +156,7 @@ def _nearest_step(model: nn.Module, xa: torch.Tensor, ca: torch.Tensor, grad_mod
     """For active iterates ``xa`` and candidates ``ca`` ``[m, k]`` (``ca[:, 0]`` = original label): the
     linearised distance ``pert`` ``[m]`` to the nearest boundary and its unit normal ``w / ||w||``."""
     xa = xa.detach().requires_grad_(True)
-    logits = model(xa).float()
+    logits = _wide(model(xa))
     if logits.ndim != 2:
         raise ValueError(f"deepfool: the model must return logits [N, C], got shape {tuple(logits.shape)}")
     m, k = ca.shape
@@ -211,7 +216,7 @@ def _deepfool_chunk(model: nn.Module, x0: torch.Tensor, *, overshoot: float, max
     n = x0.shape[0]
     dev = x0.device
     with torch.no_grad():
-        logits0 = model(x0).float()
+        logits0 = _wide(model(x0))
     num_classes = logits0.shape[1]
     if num_classes < 2:
         raise ValueError(f"deepfool: the model must have at least 2 classes, got {num_classes}")
@@ -289,7 +294,7 @@ def deepfool(
 
     Args:
         model: classifier taking inputs in [0, 1] and returning logits ``[N, C]``.
-        x: inputs ``[N, C, H, W]`` (any ``[N, ...]``), float in [0, 1].
+        x: inputs ``[N, C, H, W]`` (any ``[N, ...]``), float in [0, 1] (computed in fp32; float64 stays float64).
         overshoot: eta in ``x0 + (1 + eta) r_tot`` (0.02, the reference value).
         max_iter: at most this many steps per sample (50, the reference value).
         candidates: use only the top-k classes at ``x0`` (the predicted one included) as targets, as the
@@ -324,7 +329,7 @@ def deepfool(
     was_training = model.training
     model.eval()
     dev = x.device
-    x = x.detach().float()
+    x = x.detach() if x.dtype == torch.float64 else x.detach().float()  # float64 stays (exact checks)
     attacked = model
     if fold_bn:
         from ..train.fast import FoldedTwin  # here: fralkit.train imports the attacks

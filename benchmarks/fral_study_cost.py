@@ -53,23 +53,6 @@ class Stamped:
         self.stream.flush()
 
 
-def parse_sets(items: list[str]) -> dict:
-    """``["compile=True", "batch_size=512"]`` -> ``{"compile": True, "batch_size": 512}`` (Python literals, else
-    strings)."""
-    import ast
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"--set expects FIELD=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            out[key.strip()] = value.strip()
-    return out
-
-
 def part_configs(profile: str, dataset: str, seed: int, strategies: str, overrides: dict | None = None) -> list:
     """Notebook 03's configs of one (data set, seed) under ``profile``, as ``reproduce --jobs`` builds its part;
     ``overrides`` replace the profile's parameters."""
@@ -102,12 +85,13 @@ def main(argv: list[str] | None = None) -> dict:
     from fralkit.models import make_model
     from fralkit.runtime import resolve_device, sync
     from fralkit.studies import jin
+    from fralkit.reproduce import parse_overrides  # reproduce's --set: the same KEY=VALUE parsing
     from fralkit.utils import config_hash, run_info
 
     if args.verbose:
         sys.stdout = Stamped(sys.stdout, time.perf_counter())
     profile = "smoke" if args.tiny else args.profile
-    configs = part_configs(profile, args.dataset, args.seed, args.strategies, overrides=parse_sets(args.set))
+    configs = part_configs(profile, args.dataset, args.seed, args.strategies, overrides=parse_overrides(args.set))
     splits = load_fral_data(configs[0])  # before CUDA starts (the generator may fork)
     dev = resolve_device(args.device)
     info = run_info(dev)

@@ -305,7 +305,7 @@ def deepfool(
             for the k - 1 backward passes); None = all at once.
         grad_mode: ``"loop"`` (k - 1 backward passes over one forward graph) or ``"batched"`` (one vmapped
             backward with ``is_grads_batched``; same numbers, sometimes faster on GPU).
-        fold_bn: attack an fp32 copy of the eval-mode model with every batch norm that follows a convolution
+        fold_bn: attack a copy of the eval-mode model with every batch norm that follows a convolution
             folded into it (``fralkit.train.FoldedTwin``): the same function with fewer layers, equal up to float
             rounding. Off by default: on one H200 (ResNet-18, 10,000 images) it saved 6 % and moved one distance of
             200 by 1.01e-3 relative to the reference (a sample whose iteration count changed), where the model

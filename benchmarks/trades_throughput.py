@@ -129,6 +129,8 @@ def main(argv=None) -> int:
     parser.add_argument("--backbone", default="mobilenetv2")
     parser.add_argument("--batch-sizes", default="256,512,1024", help="fralkit batch sizes (comma separated)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile variants")
+    parser.add_argument("--compile-mode", default="default",
+                        help="torch.compile mode of the compiled variants (fralkit.train.fast.COMPILE_MODES)")
     parser.add_argument("--compile-batch-sizes", default=None,
                         help="batch sizes of the torch.compile variants (default: the largest of --batch-sizes)")
     parser.add_argument("--tiny", action="store_true", help="CPU-sized check: 256 images, small_cnn, 1 epoch")
@@ -201,7 +203,9 @@ def main(argv=None) -> int:
         variants.append((f"fralkit, batch {bs}", dict(batch_size=bs)))
     if dev.type == "cuda" and args.compile:
         for bs in ([int(b) for b in args.compile_batch_sizes.split(",")] if args.compile_batch_sizes else [big]):
-            variants.append((f"fralkit + torch.compile, batch {bs}", dict(batch_size=bs, compile=True)))
+            mode = True if args.compile_mode == "default" else args.compile_mode
+            variants.append((f"fralkit + torch.compile ({args.compile_mode}), batch {bs}",
+                             dict(batch_size=bs, compile=mode)))
     data = train.to(dev)
     best = 0.0
     for name, kw in variants:

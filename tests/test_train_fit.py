@@ -23,6 +23,16 @@ def test_fit_refuses_unknown_names_with_the_valid_ones(tiny_groups):
         fit(TinyNet(), tiny_groups, objective="grad", epochs=1, device="cpu", show_progress=False)
     with pytest.raises(ValueError, match="empty"):
         fit(TinyNet(), tiny_groups, idx=torch.tensor([], dtype=torch.long), device="cpu")
+    with pytest.raises(ValueError, match=r"compile must be True, False or one of \['default', 'max-autotune-no-cudagraphs'\]"):
+        fit(TinyNet(), tiny_groups, compile="reduce-overhead", device="cpu")  # its own CUDA graphs: not capturable
+    # a valid mode is a speed setting: on the CPU it is ignored and the run trains as without it
+    runs = []
+    for mode in (False, "max-autotune-no-cudagraphs"):
+        torch.manual_seed(0)
+        model = TinyNet()
+        fit(model, tiny_groups, epochs=1, batch_size=8, compile=mode, device="cpu", show_progress=False)
+        runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(runs[0], runs[1])
 
 
 def test_fit_on_a_subset_with_oversampling_and_val_history(tiny_groups):

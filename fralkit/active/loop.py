@@ -224,8 +224,8 @@ class FRALConfig(StrategyOptions):
             changes every round, and on one H100 with it on, each process's first run spent 119-162 s fine-tuning
             over 5 rounds against 5-7 s for later runs (most likely tuning; ``benchmarks/fral_round_cost.py``
             measures it). No effect on results beyond GPU non-determinism, so not part of the record key.
-        compile: ``torch.compile`` of every model the loop trains (``fit(compile=True)``; CUDA only, inside the
-            graphed step). Its warm-up is paid once per new model shape and process; ``benchmarks/fral_study_cost.py
+        compile: ``torch.compile`` of every model the loop trains (``fit(compile=...)``: True or a mode of
+            ``fralkit.train.fast.COMPILE_MODES``; CUDA only, inside the graphed step). Its warm-up is paid once per new model shape and process; ``benchmarks/fral_study_cost.py
             --set compile=True`` measures whether it pays. Not part of the record key, as ``cudnn_benchmark``.
         finetune_objective: the objective of every round's adversarial fine-tuning (``FINETUNE_OBJECTIVES``):
             ``"trades"`` (the paper's) or ``"fairat"`` (FairAT, Mou et al.: TRADES plus augmented copies of the
@@ -273,7 +273,7 @@ class FRALConfig(StrategyOptions):
     std_lr: float = 0.05
     eval_batch_size: int = 1024
     cudnn_benchmark: bool = False
-    compile: bool = False
+    compile: bool | str = False
     knobs: dict | str | None = None
     finetune_objective: str = "trades"
     vf_n: int = 0

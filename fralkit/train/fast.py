@@ -25,18 +25,25 @@ from ..attacks.pgd import pgd
 from ..runtime import autocast
 from .objectives import ATTACK_OF
 
-__all__ = ["FoldedTwin", "CapturedStep", "attack_setup", "compiled", "graph_safe_optimizer"]
+__all__ = ["COMPILE_MODES", "FoldedTwin", "CapturedStep", "attack_setup", "compiled", "graph_safe_optimizer"]
 
 
-def compiled(module: nn.Module, on: bool) -> nn.Module:
-    """``torch.compile(module)`` when ``on`` (CUDA only in ``fit``), else the module itself. The default mode: no
-    CUDA graphs of the compiler's own, so the compiled kernels can be captured inside ``CapturedStep``."""
-    return torch.compile(module) if on else module
+# torch.compile modes that leave CUDA graphs to ``CapturedStep`` (the compiler's own graphs cannot be captured).
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+
+
+def compiled(module: nn.Module, on: bool | str) -> nn.Module:
+    """``torch.compile(module)`` when ``on`` (CUDA only in ``fit``; a string is the mode, one of
+    ``COMPILE_MODES``), else the module itself. No mode makes CUDA graphs of the compiler's own, so the compiled
+    kernels can be captured inside ``CapturedStep``."""
+    if not on:
+        return module
+    return torch.compile(module, mode=on if isinstance(on, str) else None)
 
 
 def attack_setup(objective: str, options: dict, model: nn.Module, net: nn.Module, *, eps: float, alpha: float,
                  steps: int, amp: bool, on_cuda: bool, fold_bn: bool, cuda_graph: bool,
-                 compile: bool) -> tuple[Callable | None, "FoldedTwin | None"]:
+                 compile: bool | str) -> tuple[Callable | None, "FoldedTwin | None"]:
     """The attack ``fit`` hands to an adversarial objective, ``(model, x, target) -> x_adv``, and the twin to
     refresh after every optimiser step; ``(None, None)`` when the objective attacks the model itself."""
     if objective not in ("pgd_at", "trades", "fairat"):
@@ -48,7 +55,7 @@ def attack_setup(objective: str, options: dict, model: nn.Module, net: nn.Module
         candidate = FoldedTwin(model, dtype=torch.bfloat16 if amp else None)
         if candidate.folded:
             twin = candidate
-            attack_net = compiled(twin.module, compile and on_cuda)
+            attack_net = compiled(twin.module, compile if on_cuda else False)
     if cuda_graph and on_cuda:
         graphed = _GraphedAttack(attack_loss, start, eps, alpha, steps, amp)
         return (lambda m, x, t: graphed(attack_net, x, t)), twin

@@ -24,7 +24,7 @@ replay, with the scheduled lr written into a device tensor before each. A graph 
 this path **the last batch of an epoch is filled up to the full batch by drawing indices of the epoch at random
 (with replacement)**; a training set smaller than ``batch_size`` is one batch of all its examples.
 ``compile=True`` compiles the model and the attack's twin with ``torch.compile`` (default mode, which leaves
-CUDA graphs to ``fit``) inside that captured step. FairAT, FARMUR and optimisers other than SGD / fused Adam(W)
+CUDA graphs to ``fit``; ``compile="max-autotune-no-cudagraphs"`` also autotunes) inside that captured step. FairAT, FARMUR and optimisers other than SGD / fused Adam(W)
 train eagerly (the reason is in ``fit``'s docstring). CPU trains in fp32, eagerly, with today's batches.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ from ..inference import infer
 from ..runtime import autocast, channels_last as to_layout, resolve_device, sync
 from ..utils import atomic_torch_save, load_checkpoint, progress
 from .augment import AUGMENTATIONS, augment_batch
-from .fast import CapturedStep, FoldedTwin, attack_setup, compiled, graph_safe_optimizer
+from .fast import COMPILE_MODES, CapturedStep, FoldedTwin, attack_setup, compiled, graph_safe_optimizer
 from .objectives import OBJECTIVES, Objective, Step
 from .optim import OPTIMIZERS, SCHEDULES, lr_at, make_optimizer
 
@@ -89,7 +89,8 @@ class Recipe:
         channels_last: channels_last memory format on CUDA.
         compile: wrap the model (and the attack's twin) in ``torch.compile`` on CUDA, inside the captured step when
             the step is graphed (the compiler's warm-up, tens of seconds per new model shape, is paid by the first
-            steps of the process).
+            steps of the process). ``True`` is the default mode; a string is one of ``COMPILE_MODES``
+            (``"max-autotune-no-cudagraphs"`` also times Triton's kernels against cuBLAS / cuDNN: minutes of warm-up).
         cuda_graph: on CUDA, the whole step of a graphable objective as one CUDA graph (module docstring; the
             last batch of an epoch is then filled by sampling); FairAT: its PGD loops. Ignored on CPU.
         fold_bn: attack a ``FoldedTwin`` of the model (batch norm folded into the convolutions).
@@ -120,7 +121,7 @@ class Recipe:
     options: dict = field(default_factory=dict)
     amp: bool = True
     channels_last: bool = True
-    compile: bool = False
+    compile: bool | str = False
     cuda_graph: bool = True
     fold_bn: bool = True
     cudnn_benchmark: bool = True
@@ -152,6 +153,8 @@ class Recipe:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: {list(OPTIMIZERS)} or a torch.optim.Optimizer")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; valid: {list(SCHEDULES)}")
+        if not isinstance(self.compile, bool) and self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be True, False or one of {list(COMPILE_MODES)}, got {self.compile!r}")
         if self.epochs < 0 or self.batch_size <= 0:
             raise ValueError(f"epochs must be >= 0 and batch_size > 0, got epochs={self.epochs}, "
                              f"batch_size={self.batch_size}")
@@ -249,7 +252,7 @@ def _prepare(model: nn.Module, data: GroupDataset, r: Recipe, options: dict, *, 
     model.to(dev)
     if layout:
         model.to(memory_format=torch.channels_last)
-    net = compiled(model, r.compile and on_cuda)
+    net = compiled(model, r.compile if on_cuda else False)
     base_idx = _indices(idx, len(data))
     if len(base_idx) == 0:
         raise ValueError("fit: the training index set is empty")

@@ -225,8 +225,9 @@ class FRALConfig(StrategyOptions):
             over 5 rounds against 5-7 s for later runs (most likely tuning; ``benchmarks/fral_round_cost.py``
             measures it). No effect on results beyond GPU non-determinism, so not part of the record key.
         compile: ``torch.compile`` of every model the loop trains (``fit(compile=...)``: True or a mode of
-            ``fralkit.train.fast.COMPILE_MODES``; CUDA only, inside the graphed step). Its warm-up is paid once per new model shape and process; ``benchmarks/fral_study_cost.py
-            --set compile=True`` measures whether it pays. Not part of the record key, as ``cudnn_benchmark``.
+            ``fralkit.train.fast.COMPILE_MODES``; CUDA only, inside the graphed step). Its warm-up is paid once per
+            new model shape and process; ``benchmarks/fral_study_cost.py --set compile=True`` measures whether it
+            pays. Not part of the record key, as ``cudnn_benchmark``.
         finetune_objective: the objective of every round's adversarial fine-tuning (``FINETUNE_OBJECTIVES``):
             ``"trades"`` (the paper's) or ``"fairat"`` (FairAT, Mou et al.: TRADES plus augmented copies of the
             highest-loss examples), the cross-paper row "JIN + FairAT". The initial model is TRADES either way.

@@ -24,8 +24,8 @@ replay, with the scheduled lr written into a device tensor before each. A graph 
 this path **the last batch of an epoch is filled up to the full batch by drawing indices of the epoch at random
 (with replacement)**; a training set smaller than ``batch_size`` is one batch of all its examples.
 ``compile=True`` compiles the model and the attack's twin with ``torch.compile`` (default mode, which leaves
-CUDA graphs to ``fit``; ``compile="max-autotune-no-cudagraphs"`` also autotunes) inside that captured step. FairAT, FARMUR and optimisers other than SGD / fused Adam(W)
-train eagerly (the reason is in ``fit``'s docstring). CPU trains in fp32, eagerly, with today's batches.
+CUDA graphs to ``fit``; ``compile="max-autotune-no-cudagraphs"`` also autotunes) inside that captured step.
+FairAT, FARMUR and optimisers other than SGD / fused Adam(W) train eagerly (the reason is in ``fit``'s docstring). CPU trains in fp32, eagerly, with today's batches.
 """
 from __future__ import annotations
 

@@ -307,18 +307,20 @@ def test_notebook_03_gpu_finds_what_notebook_01_gpu_calibrates(tmp_path, monkeyp
         assert c.init_key()["knobs"] == found[c.dataset]
 
 
-def test_a_search_from_search_start_keeps_every_calibrated_knob():
-    """The design scales the contrasts of the start and nothing else: a search from ``SEARCH_START`` explores around
-    the calibrated point in every knob (synbols-ham's background noise 12, not the preset's own 20)."""
+def test_a_search_from_search_start_keeps_every_knob_of_its_start():
+    """The design scales the contrasts of the start and nothing else, and the start names every knob, so no knob
+    falls back to the preset's own value (synbols-ham's background noise 20: the second search's miss)."""
     from fralkit.studies.calibration import SEARCH_START
 
-    assert knob_values("synbols-ham")["hard_noise"] != CALIBRATED["synbols-ham"]["hard_noise"]  # what is at stake
+    assert knob_values("synbols-ham")["hard_noise"] != SEARCH_START["synbols-ham"]["hard_noise"]  # what is at stake
     for name in ("synbols-utk", "synbols-ham", "synbols-cinic"):
+        start = SEARCH_START[name]
+        assert set(start) == set(KNOBS[name])
         calls = []
-        calibrate_groups(name, start=SEARCH_START[name], design=[0.5, 1.0], rounds=0, final_seeds=[0],
+        calibrate_groups(name, start=start, design=[0.5, 1.0], rounds=0, final_seeds=[0],
                          measure_many=_fake_many(calls))
         design = [kn for kn, _ in calls[0]]
-        cal = CALIBRATED[name]
-        assert {q: design[1][q] for q in cal} == cal  # factor 1: the calibrated point itself
+        assert {q: design[1][q] for q in start} == start  # factor 1: the start itself
         for kn in design:
-            assert {q: kn[q] for q in cal if "contrast" not in q} == {q: v for q, v in cal.items() if "contrast" not in q}
+            assert {q: kn[q] for q in start if "contrast" not in q} == {q: v for q, v in start.items() if "contrast" not in q}
+        assert design[0]["easy_contrast"] == max(15.0, 0.5 * start["easy_contrast"])  # clamped at the lower bound

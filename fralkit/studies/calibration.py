@@ -602,11 +602,12 @@ NOTEBOOK = "01"
 # to the top of their range; the second started at ``fralkit.data.CALIBRATED`` (synbols-utk 7.0 -> 6.4 points off with
 # the seed std of Worst below 1, synbols-cinic 21.0 -> 12.8; synbols-ham's start missed its calibrated noise).
 SEARCH_START: dict[str, dict[str, float]] = {
-    "synbols-utk": {**CALIBRATED["synbols-utk"], "easy_contrast": 71.0, "hard_contrast": 127.0,
-                    "easy_ambiguity": 0.325, "hard_ambiguity": 0.26},
-    "synbols-cinic": {**CALIBRATED["synbols-cinic"], "easy_contrast": 25.0, "easy_ambiguity": 0.25,
-                      "hard_ambiguity": 0.30},
-    "synbols-ham": {**CALIBRATED["synbols-ham"], "easy_contrast": 27.0, "hard_contrast": 42.0, "hard_noise": 10.0},
+    "synbols-utk": {"easy_contrast": 71.0, "hard_contrast": 127.0, "hard_noise": 8.0, "hard_occlusion": 0.45,
+                    "glyph_scale": 0.55, "easy_ambiguity": 0.325, "hard_ambiguity": 0.26},
+    "synbols-cinic": {"easy_contrast": 25.0, "hard_contrast": 57.9, "hard_noise": 16.0, "hard_occlusion": 0.45,
+                      "glyph_scale": 0.55, "easy_ambiguity": 0.25, "hard_ambiguity": 0.30},
+    "synbols-ham": {"easy_contrast": 27.0, "hard_contrast": 42.0, "hard_noise": 10.0, "hard_occlusion": 0.45,
+                    "glyph_scale": 0.55, "easy_ambiguity": 0.0, "hard_ambiguity": 0.0},
 }
 
 

@@ -4,7 +4,9 @@ Targets on one H200: 10,000 images at 32 px through ResNet-18 in at most 10 s, a
 reference, with every distance within 1e-3 relative of the reference's. Both run in the same process on the same
 trained ResNet-18 and the same test images; the reference in fp32 with TF32 off. The verdict is that of
 ``deepfool``'s defaults (the model as is, fp32); ``--variants`` also times batch norm folded into the
-convolutions, TF32, bf16 and cuDNN's autotuner (``VARIANTS``), each with its agreement. The model gets standard training on ``synbols-cinic`` (10 classes) with notebook 04's gpu recipe
+convolutions, TF32, bf16, the active batch padded to recurring shapes and cuDNN's autotuner (``VARIANTS``), each
+with its agreement; ``--model mobilenetv2`` times the backbone of notebook 03, whose depthwise convolutions cost
+cuDNN a set-up per new batch shape. The model gets standard training on ``synbols-cinic`` (10 classes) with notebook 04's gpu recipe
 (lr 0.05, 1-epoch warm-up, gradient clip 5; that run reached 94 % on 8,000 images in 12 epochs). A model near
 chance has every boundary close, so DeepFool needs few iterations and both timings flatter the attack: the
 script warns below 50 % test accuracy. The reference works the way the original DeepFool code does: one image
@@ -64,6 +66,7 @@ VARIANTS = {
     "tf32": dict(precision="tf32", fold_bn=True),
     "tf32-cl": dict(precision="tf32", fold_bn=True, channels_last=True),
     "bf16": dict(precision="bf16", fold_bn=True),
+    "padded": dict(pad=True),
     "autotune": dict(autotune=True),
     "autotune-cl": dict(autotune=True, channels_last=True),
     "folded-autotune-cl": dict(fold_bn=True, autotune=True, channels_last=True),

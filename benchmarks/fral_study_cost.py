@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
             if "vf_deepfool_s" in rec["metrics"]:  # the cross-paper columns' DeepFool on the final model
                 rows[c.strategy]["vf_deepfool_s"] = rec["metrics"]["vf_deepfool_s"]
             if args.verbose:
-                print(f"[{c.strategy}] done in {rows[c.strategy]['wall_s']:.1f} s", flush=True)
+                stages = ", ".join(f"{k} {v:.1f}" for k, v in rows[c.strategy].items() if k != "wall_s")
+                print(f"[{c.strategy}] done in {rows[c.strategy]['wall_s']:.1f} s ({stages})", flush=True)
         part_s = time.perf_counter() - t_part
     stages = sorted({k for r in rows.values() for k in r if k.endswith("_s")})
     print(f"{'seconds':<12}" + "".join(f"{k:>16}" for k in stages))

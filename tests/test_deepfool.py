@@ -252,6 +252,27 @@ def test_padded_active_batches_give_the_same_results():
     torch.testing.assert_close(padded.x_adv, plain.x_adv)
 
 
+def test_pad_is_cuda_only_and_leaves_the_autotuner_off():
+    """``pad`` pads the active batch on CUDA alone (the CPU computes the default call exactly) and never turns cuDNN's
+    autotuner on: that is ``autotune``'s, which pads too."""
+    import torch.backends.cudnn as cudnn
+
+    seen = []
+
+    class Recording(_SmallCNN):
+        def forward(self, x):
+            seen.append(cudnn.benchmark)
+            return super().forward(x)
+
+    model = Recording()
+    x = torch.rand(20, 3, 8, 8, generator=torch.Generator().manual_seed(12))
+    plain = deepfool(model, x)
+    before = cudnn.benchmark
+    padded = deepfool(model, x, pad=True)
+    assert torch.equal(padded.d_theta, plain.d_theta) and torch.equal(padded.iters, plain.iters)
+    assert not any(seen) and cudnn.benchmark == before
+
+
 def test_empty_input_gives_empty_result():
     res = deepfool(_linear(), torch.rand(0, 3, 4, 4))
     assert len(res) == 0 and res.summary()["n"] == 0
@@ -268,3 +289,5 @@ def test_cuda_matches_cpu():
     torch.testing.assert_close(gpu_cl.d_theta.cpu(), cpu.d_theta, rtol=1e-3, atol=1e-6)
     tuned = deepfool(model, x.cuda(), autotune=True)
     torch.testing.assert_close(tuned.d_theta.cpu(), cpu.d_theta, rtol=1e-3, atol=1e-6)
+    padded = deepfool(model, x.cuda(), pad=True)
+    torch.testing.assert_close(padded.d_theta.cpu(), cpu.d_theta, rtol=1e-3, atol=1e-6)

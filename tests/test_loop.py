@@ -424,6 +424,7 @@ def test_fairat_fine_tuning_and_fairness_in_robustness_are_keyed_only_when_set(t
     m = rec["metrics"]
     assert m["vf_n"] == 12 and len(m["rob_p"]) == 2 and m["v_f"] == pytest.approx(np.var(m["rob_p"]))
     assert m["rob_f"] == pytest.approx(np.mean(m["rob_p"]))
+    assert 1 <= m["vf_mean_iters"] <= m["vf_max_iters"] <= 50  # DeepFool's iterations beside its seconds
     with pytest.raises(ValueError, match="finetune_objective"):
         _config(finetune_objective="pgd")
     with pytest.raises(ValueError, match="vf_n"):

@@ -696,13 +696,24 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
                     evaluate=evaluate_round, on_round=save_round)
     extra = fairness_in_robustness(model, test, config.vf_n, seed=stage_seed(config.seed, config.rounds, 8)) \
         if config.vf_n else {}
+    if verbose and extra:
+        print(f"[{config.strategy} s{config.seed}] V_f over groups: DeepFool on {extra['vf_n']} test points in "
+              f"{extra['vf_deepfool_s']:.2f} s (mean {extra['vf_mean_iters']:.2f} / max {extra['vf_max_iters']} "
+              f"iterations)", flush=True)
     return _finish(config, store, state, init, train, dev, path, keep_state, extra)
 
 
 # DeepFool's chunk on CUDA for the cross-paper columns: it keeps the forward graph of a chunk for its k - 1 backward
 # passes, and MobileNetV2 at 32 px in fp32 needs about 15 MB per image for it, so chunks of 1024 peaked near 16 GB
 # per process and ran a GPU shared by six parts out of memory (one H200, 2026-12-01, notebook 03's gpu profile).
-# The distances do not depend on the chunk (each image's iteration is its own). The CPU keeps 1024.
+# The distances do not depend on the chunk (each image's iteration is its own). The CPU keeps 1024. On CUDA the
+# shrinking active batch is padded to recurring sizes (DeepFool's ``pad``): in a part of notebook 03's gpu profile
+# (synbols-utk, one H200 alone, 2026-12-01, benchmarks/fral_study_cost.py) JIN's whole run took 274 s, of which
+# about 200 s came after its fifth round, where only this DeepFool runs, and in the earlier shared runs this stage
+# took 27-94 s after every strategy but the first of a process (3.8-5.2 s). Each new batch shape costs cuDNN its
+# plans, compiled kernels for MobileNetV2's depthwise convolutions among them (``fralkit.inference.BUCKET``), and
+# the unpadded batch takes a new size nearly every iteration. What the padding saves is not measured yet: the
+# verbose line and ``vf_deepfool_s`` / ``vf_mean_iters`` in the record show it.
 VF_CUDA_BATCH = 256
 
 
@@ -715,11 +726,13 @@ def fairness_in_robustness(model: nn.Module, test: GroupDataset, n: int, *, seed
     idx = stratified_idx(test, n, seed)
     if batch_size is None:
         batch_size = VF_CUDA_BATCH if test.device.type == "cuda" else 1024
-    metrics, _dist = measure_robustness(model.eval(), test, idx=idx, batch_size=batch_size)
+    metrics, _dist = measure_robustness(model.eval(), test, idx=idx, batch_size=batch_size,
+                                        pad=test.device.type == "cuda")
     release_cached_memory(test.device)
     return {"v_f": float(metrics["v_f"]), "rob_f": float(metrics["rob_f"]),
             "rob_p": [float(v) for v in metrics["rob_p"]], "vf_accuracy": float(metrics["accuracy"]),
-            "vf_n": int(len(idx)), "vf_deepfool_s": float(metrics["deepfool_s"])}
+            "vf_n": int(len(idx)), "vf_deepfool_s": float(metrics["deepfool_s"]),
+            "vf_mean_iters": float(metrics["mean_iters"]), "vf_max_iters": int(metrics["max_iters"])}
 
 
 def _upgrade_state(state: dict) -> dict:

@@ -283,6 +283,7 @@ def deepfool(
     precision: str = "fp32",
     channels_last: bool = False,
     autotune: bool = False,
+    pad: bool = False,
     return_adv: bool = False,
     progress: bool = False,
 ) -> DeepFoolResult:
@@ -318,6 +319,10 @@ def deepfool(
         autotune: cuDNN's autotuner on (CUDA): the shrinking active batch is padded to recurring sizes (``2^k``,
             ``1.5 * 2^k``) with copies of one of its samples, so each size is tuned once per process; the same
             distances up to the rounding of the kernels chosen.
+        pad: pad the shrinking active batch to those recurring sizes without the autotuner (CUDA; ``autotune``
+            pads anyway). Every new batch shape costs cuDNN its plans, and MobileNetV2's depthwise convolutions
+            compile kernels for it; the shrinking batch takes a new size nearly every iteration, so padding bounds
+            that set-up to about a dozen shapes per process. The same distances up to the kernels' rounding.
         return_adv: also return the last iterates.
         progress: show a progress bar over the batches.
 
@@ -346,8 +351,8 @@ def deepfool(
         starts = progress_bar(starts, desc="deepfool", total=len(starts))
     parts = []
     try:
-        pad = bool(autotune and dev.type == "cuda")
-        with _full_fp32(dev, precision, autotune=pad):
+        pad = bool((autotune or pad) and dev.type == "cuda")
+        with _full_fp32(dev, precision, autotune=bool(autotune and pad)):
             for s in starts:
                 xs = x[s:s + step]
                 if channels_last and dev.type == "cuda" and xs.ndim == 4:

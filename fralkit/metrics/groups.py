@@ -236,11 +236,11 @@ def report_table(report: dict, *, kind: str = "rob", what: str = "acc", classes:
 
 def measure_robustness(model: nn.Module, ds: GroupDataset, *, idx: torch.Tensor | None = None, batch_size: int = 1024,
                        overshoot: float = 0.02, max_iter: int = 50, candidates: int | None = None, clamp: bool = False,
-                       before: str = "boundary", ddof: int = 0) -> tuple[dict, dict]:
+                       before: str = "boundary", ddof: int = 0, pad: bool = False) -> tuple[dict, dict]:
     """Accuracy and FARMUR Defs. 1-5 of ``model`` on ``ds`` (at ``idx``), partitions = ``ds.g``.
 
     DeepFool runs only on the correctly classified points (the others are outside ``Corr_f(P)`` and their
-    distance is never used; it is stored as None).
+    distance is never used; it is stored as None). ``pad``: DeepFool's ``pad`` (recurring batch shapes on CUDA).
 
     Returns:
         ``(metrics, distances)``: ``metrics`` from ``fralkit.metrics.robustness_report`` plus DeepFool counts
@@ -256,7 +256,7 @@ def measure_robustness(model: nn.Module, ds: GroupDataset, *, idx: torch.Tensor 
     x = to_float(ds.x[idx.to(dev)][correct])
     t0 = time.time()
     res = deepfool(model, x, overshoot=overshoot, max_iter=max_iter, candidates=candidates, clamp=clamp, before=before,
-                   batch_size=batch_size)
+                   batch_size=batch_size, pad=pad)
     sync(dev)
     seconds = time.time() - t0
     d = torch.full((len(idx),), float("nan"), dtype=torch.float64)

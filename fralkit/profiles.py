@@ -79,8 +79,10 @@ PROFILES: dict[str, dict[str, dict]] = {
         # 0.05 at batch 128 (the parameters cell's value, so not restated). The initial model trains 30 epochs, not
         # the 100-120 of the paper's hours-long runs: the whole gpu run has to fit one GPU's time budget, and notebook
         # 01 calibrates the presets under these 30 epochs. The fine-tuning and M_S rates keep FRALConfig's defaults.
-        # The cross-paper columns: FARMUR's V_f(P) over the groups of every final model on 2,000 test points (DeepFool
-        # measured 10,000 ResNet-18 images in 14.5 s on one H200, benchmarks/deepfool_speed.py), and the row JIN + FairAT.
+        # The cross-paper columns: FARMUR's V_f(P) over the groups of every final model on 2,000 test points, and the
+        # row JIN + FairAT. DeepFool measured 10,000 ResNet-18 images in 14.5 s (one H200, benchmarks/deepfool_speed.py),
+        # but on these MobileNetV2 models, unpadded, it took 27-94 s per run in shared runs and about 200 s alone
+        # (benchmarks/fral_study_cost.py, 2026-12-01): the loop now pads its active batch (loop.VF_CUDA_BATCH).
         # data_seed 0: one data set for all three seeds, as the paper's data sets are one (its seeds vary the labelled
         # set, the initialisation and the selection); notebook 01 calibrates on the same data (calib_data_seed).
         # init_min_steps 390: the initial model takes at least synbols-utk's 30 epochs x 13 batches of steps. At 30

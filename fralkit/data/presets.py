@@ -232,8 +232,9 @@ _DEFAULT_N = {"synbols-minority": 10_000, "synbols-sensitive": 10_000}
 # (about 7,400, 7:3: 5,200 train); CINIC-10 30,000 of its 90,000 training images (a third, to keep notebook 03's
 # `gpu` run on one GPU; the test set of 10,000 resolves a group's accuracy to about half a point). Validation: n/5.
 # synbols-ham's test set is 10,000, not the 2,220 of a 7:3 split: its metric is each group's macro-F1 over 7 classes,
-# and at 2,220 the rarest classes (df 1.1 %, vasc 1.4 %) have 11-14 test images per group, so one image moves a
-# group's macro-F1 by about a point (its three seeds' Worst spread 4.0 points, one H200, 2026-12-01).
+# and at 2,220 the rarest classes (df 1.1 %, vasc 1.4 %) have 11-17 test images per group, so one image moves a
+# group's macro-F1 by about a point (the second search's best: seed std of Std Worst 4.0 points, one H200,
+# 2026-12-01; at 10,000 the third search's best has 1.8).
 PAPER_SIZES = {"synbols-utk": (15_400, 3_080, 6_600), "synbols-cinic": (30_000, 6_000, 10_000),
                "synbols-ham": (5_200, 1_040, 10_000)}
 

@@ -72,8 +72,9 @@ PROFILES: dict[str, dict[str, dict]] = {
         "smoke": {"n": 300, "strategies": "rand,g-rand,fairal,jin,jin+fairat", "rounds": 1, "epochs": 3,
                   "finetune_epochs": 1, "std_epochs": 2, "fairal_candidates": 8, "vf_n": 40},
         # The paper's sizes (the presets' PAPER_SIZES: n 0): synbols-utk 15,400 train / 6,600 test, synbols-ham 5,200 /
-        # 10,000 (the test set larger than a 7:3 split for its macro-F1: PAPER_SIZES), synbols-cinic 30,000 / 10,000 (a third of CINIC-10's 90,000, for the GPU budget); K = 5, D_L = 20 %,
-        # B = 2 %; MobileNetV2; the knobs notebook 01 calibrated under this very protocol (knobs="calibrated").
+        # 10,000 (the test set larger than a 7:3 split for its macro-F1: PAPER_SIZES), synbols-cinic 30,000 / 10,000
+        # (a third of CINIC-10's 90,000, for the GPU budget); K = 5, D_L = 20 %, B = 2 %; MobileNetV2; the knobs
+        # notebook 01 calibrated under this very protocol (knobs="calibrated").
         # Batch 256 for speed (the whole TRADES step is one CUDA graph; one H200, 2026-12, benchmarks/
         # trades_throughput.py: 5,429 images/s at batch 256 against 4,653 at 128), lr 0.1 by the linear rule from
         # 0.05 at batch 128 (the parameters cell's value, so not restated). The initial model trains 30 epochs, not

@@ -152,6 +152,53 @@ def test_label_noise_changes_only_the_shown_glyphs_of_its_group():
         GroupStyle(label_noise=1.0)
 
 
+def _two_groups(decoy0: float, decoy1: float, n: int = 400) -> SynbolsConfig:
+    plain = dict(background="plain", bg_color=(0, 0, 0), contrast=(100.0, 100.0), rotation=0.0)
+    return SynbolsConfig(n=n, chars=("a", "b", "c"), joint=((0.4, 0.4), (0.1, 0.05), (0.03, 0.02)), size=16,
+                         styles=(GroupStyle(decoy=decoy0, **plain), GroupStyle(decoy=decoy1, **plain)),
+                         group_names=("g0", "g1"))
+
+
+def test_decoy_glyphs_change_only_their_group_and_stay_under_the_own_glyph():
+    """A decoy of opacity q moves a pixel by at most q x the contrast (it is drawn under the image's own glyph), only
+    in its group; labels, groups and the other group's bytes stay; q = 0 keeps the cache key and the bytes."""
+    from fralkit.data.synbols import _decoy_glyphs
+
+    base, dec = _two_groups(0.0, 0.0), _two_groups(0.0, 0.6)
+    from dataclasses import asdict
+
+    from fralkit.utils import config_hash
+
+    before = asdict(base)  # the key as it was before the field existed: no decoy, no zero label_noise
+    for st in before["styles"]:
+        del st["decoy"], st["label_noise"]
+    assert base.key() == config_hash({"version": 2, **before}) and dec.key() != base.key()
+    a, b = render_synbols(base), render_synbols(dec)
+    assert torch.equal(a.y, b.y) and torch.equal(a.g, b.g)
+    diff = (b.x.float() - a.x.float()).abs()
+    changed = diff.flatten(1).amax(1) > 0
+    assert not changed[a.g == 0].any() and changed[a.g == 1].float().mean() > 0.9
+    assert diff.max() <= 0.6 * 100 + 1  # a stroke of the decoy alone: q x contrast (rounding: 1 level)
+    assert (diff[a.g == 1].flatten(1).amax(1) >= 0.6 * 100 * 0.5).float().mean() > 0.5  # visible, not a trace
+    # every decoy is another class than the one shown, drawn from the group's class distribution without it
+    shown = a.y.numpy()
+    cls = _decoy_glyphs(dec, shown, a.g.numpy())
+    in_group = a.g.numpy() == 1
+    assert (cls[~in_group] == -1).all() and (cls[in_group] != shown[in_group]).all()
+    frequent = in_group & (shown != 0)
+    assert (cls[frequent] == 0).mean() > 0.6  # the frequent class's glyph is the usual decoy (0.95 or 0.89 of the rest)
+    assert _decoy_glyphs(base, shown, a.g.numpy()) is None
+    with pytest.raises(ValueError, match="decoy"):
+        GroupStyle(decoy=1.0)
+
+
+def test_decoy_is_a_knob_field():
+    from fralkit.data import Knob
+
+    knob = Knob("decoy", (1,), (0.0, 0.5, 0.8))
+    assert knob.override(0.5) == {"decoy": 0.5}
+
+
 def test_jin_presets_default_to_the_papers_sizes():
     from fralkit.data import PAPER_SIZES
 

@@ -118,7 +118,9 @@ class Knob:
             ``"noise_sd"`` (background noise / texture sd in levels), ``"occlusion"`` (occluding-disk diameter as
             a share of the side; 0 removes the disk), ``"scale"`` (glyph height v..v+0.2 of the side: a small
             glyph caps the accuracy of every group it applies to) or ``"label_noise"`` (the share of ambiguous
-            images, ``GroupStyle.label_noise``: caps clean and robust accuracy of its groups alike).
+            images, ``GroupStyle.label_noise``: caps clean and robust accuracy of its groups alike) or ``"decoy"``
+            (the opacity of a second glyph of another class under each image's own, ``GroupStyle.decoy``: glyph
+            confusability, aimed at robust accuracy; no preset's knobs use it yet).
         groups: the group indices it applies to.
         grid: the values a search may take, in increasing order.
         harder: +1 if a larger value makes the task harder, -1 if easier (the search's direction).
@@ -146,6 +148,7 @@ _KNOB_FIELDS = {
     "occlusion": lambda v: {"occlusions": int(v > 0), "occlusion_scale": v if v > 0 else 0.4},
     "scale": lambda v: {"scale": (v, v + 0.2)},
     "label_noise": lambda v: {"label_noise": v},
+    "decoy": lambda v: {"decoy": v},
 }
 
 _CONTRAST = (20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 60.0, 70.0, 80.0, 90.0, 105.0, 120.0)
@@ -204,7 +207,7 @@ def knob_values(name: str) -> dict[str, float]:
     """The values the knobs of preset ``name`` take in its own styles (a search's starting point)."""
     read = {"contrast": lambda st: st.contrast[0], "noise_sd": lambda st: st.noise_sd,
             "occlusion": lambda st: st.occlusion_scale if st.occlusions > 0 else 0.0, "scale": lambda st: st.scale[0],
-            "label_noise": lambda st: st.label_noise}
+            "label_noise": lambda st: st.label_noise, "decoy": lambda st: st.decoy}
     styles = PRESETS[name]["styles"]
     return {kname: float(read[k.field](styles[k.groups[0]])) for kname, k in KNOBS.get(name, {}).items()}
 

@@ -62,6 +62,13 @@ class GroupStyle:
             class distribution under their own label, which caps every model's accuracy on the group near
             ``1 - label_noise (1 - p_class)`` in clean and robust evaluation alike (the label ambiguity of real
             data, such as race or age read from faces). 0 leaves the group (and its cache key) as before.
+        decoy: opacity in [0, 1) of a second glyph drawn under each image's own, in the same place, pose and font:
+            the glyph of another class drawn from the group's class distribution (so mostly a frequent class's).
+            The image's own glyph stays the stronger one, so a clean model can still read it, while an L-inf attack
+            needs only about ``(1 - decoy) x contrast / 2`` levels to let the decoy win, towards the frequent
+            classes on imbalanced data (the glyph confusability of real data, such as lesion types that look
+            alike). How much it lowers robust against clean accuracy is for a calibration to measure. 0 leaves the
+            group (and its cache key) as before.
     """
 
     contrast: tuple[float, float] = (90.0, 180.0)
@@ -75,10 +82,13 @@ class GroupStyle:
     occlusions: int = 0
     occlusion_scale: float = 0.4
     label_noise: float = 0.0
+    decoy: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.label_noise < 1.0:
             raise ValueError(f"label_noise must lie in [0, 1), got {self.label_noise}")
+        if not 0.0 <= self.decoy < 1.0:
+            raise ValueError(f"decoy must lie in [0, 1), got {self.decoy}")
         if self.background not in BACKGROUNDS:
             raise ValueError(f"background must be one of {BACKGROUNDS}, got {self.background!r}")
         lo, hi = self.contrast
@@ -124,8 +134,9 @@ class SynbolsConfig:
     def key(self) -> str:
         d = asdict(self)
         for st in d["styles"]:  # a field added later keys the cache only when set: earlier caches stay valid
-            if not st["label_noise"]:
-                del st["label_noise"]
+            for later in ("label_noise", "decoy"):
+                if not st[later]:
+                    del st[later]
         return config_hash({"version": 2, **d})
 
 
@@ -273,6 +284,8 @@ def render_synbols(cfg: SynbolsConfig, *, batch: int = 2048) -> GroupDataset:
     perm = rng.permutation(cfg.n)
     y, g = y[perm], g[perm]
     shown = _ambiguous_glyphs(cfg, y, g)
+    decoys = _decoy_glyphs(cfg, shown, g)
+    opacity = torch.tensor([st.decoy for st in cfg.styles], dtype=torch.float32)
 
     size, ss = cfg.size, max(1, cfg.supersample)
     res = size * ss
@@ -306,6 +319,12 @@ def render_synbols(cfg: SynbolsConfig, *, batch: int = 2048) -> GroupDataset:
         theta[:, 1, 0], theta[:, 1, 1] = -sin / scale, cos / scale
         theta[:, :, 2] = -(theta[:, :, :2] @ (2 * shift[:, :, None])).squeeze(-1)
         grid = torch.matmul(_base_grid(res), torch.from_numpy(theta).transpose(1, 2)[:, None]).view(m, res, res, 2)
+        if decoys is not None:  # the decoy glyph first, in the same pose and font, at its group's opacity
+            db = decoys[start:start + m]
+            dmasks = atlas[torch.from_numpy(font_idx), torch.from_numpy(np.maximum(db, 0))][:, None]
+            dalpha = F.grid_sample(dmasks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            dalpha = dalpha * (opacity[torch.from_numpy(gb)] * torch.from_numpy(db >= 0).float())[:, None, None, None]
+            imgs.lerp_(fgs[:, :, None, None].expand_as(imgs), dalpha.expand_as(imgs))
         alpha = F.grid_sample(masks, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         imgs.lerp_(fgs[:, :, None, None].expand_as(imgs), alpha.expand_as(imgs))
         imgs = _occlude(rng, cfg.styles, gb, imgs, res)
@@ -336,6 +355,26 @@ def _ambiguous_glyphs(cfg: SynbolsConfig, y: np.ndarray, g: np.ndarray) -> np.nd
             p = joint[:, gi] / joint[:, gi].sum()
             shown[sel] = rng.choice(len(p), size=len(sel), p=p)
     return shown
+
+
+def _decoy_glyphs(cfg: SynbolsConfig, shown: np.ndarray, g: np.ndarray) -> np.ndarray | None:
+    """The class of each image's decoy glyph (``GroupStyle.decoy``), -1 where its group has none; None when no group
+    has one. A decoy is drawn from the group's class distribution (``joint[:, g]``) without the class shown, from a
+    generator of its own, so styles without decoys render the same bytes as before the field existed."""
+    rates = np.array([st.decoy for st in cfg.styles], dtype=float)
+    if not rates.any():
+        return None
+    rng = np.random.default_rng([int(cfg.seed), 0x64])
+    joint = np.asarray(cfg.joint, float)
+    out = np.full(len(shown), -1, dtype=np.int64)
+    for gi in np.nonzero(rates > 0)[0]:
+        for c in range(joint.shape[0]):
+            sel = np.nonzero((g == gi) & (shown == c))[0]
+            p = joint[:, gi].copy()
+            p[c] = 0.0
+            if len(sel) and p.sum() > 0:
+                out[sel] = rng.choice(len(p), size=len(sel), p=p / p.sum())
+    return out
 
 
 def _occlude(rng: np.random.Generator, styles: Sequence[GroupStyle], gb: np.ndarray, imgs: torch.Tensor, res: int) -> torch.Tensor:

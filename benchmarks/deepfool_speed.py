@@ -67,6 +67,8 @@ VARIANTS = {
     "tf32-cl": dict(precision="tf32", fold_bn=True, channels_last=True),
     "bf16": dict(precision="bf16", fold_bn=True),
     "padded": dict(pad=True),
+    "batched": dict(grad_mode="batched"),
+    "padded-batched": dict(pad=True, grad_mode="batched"),
     "autotune": dict(autotune=True),
     "autotune-cl": dict(autotune=True, channels_last=True),
     "folded-autotune-cl": dict(fold_bn=True, autotune=True, channels_last=True),
@@ -149,7 +151,7 @@ def main(argv=None) -> int:
     runs += [(name, 2) for name in chosen if VARIANTS[name].get("autotune")]  # tuned: the shapes recur
     for name, call in runs:
         kw = VARIANTS[name]
-        opts = dict(batch_size=args.batch, grad_mode=args.grad_mode, **kw)
+        opts = {"batch_size": args.batch, "grad_mode": args.grad_mode, **kw}
         if call == 1:
             deepfool(model, x[: min(64, len(x))], **opts)  # warm-up (kernels, cuDNN)
         name = name if call == 1 else f"{name}, 2nd call"

@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     if args.tiny:
         args.n, args.ref_n, args.size, args.train_n, args.epochs, args.batch = 48, 8, 16, 300, 1, 48
 
-    from fralkit.attacks.deepfool import _full_fp32, deepfool
+    from fralkit.attacks.deepfool import _arithmetic, deepfool
     from fralkit.data import load_dataset
     from fralkit.models import make_model
     from fralkit.train import fit
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
 
     m = min(args.ref_n, len(x))
     ref_d, ref_it, ref_fl = [], [], []
-    with _full_fp32(dev):
+    with _arithmetic(dev):
         reference_deepfool(model, x[0], num_classes=splits.train.num_classes)  # warm-up
         _sync(dev)
         t0 = time.perf_counter()

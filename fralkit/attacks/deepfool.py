@@ -102,7 +102,7 @@ class DeepFoolResult:
 
 
 @contextlib.contextmanager
-def _full_fp32(device: torch.device, precision: str = "fp32", autotune: bool = False):
+def _arithmetic(device: torch.device, precision: str = "fp32", autotune: bool = False):
     """The arithmetic of ``precision``, with no cuDNN autotuning, which would re-tune for every new size of the
     shrinking active batch (all restored after). ``"fp32"``: no autocast, no TF32 in cuDNN convolutions or cuBLAS
     matmuls; ``"tf32"``: fp32 tensors, TF32 tensor cores for convolutions and matmuls (CUDA; the CPU computes
@@ -352,7 +352,7 @@ def deepfool(
     parts = []
     try:
         pad = bool((autotune or pad) and dev.type == "cuda")
-        with _full_fp32(dev, precision, autotune=bool(autotune and pad)):
+        with _arithmetic(dev, precision, autotune=bool(autotune and pad)):
             for s in starts:
                 xs = x[s:s + step]
                 if channels_last and dev.type == "cuda" and xs.ndim == 4:

@@ -192,14 +192,15 @@ def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, nn.Module, str, nn.Modu
 class FoldedTwin:
     """An attack-only, eval-mode copy of ``model`` with batch norm folded into the convolutions before it.
 
-    PGD runs the model in eval mode, where ``BatchNorm2d`` is a fixed per-channel affine map. Every batch-norm
-    layer that directly follows a ``Conv2d`` inside an ``nn.Sequential`` (MobileNetV2's blocks, ResNet's stem and
+    PGD runs the model in eval mode, where ``BatchNorm2d`` is a fixed per-channel affine map. Every batch-norm layer
+    that directly follows a ``Conv2d`` inside an ``nn.Sequential`` (MobileNetV2's blocks, ResNet's stem and
     shortcuts, ``small_cnn``) or as ``bnK`` after ``convK`` of a torchvision ResNet block is folded into that
     convolution (``w' = w * s``, ``b' = (b - mu) * s + beta``, ``s = gamma / sqrt(var + eps)``) and replaced by
-    ``Identity``: the attack's forward and backward passes skip those layers. ``refresh()`` copies the model's current weights and running statistics into the twin with a
-    few multi-tensor kernels (no host sync); call it after every optimiser step. The twin's parameters need no
-    gradient (PGD needs the input gradient only). With ``dtype=torch.bfloat16`` the conv and linear weights are
-    kept in bf16, so autocast does not cast them again on every forward.
+    ``Identity``: the attack's forward and backward passes skip those layers. ``refresh()`` copies the model's
+    current weights and running statistics into the twin with a few multi-tensor kernels (no host sync); call it
+    after every optimiser step. The twin's parameters need no gradient (PGD needs the input gradient only). With
+    ``dtype=torch.bfloat16`` the conv and linear weights are kept in bf16, so autocast does not cast them again on
+    every forward.
 
     Args:
         model: the classifier being trained (not modified).

@@ -192,7 +192,7 @@ KNOBS["synbols-farmur"] = {"ambiguity": Knob("label_noise", (0, 1, 2, 3), _AMBIG
 #   std 3.8 / 5.4, where the third search's best (67.7 / 85.6, ambiguity 0.394 / 0.335; 6.8 off) had 1.8 / 1.4.
 #   Seed 1 is higher in both groups: the initial model's training, not a group, sets the spread.
 # - synbols-ham (macro-F1, the third search, commit 20a96dd): 31.4 / 8.8 / 35.8, 18.9 / 2.9 / 20.3 (37.4 / 3.6 /
-#   39.2, 15.8 / 1.9 / 16.8); 6.0 off at most (Std Worst), seed std of Worst 1.76 / 1.13. Both groups keep 0.5-0.6
+#   39.2, 15.8 / 1.9 / 16.8); 6.0 off at most (Std Worst), seed std of Worst 1.76 / 1.13. Both groups keep 0.47-0.76
 #   of their clean F1 under attack where the paper's keep 0.42 (also with a decoy glyph: the fourth search's trials,
 #   ``fralkit.studies.calibration``).
 # The earlier bests: synbols-utk 6.4 off and synbols-cinic 12.8 (the second search), synbols-ham 7.1 (the first,

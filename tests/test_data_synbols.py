@@ -169,9 +169,9 @@ def test_decoy_glyphs_change_only_their_group_and_stay_under_the_own_glyph():
 
     from fralkit.utils import config_hash
 
-    before = asdict(base)  # the key as it was before the field existed: no decoy, no zero label_noise
+    before = asdict(base)  # the key as it was before the fields existed: no zero decoy, label_noise, watermark
     for st in before["styles"]:
-        del st["decoy"], st["label_noise"]
+        del st["decoy"], st["label_noise"], st["watermark"]
     assert base.key() == config_hash({"version": 2, **before}) and dec.key() != base.key()
     a, b = render_synbols(base), render_synbols(dec)
     assert torch.equal(a.y, b.y) and torch.equal(a.g, b.g)
@@ -208,3 +208,38 @@ def test_jin_presets_default_to_the_papers_sizes():
     assert PAPER_SIZES["synbols-utk"] == (15_400, 3_080, 6_600)
     train, val, test = preset_configs("synbols-utk", n=500)  # an explicit n keeps n / 5 for val and test
     assert (train.n, val.n, test.n) == (500, 100, 100)
+
+
+def test_a_watermark_adds_its_class_pattern_to_its_group_only_and_zero_keeps_the_bytes():
+    """A watermark of amplitude w adds w x the pattern of the glyph's class to every pixel of its group (up to the
+    rounding to levels and the clamp to 0..255), the same pattern in every split and seed; the other group's bytes
+    and every label stay; a set watermark keys the cache (a zero one does not: the decoy test above)."""
+    from fralkit.data.synbols import _watermarks
+
+    plain = dict(contrast=(60.0, 120.0), occlusions=0)
+
+    def config(w: float, seed: int = 0) -> SynbolsConfig:
+        return SynbolsConfig(n=300, size=16, chars=("a", "b", "c"), seed=seed, supersample=1,
+                             styles=(GroupStyle(**plain), GroupStyle(watermark=w, **plain)),
+                             joint=((1 / 6, 1 / 6),) * 3, group_names=("g0", "g1"))
+
+    base, marked = render_synbols(config(0.0)), render_synbols(config(6.0))
+    assert config(6.0).key() != config(0.0).key()
+    assert torch.equal(base.y, marked.y) and torch.equal(base.g, marked.g)
+    assert torch.equal(base.x[base.g == 0], marked.x[base.g == 0])
+    pat = _watermarks(3, 16)
+    assert set(pat.unique().tolist()) == {-1.0, 1.0} and torch.equal(pat, _watermarks(3, 16))
+    assert (pat[0] != pat[1]).float().mean() > 0.4  # the classes' patterns differ in about half the pixels
+    sel = base.g == 1
+    diff = marked.x[sel].float() - base.x[sel].float()
+    want = 6.0 * pat[base.y[sel]]
+    inside = (base.x[sel] >= 6) & (base.x[sel] <= 249)  # where the clamp cannot bite
+    assert (diff - want)[inside].abs().max() <= 1.0  # rounding to levels
+    # another seed (another split) draws other images and carries the same cue for each class
+    plain1, other = render_synbols(config(0.0, seed=1)), render_synbols(config(6.0, seed=1))
+    assert not torch.equal(other.x, marked.x)
+    sel1 = plain1.g == 1
+    diff1, inside1 = other.x[sel1].float() - plain1.x[sel1].float(), (plain1.x[sel1] >= 6) & (plain1.x[sel1] <= 249)
+    assert (diff1 - 6.0 * pat[plain1.y[sel1]])[inside1].abs().max() <= 1.0
+    with pytest.raises(ValueError, match="watermark"):
+        GroupStyle(watermark=-1.0)

@@ -125,7 +125,10 @@ class Knob:
             ``"noise_background"`` (a plain group's background turned to pixel noise of sd v levels; 0 leaves the
             group's own background, style and cache key; no preset's knobs use it yet: synbols-cinic's textured
             group, at contrast 85.6 on texture of sd 16, kept 0.65 of its clean accuracy under attack in the third
-            search, near the paper's 0.60, where the plain group needed a contrast that spread its seeds).
+            search, near the paper's 0.60, where the plain group needed a contrast that spread its seeds) or
+            ``"watermark"`` (the amplitude in levels of a faint class pattern, ``GroupStyle.watermark``: clean
+            accuracy that an attack of eps 4 levels takes away, for robust over clean below what contrast reaches;
+            no preset's knobs use it yet).
         groups: the group indices it applies to.
         grid: the values a search may take, in increasing order.
         harder: +1 if a larger value makes the task harder, -1 if easier (the search's direction).
@@ -155,6 +158,7 @@ _KNOB_FIELDS = {
     "label_noise": lambda v: {"label_noise": v},
     "decoy": lambda v: {"decoy": v},
     "noise_background": lambda v: {"background": "noise", "noise_sd": v} if v > 0 else {},
+    "watermark": lambda v: {"watermark": v},
 }
 
 _CONTRAST = (20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 60.0, 70.0, 80.0, 90.0, 105.0, 120.0)
@@ -217,7 +221,8 @@ def knob_values(name: str) -> dict[str, float]:
     read = {"contrast": lambda st: st.contrast[0], "noise_sd": lambda st: st.noise_sd,
             "occlusion": lambda st: st.occlusion_scale if st.occlusions > 0 else 0.0, "scale": lambda st: st.scale[0],
             "label_noise": lambda st: st.label_noise, "decoy": lambda st: st.decoy,
-            "noise_background": lambda st: st.noise_sd if st.background == "noise" else 0.0}
+            "noise_background": lambda st: st.noise_sd if st.background == "noise" else 0.0,
+            "watermark": lambda st: st.watermark}
     styles = PRESETS[name]["styles"]
     return {kname: float(read[k.field](styles[k.groups[0]])) for kname, k in KNOBS.get(name, {}).items()}
 

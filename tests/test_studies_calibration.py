@@ -158,6 +158,21 @@ def test_a_noise_background_knob_turns_a_plain_group_noisy_and_zero_leaves_it(mo
                                                                   knobs={"easy_noise": 16.0}))
 
 
+def test_every_knob_field_reads_back_the_value_it_sets():
+    from fralkit.data import Knob
+    from fralkit.data.presets import _KNOB_FIELDS
+    from fralkit.data.synbols import GroupStyle
+
+    values = {"contrast": 40.0, "noise_sd": 8.0, "occlusion": 0.35, "scale": 0.4, "label_noise": 0.1, "decoy": 0.2,
+              "noise_background": 8.0, "watermark": 4.0}
+    assert set(values) == set(_KNOB_FIELDS)
+    for field, v in values.items():
+        knob = Knob(field, (0,), (0.0, v))
+        assert knob.read(dataclasses.replace(GroupStyle(), **knob.override(v))) == v
+        if field not in ("contrast", "scale"):  # 0 is "off" for the others (a zero glyph scale is no style)
+            assert knob.read(dataclasses.replace(GroupStyle(), **knob.override(0.0))) == 0.0
+
+
 def test_unknown_knob_is_refused():
     with pytest.raises(ValueError, match="unknown knobs"):
         apply_knobs("synbols-utk", {"hue": 1.0})

@@ -147,18 +147,25 @@ class Knob:
 
     def override(self, value: float) -> dict:
         """The ``GroupStyle`` fields this knob sets at ``value``."""
-        return _KNOB_FIELDS[self.field](float(value))
+        return _KNOB_FIELDS[self.field][0](float(value))
+
+    def read(self, style: GroupStyle) -> float:
+        """The value this knob takes in ``style`` (``override``'s inverse on the styles it can produce)."""
+        return float(_KNOB_FIELDS[self.field][1](style))
 
 
+# Each knob field: (the GroupStyle fields it sets from a value, the value it reads back from a style).
 _KNOB_FIELDS = {
-    "contrast": lambda v: {"contrast": (v, min(255.0, 2 * v))},
-    "noise_sd": lambda v: {"noise_sd": v},
-    "occlusion": lambda v: {"occlusions": int(v > 0), "occlusion_scale": v if v > 0 else 0.4},
-    "scale": lambda v: {"scale": (v, v + 0.2)},
-    "label_noise": lambda v: {"label_noise": v},
-    "decoy": lambda v: {"decoy": v},
-    "noise_background": lambda v: {"background": "noise", "noise_sd": v} if v > 0 else {},
-    "watermark": lambda v: {"watermark": v},
+    "contrast": (lambda v: {"contrast": (v, min(255.0, 2 * v))}, lambda st: st.contrast[0]),
+    "noise_sd": (lambda v: {"noise_sd": v}, lambda st: st.noise_sd),
+    "occlusion": (lambda v: {"occlusions": int(v > 0), "occlusion_scale": v if v > 0 else 0.4},
+                  lambda st: st.occlusion_scale if st.occlusions > 0 else 0.0),
+    "scale": (lambda v: {"scale": (v, v + 0.2)}, lambda st: st.scale[0]),
+    "label_noise": (lambda v: {"label_noise": v}, lambda st: st.label_noise),
+    "decoy": (lambda v: {"decoy": v}, lambda st: st.decoy),
+    "noise_background": (lambda v: {"background": "noise", "noise_sd": v} if v > 0 else {},
+                         lambda st: st.noise_sd if st.background == "noise" else 0.0),
+    "watermark": (lambda v: {"watermark": v}, lambda st: st.watermark),
 }
 
 _CONTRAST = (20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 60.0, 70.0, 80.0, 90.0, 105.0, 120.0)
@@ -218,13 +225,8 @@ CALIBRATED: dict[str, dict[str, float]] = {
 
 def knob_values(name: str) -> dict[str, float]:
     """The values the knobs of preset ``name`` take in its own styles (a search's starting point)."""
-    read = {"contrast": lambda st: st.contrast[0], "noise_sd": lambda st: st.noise_sd,
-            "occlusion": lambda st: st.occlusion_scale if st.occlusions > 0 else 0.0, "scale": lambda st: st.scale[0],
-            "label_noise": lambda st: st.label_noise, "decoy": lambda st: st.decoy,
-            "noise_background": lambda st: st.noise_sd if st.background == "noise" else 0.0,
-            "watermark": lambda st: st.watermark}
     styles = PRESETS[name]["styles"]
-    return {kname: float(read[k.field](styles[k.groups[0]])) for kname, k in KNOBS.get(name, {}).items()}
+    return {kname: k.read(styles[k.groups[0]]) for kname, k in KNOBS.get(name, {}).items()}
 
 
 def apply_knobs(name: str, knobs: dict[str, float] | None) -> tuple[GroupStyle, ...]:

@@ -8,8 +8,8 @@ order is fixed: clean forward, attack, attacked forward, so the attacks' random 
 batch order. ``mc_probs`` gives the MC-dropout samples ``[N, C, T]`` of BALD.
 
 Choices a caller makes, with their defaults: ``amp`` (bf16 autocast on CUDA; CPU stays fp32),
-``channels_last`` (``None``: on CUDA), ``pad`` (pad a short batch to ``BUCKET`` rows times a power of two, so
-that candidate sets of every size reuse a few input shapes; rows are independent in eval mode, so padding changes
+``channels_last`` (``None``: on CUDA), ``pad`` (pad a short batch to the full batch, or a set smaller than one batch to
+``BUCKET`` rows times a power of two, so that candidate sets of every size reuse a few input shapes; rows are independent in eval mode, so padding changes
 no real row), ``seed`` (seeds the attacks' random starts in a forked RNG, leaving the caller's stream alone).
 All outputs are float32 on the model's device.
 """
@@ -31,10 +31,13 @@ from .runtime import autocast, eval_mode, model_device
 __all__ = ["BUCKET", "Outputs", "batches", "infer", "clean_logits", "attacked_logits", "embeddings", "mc_probs",
            "last_linear"]
 
-# With ``pad``, a batch of n rows is padded to BUCKET * 2**k >= n rows: at most log2(batch_size / BUCKET) + 1
-# shapes, whatever the sizes of the candidate sets. Each new shape costs cuDNN its plans (runtime-compiled
-# depthwise kernels among them): on one H200 that set-up, paid again for every new multiple of 128 rows, was most
-# of JIN's selection time in the FRAL loop (benchmarks/fral_study_cost.py).
+# With ``pad``, every chunk of a set that fills at least one batch is padded to the full batch (one shape for the
+# whole set, the same in every round as the pool shrinks), and a set smaller than one batch to BUCKET * 2**k >= n
+# rows: at most log2(batch_size / BUCKET) + 2 shapes, whatever the sizes of the candidate sets. Each new shape costs
+# cuDNN its plans (runtime-compiled depthwise kernels among them): on one H200 that set-up was most of JIN's
+# selection time in the FRAL loop (benchmarks/fral_study_cost.py): 2.4, 5.2, 5.6, 1.2 and 1.1 s over its five
+# rounds with the last chunk padded to BUCKET * 2**k only (commit 20a96dd), the slow rounds those where a new
+# multiple appeared.
 BUCKET = 128
 
 
@@ -74,17 +77,19 @@ def batches(data: GroupDataset | torch.Tensor, idx: torch.Tensor | Sequence[int]
         idx: indices (or a bool mask) of the rows to read.
         device: where ``x`` goes (default: the data's device).
         channels_last: return ``x`` in the channels_last memory format.
-        pad: pad a chunk to ``BUCKET * 2**k`` rows (the fewest that hold it) with copies of its first row.
+        pad: pad each chunk with copies of its first row: to ``batch_size`` rows when the set fills at least one
+            batch, else to ``BUCKET * 2**k`` rows (the fewest that hold it).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     x_all = _images(data)
     order = _order(len(x_all), idx).to(x_all.device)
+    full = len(order) >= batch_size
     for start in range(0, len(order), batch_size):
         b = order[start:start + batch_size]
         x = to_float(x_all[b].to(device if device is not None else x_all.device, non_blocking=True))
         n = x.shape[0]
-        rows = _bucket(n) if pad else n
+        rows = (batch_size if full else _bucket(n)) if pad else n
         if rows > n:
             x = torch.cat([x, x[:1].expand(rows - n, *x.shape[1:])])
         yield runtime.channels_last(x, channels_last and x.ndim == 4), n, b
@@ -128,7 +133,7 @@ def infer(model: nn.Module, data: GroupDataset | torch.Tensor, idx: torch.Tensor
         batch_size: rows per forward pass.
         amp: bf16 autocast on CUDA (attack and forwards).
         channels_last: the channels_last layout for the inputs (``None``: on CUDA).
-        pad: pad short batches to ``BUCKET * 2**k`` rows (the padding is dropped from the outputs).
+        pad: pad short batches as ``batches`` does (the padding is dropped from the outputs).
         clean: compute the clean logits.
         attack: ``fralkit.attacks.pgd`` options (``eps``, ``alpha``, ``steps``, ``loss``, ...): also compute the
             logits on ``pgd(model, x, targets)``; ``None``: no attack.

@@ -80,7 +80,10 @@ def test_padded_batches_keep_every_real_row(tiny_groups):
     model = TinyNet().eval()
     idx = torch.arange(5, 45)
     chunks = list(batches(tiny_groups, idx, 32, pad=True))
-    assert [(x.shape[0], n) for x, n, _ in chunks] == [(128, 32), (128, 8)]
+    assert [(x.shape[0], n) for x, n, _ in chunks] == [(32, 32), (32, 8)]  # a set of >= 1 batch: the full batch
+    small = list(batches(tiny_groups, idx[:20], 256, pad=True))  # a set below one batch: BUCKET * 2**k
+    assert [(x.shape[0], n) for x, n, _ in small] == [(128, 20)]
+    assert [x.shape[0] for x, _, _ in batches(tiny_groups, torch.arange(40), 1024, pad=True)] == [128]
     padded = torch.cat([model(x)[:n] for x, n, _ in chunks])
     assert torch.allclose(padded, model(tiny_groups.float_images(idx)), atol=1e-6)
     unpadded = infer(model, tiny_groups, idx, batch_size=32).logits

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     from fralkit.models import make_model
     from fralkit.runtime import resolve_device, sync
     from fralkit.studies import jin
-    from fralkit.reproduce import parse_overrides  # reproduce's --set: the same KEY=VALUE parsing
+    from fralkit.profiles import parse_overrides  # reproduce's --set: the same KEY=VALUE parsing (no Jupyter imports)
     from fralkit.utils import config_hash, run_info
 
     if args.verbose:

@@ -133,6 +133,10 @@ def main(argv=None) -> int:
                         help="torch.compile mode of the compiled variants (fralkit.train.fast.COMPILE_MODES)")
     parser.add_argument("--compile-batch-sizes", default=None,
                         help="batch sizes of the torch.compile variants (default: the largest of --batch-sizes)")
+    parser.add_argument("--layouts", default="channels_last",
+                        help="memory formats of the graphed variants, in this order (comma separated: channels_last, "
+                             "contiguous); bf16 depthwise convolutions in the contiguous format run PyTorch's own "
+                             "kernels, in channels_last cuDNN's, which it sets up (compiles) for every new shape")
     parser.add_argument("--tiny", action="store_true", help="CPU-sized check: 256 images, small_cnn, 1 epoch")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default=None, help="write the results to this file")
@@ -198,9 +202,18 @@ def main(argv=None) -> int:
     variants = []
     bss = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
     big = max(bss)
-    variants.append((f"fralkit eager step (cuda_graph=False), batch {big}", dict(batch_size=big, cuda_graph=False)))
-    for bs in bss:
-        variants.append((f"fralkit, batch {bs}", dict(batch_size=bs)))
+    layouts = [t.strip() for t in args.layouts.split(",") if t.strip()]
+    bad = [t for t in layouts if t not in ("channels_last", "contiguous")]
+    if bad or not layouts:
+        parser.error(f"--layouts takes channels_last and/or contiguous, got {args.layouts!r}")
+    if layouts == ["channels_last"]:  # the default order of earlier runs: the eager step first
+        variants.append((f"fralkit eager step (cuda_graph=False), batch {big}", dict(batch_size=big, cuda_graph=False)))
+    for layout in layouts:
+        for bs in bss:
+            tag = "" if layout == "channels_last" else ", contiguous"
+            variants.append((f"fralkit, batch {bs}{tag}", dict(batch_size=bs, channels_last=layout == "channels_last")))
+    if layouts != ["channels_last"]:
+        variants.append((f"fralkit eager step (cuda_graph=False), batch {big}", dict(batch_size=big, cuda_graph=False)))
     if dev.type == "cuda" and args.compile:
         for bs in ([int(b) for b in args.compile_batch_sizes.split(",")] if args.compile_batch_sizes else [big]):
             mode = True if args.compile_mode == "default" else args.compile_mode

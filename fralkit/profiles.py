@@ -18,7 +18,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["PROFILE_NAMES", "PROFILES", "NOTEBOOKS", "base_parameters", "notebook_parameters", "apply"]
+__all__ = ["PROFILE_NAMES", "PROFILES", "NOTEBOOKS", "base_parameters", "notebook_parameters", "apply", "parse_overrides"]
 
 PROFILE_NAMES = ("smoke", "quick", "gpu", "paper")
 
@@ -188,3 +188,19 @@ def apply(notebook: str, namespace: dict) -> dict:
         if namespace.get(name, base[name]) == base[name]:
             namespace[name] = value
     return {name: namespace.get(name, base[name]) for name in base}
+
+
+def parse_overrides(items: list[str], *, flag: str = "--set") -> dict:
+    """``["seeds=1", "dataset=synbols-cinic"]`` -> ``{"seeds": 1, "dataset": "synbols-cinic"}``: Python literals
+    (numbers, True/False/None, quoted strings) are parsed, anything else is kept as a string."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} takes KEY=VALUE, got {item!r}")
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        out[key.strip()] = value
+    return out

@@ -15,7 +15,6 @@ GPU, ``CUDA_VISIBLE_DEVICES`` per part) or SLURM, with the same code.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import fcntl
 import importlib.util
@@ -33,7 +32,7 @@ import zmq
 from traitlets.config import Config
 
 from .experiments import default_results_dir, move_aside
-from .profiles import NOTEBOOKS, PROFILE_NAMES, notebook_parameters
+from .profiles import NOTEBOOKS, PROFILE_NAMES, notebook_parameters, parse_overrides
 from .studies import STUDIES
 from .utils import atomic_write_json, atomic_write_text, figures_dir, remove_stale_tmp, repo_root, run_info
 
@@ -606,22 +605,6 @@ def manifest_key(key: str, overrides: dict | None = None) -> str:
     if not overrides:
         return key
     return " ".join([key, *(f"{k}={overrides[k]}" for k in sorted(overrides))])
-
-
-def parse_overrides(items: list[str], *, flag: str = "--set") -> dict:
-    """``["seeds=1", "dataset=synbols-cinic"]`` -> ``{"seeds": 1, "dataset": "synbols-cinic"}``: Python literals
-    (numbers, True/False/None, quoted strings) are parsed, anything else is kept as a string."""
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{flag} takes KEY=VALUE, got {item!r}")
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw
-        out[key.strip()] = value
-    return out
 
 
 def _parse_jobs(text: str) -> int | str:

@@ -83,7 +83,8 @@ PROFILES: dict[str, dict[str, dict]] = {
         # The cross-paper columns: FARMUR's V_f(P) over the groups of every final model on 2,000 test points, and the
         # row JIN + FairAT. DeepFool measured 10,000 ResNet-18 images in 14.5 s (one H200, benchmarks/deepfool_speed.py),
         # but on these MobileNetV2 models, unpadded, it took 27-94 s per run in shared runs and about 200 s alone
-        # (benchmarks/fral_study_cost.py, 2026-12-01): the loop now pads its active batch (loop.VF_CUDA_BATCH).
+        # (benchmarks/fral_study_cost.py, 2026-12-01); with the active batch padded (loop.VF_CUDA_BATCH) it took
+        # 23-27 s in a part's first run and 4-6 s in the later ones (2026-12-02).
         # data_seed 0: one data set for all three seeds, as the paper's data sets are one (its seeds vary the labelled
         # set, the initialisation and the selection); notebook 01 calibrates on the same data (calib_data_seed).
         # init_min_steps 390: the initial model takes at least synbols-utk's 30 epochs x 13 batches of steps. At 30

@@ -712,8 +712,9 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
 # about 200 s came after its fifth round, where only this DeepFool runs, and in the earlier shared runs this stage
 # took 27-94 s after every strategy but the first of a process (3.8-5.2 s). Each new batch shape costs cuDNN its
 # plans, compiled kernels for MobileNetV2's depthwise convolutions among them (``fralkit.inference.BUCKET``), and
-# the unpadded batch takes a new size nearly every iteration. What the padding saves is not measured yet: the
-# verbose line and ``vf_deepfool_s`` / ``vf_mean_iters`` in the record show it.
+# the unpadded batch takes a new size nearly every iteration. Padded (commit 5fc9436, the same benchmark, one H200
+# alone, 2026-12-02): 23.2 and 27.3 s in the first run of a process (JIN; it sets up the recurring sizes), 4.1-6.2 s
+# in every later one (RAND, ENT, G-RAND), mean 3.8-4.0 iterations; JIN's whole run 97.7-103.0 s.
 VF_CUDA_BATCH = 256
 
 

@@ -206,7 +206,9 @@ KNOBS["synbols-farmur"] = {"ambiguity": Knob("label_noise", (0, 1, 2, 3), _AMBIG
 #   31.3 / 10.6 / 36.6); 5.7 off at most (Rob Avg), the textured group worst. Its first seed alone was 2.6 off; the
 #   three seeds on one data set spread 52.6 / 59.8 / 54.1 (clean Worst) and 30.8 / 40.8 / 32.1 (robust Worst): seed
 #   std 3.8 / 5.4, where the third search's best (67.7 / 85.6, ambiguity 0.394 / 0.335; 6.8 off) had 1.8 / 1.4.
-#   Seed 1 is higher in both groups: the initial model's training, not a group, sets the spread.
+#   Seed 1 is higher in both groups: the initial model's training, not a group, sets the spread. At 60 epochs (one
+#   H200, 2026-12-02, commit 5fc9436) the three seeds gave 57.8 / 61.1 / 56.7 and 41.5 / 46.1 / 38.5: seed std 2.3 /
+#   3.8, seed 1 again highest, the row 3.0 / 7.4 points higher: training longer does not remove the spread.
 # - synbols-ham (macro-F1, the third search, commit 20a96dd): 31.4 / 8.8 / 35.8, 18.9 / 2.9 / 20.3 (37.4 / 3.6 /
 #   39.2, 15.8 / 1.9 / 16.8); 6.0 off at most (Std Worst), seed std of Worst 1.76 / 1.13. Both groups keep 0.47-0.76
 #   of their clean F1 under attack where the paper's keep 0.42 (also with a decoy glyph: the fourth search's trials,

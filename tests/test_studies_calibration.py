@@ -1,6 +1,7 @@
 """Calibration table and verdicts on hand-made records (no training)."""
 import numpy as np
 import pytest
+import torch
 
 from fralkit.studies.calibration import calibration_table, describe_calibration, calibrate_preset
 
@@ -365,3 +366,56 @@ def test_a_search_from_search_start_keeps_every_knob_of_its_start():
         for kn in design:
             assert {q: kn[q] for q in start if "contrast" not in q} == {q: v for q, v in start.items() if "contrast" not in q}
         assert design[0]["easy_contrast"] == max(15.0, 0.5 * start["easy_contrast"])  # clamped at the lower bound
+
+
+def test_split_seed_fixes_the_labelled_set_and_is_keyed_only_when_set():
+    from fralkit.active.loop import load_fral_data
+    from fralkit.data import fral_split
+
+    base = init_at_config("synbols-utk", seed=1, n=60, data_seed=0)
+    fixed = init_at_config("synbols-utk", seed=1, n=60, data_seed=0, split_seed=0)
+    assert "split_seed" not in base.init_key() and "split_seed" not in base.record_config()
+    assert fixed.init_key()["split_seed"] == 0 and fixed.record_config()["split_seed"] == 0
+    assert base.split_seed_value == 1 and fixed.split_seed_value == 0
+    train = load_fral_data(base).train
+    assert torch.equal(fral_split(train, init_frac=0.2, seed=fixed.split_seed_value)[0],
+                       fral_split(train, init_frac=0.2, seed=0)[0])
+    assert not torch.equal(fral_split(train, init_frac=0.2, seed=base.split_seed_value)[0],
+                           fral_split(train, init_frac=0.2, seed=0)[0])
+    with pytest.raises(ValueError, match="split_seed must be an integer"):
+        init_at_config("synbols-utk", split_seed=0.5)
+
+
+def test_seed_spread_is_the_mean_and_sample_std_of_its_per_seed_records(tmp_path):
+    store = ResultStore(tmp_path)
+    config = dict(n=60, backbone="small_cnn", epochs=1, batch_size=16, lr=0.05, warmup_epochs=0.0, grad_clip=0.0,
+                  data_seed=0)
+    knobs = {"hard_ambiguity": 0.2}
+    out = calibration.seed_spread("synbols-utk", 2, knobs=knobs, split_seed=0, config=config, store=store,
+                                  device="cpu")
+    assert out["seeds"] == [0, 1] and out["split_seed"] == 0 and len(out["rows"]) == 2
+    for s, row in zip((0, 1), out["rows"]):  # each row is that seed's stored Init. AT record, in %
+        rec = measure_init_at(init_at_config("synbols-utk", seed=s, split_seed=0, **config), knobs, store=store)
+        assert row["std_worst"] == pytest.approx(100 * rec["metrics"]["std_worst"])
+    a, b = (r["rob_avg"] for r in out["rows"])
+    assert out["mean"]["rob_avg"] == pytest.approx((a + b) / 2)
+    assert out["seed_std"]["rob_avg"] == pytest.approx(abs(a - b) / 2 ** 0.5)  # ddof 1 of two values
+    with pytest.raises(ValueError, match="at least one seed"):
+        calibration.seed_spread("synbols-utk", [], config=config, store=store)
+
+
+def test_protocol_is_notebook_01s_search_config_and_the_command_line_prints_the_spread(tmp_path, capsys):
+    gpu = calibration.protocol("gpu", "synbols-cinic")
+    assert gpu == {"n": None, "backbone": "mobilenetv2", "epochs": 30, "lr": 0.1, "warmup_epochs": 2.0,
+                   "grad_clip": 5.0, "batch_size": 256, "data_seed": 0, "init_min_steps": 390}
+    with pytest.raises(ValueError, match="no calibration protocol"):
+        calibration.protocol("gpu", "synbols-minority")
+    out = tmp_path / "spread.json"
+    assert calibration.main(["synbols-utk", "--profile", "smoke", "--seeds", "0,1", "--set", "n=60",
+                             "--set", "batch_size=16", "--results", str(tmp_path / "store"), "--device", "cpu",
+                             "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "synbols-utk seed 0:" in printed and "seed std :" in printed
+    import json
+    saved = json.loads(out.read_text())
+    assert saved["seeds"] == [0, 1] and saved["config"]["n"] == 60 and saved["config"]["batch_size"] == 16

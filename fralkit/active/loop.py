@@ -195,6 +195,9 @@ class FRALConfig(StrategyOptions):
             A fixed value gives every seed one data set, as a real data set is one: the seeds then vary what the
             paper's seeds vary (labelled set, initialisation, selection), and the seed spread of a group's accuracy
             no longer carries the test set's own sampling noise. Keyed only when set.
+        split_seed: the seed of the initial split into D_L and D_U alone; None = ``seed``. A fixed value keeps one
+            labelled set while ``seed`` varies the initialisation, training order and selection: it separates the
+            two sources of a seed spread (``fralkit.studies.calibration.seed_spread``). Keyed only when set.
         n: training images of a Synbols preset (val and test get n/5); None = the loader's default.
         n_val, n_test: validation / test images of a Synbols preset (None = n/5).
         size: image side in pixels; None = the loader's default.
@@ -245,6 +248,7 @@ class FRALConfig(StrategyOptions):
     strategy: str = "jin"
     seed: int = 0
     data_seed: int | None = None
+    split_seed: int | None = None
     n: int | None = None
     n_val: int | None = None
     n_test: int | None = None
@@ -293,8 +297,10 @@ class FRALConfig(StrategyOptions):
             raise ValueError(f"metric must be 'auto', 'acc' or 'f1', got {self.metric!r}")
         if self.finetune_objective not in FINETUNE_OBJECTIVES:
             raise ValueError(f"finetune_objective must be one of {FINETUNE_OBJECTIVES}, got {self.finetune_objective!r}")
-        if self.data_seed is not None and (isinstance(self.data_seed, bool) or int(self.data_seed) != self.data_seed):
-            raise ValueError(f"data_seed must be an integer or None, got {self.data_seed!r}")
+        for name in ("data_seed", "split_seed"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value):
+                raise ValueError(f"{name} must be an integer or None, got {value!r}")
         if self.vf_n < 0:
             raise ValueError(f"vf_n must be >= 0 test points, got {self.vf_n}")
         if self.init_min_steps < 0:
@@ -304,6 +310,11 @@ class FRALConfig(StrategyOptions):
         elif self.knobs is not None and not isinstance(self.knobs, dict):
             raise ValueError(f"knobs must be a dict of knob values, 'calibrated' or None, got {self.knobs!r}")
         self.knobs = self.knobs or None
+
+    @property
+    def split_seed_value(self) -> int:
+        """The seed of the initial D_L / D_U split: ``split_seed``, or ``seed`` when it is None."""
+        return self.seed if self.split_seed is None else int(self.split_seed)
 
     @property
     def metric_name(self) -> str:
@@ -320,6 +331,8 @@ class FRALConfig(StrategyOptions):
                "data_root": self.data_root, "seed": self.seed}
         if self.data_seed is not None:  # keyed only when set, so every earlier record keeps its key
             key["data_seed"] = int(self.data_seed)
+        if self.split_seed is not None:  # the same
+            key["split_seed"] = int(self.split_seed)
         if self.knobs:  # keyed only when set, so every earlier record keeps its key
             key["knobs"] = dict(self.knobs)
         return key
@@ -348,8 +361,9 @@ class FRALConfig(StrategyOptions):
         cfg = {k: v for k, v in asdict(self).items()
                if k not in _NOT_IN_KEY and (k not in _ALL_STRATEGY_OPTIONS or k in own)}
         cfg.update(study=STUDY, method=self.label, metric=self.metric_name, oversample=self.use_oversampling)
-        if cfg["data_seed"] is None:
-            cfg.pop("data_seed")
+        for name in ("data_seed", "split_seed"):
+            if cfg[name] is None:
+                cfg.pop(name)
         for name, off in (("knobs", None), ("finetune_objective", "trades"), ("vf_n", 0), ("init_min_steps", 0)):
             if not cfg[name] or cfg[name] == off:  # keyed only when set, so every earlier record keeps its key
                 cfg.pop(name)
@@ -548,7 +562,7 @@ def initial_model(config: FRALConfig, splits: DataSplits, *, store: ResultStore,
                       "already in the store may have started from another model (their records' init_fingerprint says); "
                       "copy the store's _cache folder along with its records to avoid this", stacklevel=2)
     train, val, test = splits.train.to(device), splits.val.to(device), splits.test.to(device)
-    labelled, pool = fral_split(splits.train, init_frac=config.init_frac, seed=config.seed)
+    labelled, pool = fral_split(splits.train, init_frac=config.init_frac, seed=config.split_seed_value)
     seed0 = stage_seed(config.seed, 0, 0)
     set_seed(seed0)
     model = _make_model(config, train).to(device)
@@ -629,7 +643,7 @@ def run_fral(config: FRALConfig, *, store: ResultStore | None = None, device: st
     splits = splits if splits is not None else load_fral_data(config)
     budget = fral_budget(len(splits.train), config.budget_frac)
     budgets = [budget] * config.rounds
-    check_budgets(budgets, len(fral_split(splits.train, init_frac=config.init_frac, seed=config.seed)[1]))
+    check_budgets(budgets, len(fral_split(splits.train, init_frac=config.init_frac, seed=config.split_seed_value)[1]))
     train, val, test = splits.train.to(dev), splits.val.to(dev), splits.test.to(dev)
     init = initial_model(config, splits, store=store, device=dev, verbose=verbose)
     path = _state_path(store, config)

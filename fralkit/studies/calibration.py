@@ -36,7 +36,7 @@ from ..train import fit
 from ..runtime import resolve_device, set_seed
 
 __all__ = ["DISADVANTAGED", "calibrate_preset", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "calibration_table", "calibration_group_table", "describe_calibration",
-           "CALIBRATION_TARGETS", "PAPER_INIT_AT", "ROW_KEYS", "init_at_config", "measure_init_at",
+           "CALIBRATION_TARGETS", "PAPER_INIT_AT", "ROW_KEYS", "init_at_config", "measure_init_at", "seed_spread", "protocol",
            "calibrate_to_target", "calibrate_groups", "GROUP_KNOBS", "SEARCH_START", "search_table", "target_table", "target_tables", "describe_search"]
 
 # The group each FRAL preset is designed to disadvantage (index into its group names), read from the registry.
@@ -166,17 +166,17 @@ _ROW_NAMES = dict(zip(ROW_KEYS, ("Std Worst", "Std Disp", "Std Avg", "Rob Worst"
 def init_at_config(name: str, *, seed: int = 0, n: int | None = None, backbone: str = "mobilenetv2",
                    epochs: int = 30, batch_size: int = 256, lr: float = 0.1, warmup_epochs: float = 2.0,
                    grad_clip: float = 5.0, init_frac: float = 0.2, data_seed: int | None = None,
-                   init_min_steps: int = 0) -> FRALConfig:
+                   init_min_steps: int = 0, split_seed: int | None = None) -> FRALConfig:
     """The FRAL run whose initial model is measured: TRADES (beta 6) on the initial ``init_frac`` of ``n`` training
     images (None: the preset's ``PAPER_SIZES``), PGD-5 at eps 4/255, step 2/255 (JIN §4.1); the metric and
     oversampling are the data set's own; ``data_seed`` fixes the data across seeds (``FRALConfig.data_seed``),
-    ``init_min_steps`` the fewest optimiser steps (``FRALConfig.init_min_steps``). The defaults are notebook 03's
-    ``gpu`` protocol."""
+    ``init_min_steps`` the fewest optimiser steps (``FRALConfig.init_min_steps``), ``split_seed`` the labelled set
+    alone (``FRALConfig.split_seed``). The defaults are notebook 03's ``gpu`` protocol."""
     if name not in PRESETS:
         raise ValueError(f"unknown Synbols preset {name!r}; valid: {sorted(PRESETS)}")
     return FRALConfig(dataset=name, backbone=backbone, seed=seed, n=n, init_frac=init_frac, init_epochs=epochs,
                       batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, grad_clip=grad_clip, data_seed=data_seed,
-                      init_min_steps=init_min_steps)
+                      init_min_steps=init_min_steps, split_seed=split_seed)
 
 
 def _trial_key(config: FRALConfig, knobs: dict) -> dict:
@@ -220,6 +220,36 @@ def _measured_row(name: str, config: dict, store, device, knobs: dict, seed: int
     m = rec["metrics"]
     return {**{k: 100 * m[k] for k in ROW_KEYS}, "std_group": [100 * v for v in m["std_group"]],
             "rob_group": [100 * v for v in m["rob_group"]], "groups": rec.get("groups")}
+
+
+def seed_spread(name: str, seeds: int | Sequence[int] = 3, *, knobs: dict[str, float] | None = None,
+                split_seed: int | None = None, config: dict | None = None, store: ResultStore | None = None,
+                device="auto") -> dict:
+    """The seed spread of preset ``name``'s Init. AT row (JIN Tables 1-2) at ``knobs`` (default: its
+    ``fralkit.data.CALIBRATED`` knobs, else its own): one ``measure_init_at`` record per seed under ``config``
+    (``init_at_config``'s arguments, for example notebook 03's ``gpu`` protocol with ``data_seed=0``).
+
+    With ``split_seed`` every seed trains on one labelled set (``FRALConfig.split_seed``), so the spread left is the
+    initialisation's and the training order's; set against the spread with ``split_seed=None`` (each seed its own
+    labelled set) it says which of the two sources a seed std of the Worst numbers comes from.
+
+    Returns ``rows`` (per seed, in %, with ``std_group`` / ``rob_group``), ``mean``, ``seed_std`` (ddof 1; 0 for one
+    seed), ``seeds``, ``split_seed``, ``knobs`` and ``config``.
+    """
+    ids = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not ids:
+        raise ValueError(f"seed_spread needs at least one seed, got {seeds!r}")
+    if knobs is None:
+        knobs = dict(CALIBRATED.get(name) or knob_values(name))
+    config = {k: v for k, v in dict(config or {}).items() if k not in ("seed", "split_seed")}
+    if split_seed is not None:
+        config["split_seed"] = int(split_seed)
+    store = store or ResultStore()
+    rows = [_measured_row(name, config, store, device, knobs, s) for s in ids]
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ROW_KEYS}
+    spread = {k: float(np.std([r[k] for r in rows], ddof=1)) if len(rows) > 1 else 0.0 for k in ROW_KEYS}
+    return {"dataset": name, "rows": rows, "mean": mean, "seed_std": spread, "seeds": ids,
+            "split_seed": split_seed, "knobs": dict(knobs), "config": config}
 
 
 def _space(name: str, knobs) -> dict:
@@ -800,3 +830,56 @@ def claims(records) -> str:
     lines = [describe_calibration(presets) if presets else "calibration skipped (calibrate=False)"]
     lines += [describe_search(sr) for sr in searches]
     return "\n".join(lines)
+
+
+def protocol(profile: str = "gpu", name: str = "synbols-utk") -> dict:
+    """The Init. AT protocol (``init_at_config``'s arguments) under which notebook 01's ``profile`` calibrates
+    preset ``name``: the ``config`` of its search in ``grid``."""
+    from ..profiles import notebook_parameters
+
+    params = {k: v for k, v in notebook_parameters(NOTEBOOK, profile).items() if k != "profile"}
+    found = [c for c in grid(**{**params, "datasets": name, "calibrate": False, "calib_target": True})
+             if c.get("search")]
+    if not found:
+        raise ValueError(f"notebook 01 has no calibration protocol for {name!r}; presets with a paper row: "
+                         f"{sorted(n for n in PAPER_INIT_AT if n in KNOBS)}")
+    return dict(found[0]["config"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fralkit.studies.calibration NAME [--seeds 0,1,2] [--split-seed S] [--set epochs=60]``: the seed
+    spread of a preset's Init. AT row (``seed_spread``) under notebook 01's protocol, into the result store."""
+    import argparse
+    import json
+
+    from ..profiles import parse_overrides
+
+    parser = argparse.ArgumentParser(prog="python -m fralkit.studies.calibration", description=main.__doc__.split(":")[0])
+    parser.add_argument("name", help="a JIN preset: synbols-utk, synbols-cinic or synbols-ham")
+    parser.add_argument("--seeds", default="0,1,2", help="comma separated seeds (default 0,1,2)")
+    parser.add_argument("--split-seed", type=int, default=None, help="one labelled set for every seed")
+    parser.add_argument("--profile", default="gpu", help="notebook 01's profile whose protocol is used (default gpu)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an init_at_config argument of the protocol (e.g. epochs=60); repeatable")
+    parser.add_argument("--results", default=None, help="result store (default: FRALKIT_RESULTS or results/)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", default=None, help="also write the result here")
+    args = parser.parse_args(argv)
+    config = {**protocol(args.profile, args.name), **parse_overrides(args.set)}
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    out = seed_spread(args.name, seeds, split_seed=args.split_seed, config=config,
+                      store=ResultStore(args.results) if args.results else None, device=args.device)
+    for s, row in zip(out["seeds"], out["rows"]):
+        print(f"{args.name} seed {s}: " + " / ".join(f"{row[k]:.1f}" for k in ROW_KEYS)
+              + f"  clean {[round(v, 1) for v in row['std_group']]} robust {[round(v, 1) for v in row['rob_group']]}")
+    print("mean     : " + " / ".join(f"{out['mean'][k]:.1f}" for k in ROW_KEYS) + f"  ({' / '.join(_ROW_NAMES.values())})")
+    print("seed std : " + " / ".join(f"{out['seed_std'][k]:.2f}" for k in ROW_KEYS)
+          + ("" if args.split_seed is None else f"  (one labelled set: split_seed {args.split_seed})"))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -25,7 +25,7 @@ from torch.nn.modules.dropout import _DropoutNd
 from . import runtime
 from .attacks.pgd import pgd
 from .data.core import GroupDataset, to_float
-from .models import has_dropout_only_in_head, mc_dropout
+from .models import FoldedTwin, has_dropout_only_in_head, mc_dropout
 from .runtime import autocast, eval_mode, model_device
 
 __all__ = ["BUCKET", "Outputs", "batches", "infer", "clean_logits", "attacked_logits", "embeddings", "mc_probs",
@@ -123,7 +123,7 @@ def _pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
 def infer(model: nn.Module, data: GroupDataset | torch.Tensor, idx: torch.Tensor | Sequence[int] | None = None, *,
           batch_size: int = 1024, amp: bool = True, channels_last: bool | None = None, pad: bool = False,
           clean: bool = True, attack: dict | None = None, targets: torch.Tensor | None = None, embed: bool = False,
-          seed: int | None = None) -> Outputs:
+          seed: int | None = None, fold_bn: bool | None = None) -> Outputs:
     """Clean logits, attacked logits and / or embeddings of ``model`` on ``data[idx]``, in eval mode, in one pass.
 
     Args:
@@ -140,6 +140,10 @@ def infer(model: nn.Module, data: GroupDataset | torch.Tensor, idx: torch.Tensor
         targets: the attack's targets ``[N]`` in the order of ``idx`` (default: the data set's labels).
         embed: capture the input of the head's last linear layer during the clean forward.
         seed: seeds the attacks' random starts inside a forked RNG; ``None`` draws from the global RNG.
+        fold_bn: the attack's PGD steps run on a ``fralkit.models.FoldedTwin`` of the model (batch norm folded into
+            the convolutions, bf16 weights under ``amp``): the same eval-mode function with fewer layers, as ``fit``
+            attacks on CUDA; the logits themselves come from the model. ``None``: on CUDA (the CPU keeps the plain
+            attack and its results exactly).
 
     Returns:
         ``Outputs(logits [N, C], adv_logits [N, C], embeddings [N, D])``, float32 on the model's device.
@@ -155,6 +159,12 @@ def infer(model: nn.Module, data: GroupDataset | torch.Tensor, idx: torch.Tensor
     outs_c: list[torch.Tensor] = []
     outs_a: list[torch.Tensor] = []
     outs_e: list[torch.Tensor] = []
+    attacker = model
+    if attack is not None and (on_cuda if fold_bn is None else fold_bn):
+        twin = FoldedTwin(getattr(model, "_orig_mod", model), dtype=torch.bfloat16 if amp and on_cuda else None)
+        attacker = twin.module if twin.folded else model
+        if attacker is not model:
+            attacker = attacker.to(memory_format=torch.channels_last) if layout else attacker
     rng = torch.random.fork_rng(devices=[dev] if on_cuda else [], enabled=seed is not None)
     with rng, eval_mode(model):
         if seed is not None:
@@ -176,7 +186,7 @@ def infer(model: nn.Module, data: GroupDataset | torch.Tensor, idx: torch.Tensor
                 if attack is not None:
                     t = data.y[b] if targets is None else targets[start:start + n]
                     t = _pad_rows(t.to(dev, non_blocking=True), x.shape[0])
-                    x_adv = pgd(model, x, t, **attack)
+                    x_adv = pgd(attacker, x, t, **attack)
                     with torch.no_grad():
                         outs_a.append(model(x_adv).float()[:n])
             start += n

@@ -24,10 +24,14 @@ under ``channels_last`` and bf16 autocast on CUDA (normalisation keeps the input
 
 Gradient reversal (GRAD, Raff & Sylvester 2018, used by BALD+GRAD (Branchaud-Charron et al.)): :func:`grad_reverse` and
 :class:`GRADModel`, whose group head sees the features through the reversal layer.
+
+Batch-norm folding: :class:`FoldedTwin`, an attack-only eval-mode copy with each batch norm folded into the
+convolution before it (the same function with fewer layers), for the attacks of training, inference and DeepFool.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import math
 import operator
@@ -39,6 +43,7 @@ from torch.nn.modules.dropout import _DropoutNd
 
 __all__ = [
     "MODELS",
+    "FoldedTwin",
     "Classifier",
     "MobileNetV2",
     "ResNet18",
@@ -545,3 +550,101 @@ class GRADModel(Classifier):
 
     def extra_repr(self) -> str:
         return f"num_groups={self.num_groups}, lambd={self._lambd}"
+
+
+def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, nn.Module, str, nn.Module]]:
+    """The (conv name, conv, bn name, bn) children of ``module`` where the batch norm is applied directly to the
+    convolution's output: neighbours in an ``nn.Sequential``, and ``convK`` / ``bnK`` of torchvision's ResNet
+    blocks (``BasicBlock``, ``Bottleneck``), whose forward is ``bnK(convK(.))``."""
+    kids = dict(module.named_children())
+    if isinstance(module, nn.Sequential):
+        items = list(kids.items())
+        return [(n1, a, n2, b) for (n1, a), (n2, b) in zip(items, items[1:])]
+    if type(module).__name__ in ("BasicBlock", "Bottleneck") and type(module).__module__ == "torchvision.models.resnet":
+        return [(f"conv{k}", kids[f"conv{k}"], f"bn{k}", kids[f"bn{k}"]) for k in (1, 2, 3)
+                if f"conv{k}" in kids and f"bn{k}" in kids]
+    return []
+
+
+class FoldedTwin:
+    """An attack-only, eval-mode copy of ``model`` with batch norm folded into the convolutions before it.
+
+    PGD runs the model in eval mode, where ``BatchNorm2d`` is a fixed per-channel affine map. Every batch-norm layer
+    that directly follows a ``Conv2d`` inside an ``nn.Sequential`` (MobileNetV2's blocks, ResNet's stem and
+    shortcuts, ``small_cnn``) or as ``bnK`` after ``convK`` of a torchvision ResNet block is folded into that
+    convolution (``w' = w * s``, ``b' = (b - mu) * s + beta``, ``s = gamma / sqrt(var + eps)``) and replaced by
+    ``Identity``: the attack's forward and backward passes skip those layers. ``refresh()`` copies the model's
+    current weights and running statistics into the twin with a few multi-tensor kernels (no host sync); call it
+    after every optimiser step. The twin's parameters need no gradient (PGD needs the input gradient only). With
+    ``dtype=torch.bfloat16`` the conv and linear weights are kept in bf16, so autocast does not cast them again on
+    every forward.
+
+    Args:
+        model: the classifier being trained (not modified).
+        dtype: storage type of the twin's conv / linear weights (``None``: as the model's).
+
+    Attributes:
+        module: the twin ``nn.Module`` (call it like the model).
+        folded: number of folded conv-BN pairs.
+    """
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype | None = None):
+        twin = copy.deepcopy(model).eval()
+        for p in twin.parameters():
+            p.requires_grad_(False)
+        src_mod = dict(model.named_modules())
+        self._convs, self._bns, self._dst_w, self._dst_b = [], [], [], []
+        folded_names: set[str] = set()
+        edits = []
+        for name, seq in twin.named_modules():
+            for n1, a, n2, b in _conv_bn_pairs(seq):
+                if (type(a) is nn.Conv2d and type(b) is nn.BatchNorm2d and b.affine and b.track_running_stats
+                        and b.running_var is not None and a.out_channels == b.num_features):
+                    edits.append((name, seq, n1, a, n2))
+        for name, seq, n1, conv, n2 in edits:
+            prefix = f"{name}." if name else ""
+            self._convs.append(src_mod[prefix + n1])
+            self._bns.append(src_mod[prefix + n2])
+            setattr(seq, n2, nn.Identity())
+            if conv.bias is None:
+                conv.bias = nn.Parameter(torch.zeros(conv.out_channels, device=conv.weight.device,
+                                                     dtype=conv.weight.dtype), requires_grad=False)
+            self._dst_w.append(conv.weight)
+            self._dst_b.append(conv.bias)
+            folded_names.update({prefix + n1 + ".weight", prefix + n1 + ".bias"})
+        if dtype is not None:  # Module.to keeps the Parameter objects: the references above stay valid
+            for m in twin.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    m.to(dtype)
+        src = dict(model.named_parameters())
+        src.update(dict(model.named_buffers()))
+        pairs = [(src[n], t) for n, t in list(twin.named_parameters()) + list(twin.named_buffers())
+                 if n not in folded_names and n in src]
+        self._copy_src = [s for s, _ in pairs]
+        self._copy_dst = [d for _, d in pairs]
+        self.module = twin
+        self.folded = len(self._convs)
+        self.refresh()
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Copy the model's current weights into the twin, folding each batch norm into its convolution."""
+        if self._copy_dst:
+            torch._foreach_copy_(self._copy_dst, self._copy_src)
+        if not self._convs:
+            return
+        bns = self._bns
+        scale = torch._foreach_add([b.running_var for b in bns], [float(b.eps) for b in bns])
+        torch._foreach_rsqrt_(scale)
+        torch._foreach_mul_(scale, [b.weight for b in bns])
+        shift = torch._foreach_sub([b.bias for b in bns], torch._foreach_mul([b.running_mean for b in bns], scale))
+        biased = [i for i, c in enumerate(self._convs) if c.bias is not None]
+        if biased:
+            torch._foreach_addcmul_([shift[i] for i in biased], [self._convs[i].bias for i in biased],
+                                    [scale[i] for i in biased])
+        weights = torch._foreach_mul([c.weight for c in self._convs], [v.view(-1, 1, 1, 1) for v in scale])
+        torch._foreach_copy_(self._dst_w, weights)
+        torch._foreach_copy_(self._dst_b, shift)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)

@@ -100,3 +100,44 @@ def test_mc_samples_have_shape_n_c_t_differ_across_t_and_restore_the_mode(tiny_g
     assert torch.equal(probs, mc_probs(model, tiny_groups, T=5, batch_size=16, seed=1))
     with pytest.raises(ValueError, match="Dropout"):
         mc_probs(nn.Sequential(nn.Flatten(), nn.Linear(192, 3)), tiny_groups, T=2)
+
+
+def test_attack_on_the_folded_twin_is_the_same_attack_and_the_cpu_default_is_the_plain_one():
+    from fralkit.models import FoldedTwin, make_model
+
+    torch.manual_seed(0)
+    model = make_model("resnet18", num_classes=4, in_channels=3, image_size=16)
+    x = torch.rand(48, 3, 16, 16)
+    with torch.no_grad():
+        model.train()(x)  # running statistics away from 0 / 1, so folding changes the layers' weights
+    model.eval()
+    assert FoldedTwin(model).folded > 0
+    y = torch.randint(0, 4, (48,))
+    attack = dict(eps=4 / 255, alpha=2 / 255, steps=5, loss="ce")
+    plain = infer(model, x, attack=attack, targets=y, seed=3, fold_bn=False)
+    folded = infer(model, x, attack=attack, targets=y, seed=3, fold_bn=True)
+    default = infer(model, x, attack=attack, targets=y, seed=3)  # CPU: the plain attack, bit for bit
+    assert torch.equal(default.adv_logits, plain.adv_logits) and torch.equal(folded.logits, plain.logits)
+    # the same function with fewer layers: float rounding may flip a sign step of PGD, nothing more
+    assert (folded.adv_logits - plain.adv_logits).abs().max() < 2e-2
+    assert torch.equal(folded.adv_logits.argmax(1), plain.adv_logits.argmax(1))
+    assert not model.training and all(p.requires_grad for p in model.parameters())  # the model is left as it was
+
+
+@pytest.mark.gpu
+def test_cuda_default_attack_on_the_bf16_folded_twin_agrees_with_the_plain_bf16_attack():
+    from fralkit.models import make_model
+
+    torch.manual_seed(0)
+    model = make_model("mobilenetv2", num_classes=10, in_channels=3, image_size=32).cuda()
+    x = torch.rand(512, 3, 32, 32, device="cuda")
+    with torch.no_grad():
+        model.train()(x)
+    model.eval()
+    y = torch.randint(0, 10, (512,), device="cuda")
+    attack = dict(eps=4 / 255, alpha=2 / 255, steps=5, loss="ce")
+    plain = infer(model, x, attack=attack, targets=y, seed=3, fold_bn=False, pad=True)
+    default = infer(model, x, attack=attack, targets=y, seed=3, pad=True)  # CUDA: the folded twin
+    assert torch.equal(default.logits, plain.logits)
+    agree = (default.adv_logits.argmax(1) == plain.adv_logits.argmax(1)).float().mean()
+    assert agree >= 0.98, f"the folded attack's predictions agree on {agree:.3f} of the images"

@@ -51,6 +51,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn as nn
 
+from ..models import FoldedTwin
 from ..utils import progress as progress_bar
 
 __all__ = ["DeepFoolResult", "deepfool", "DEEPFOOL_BEFORE", "DEEPFOOL_GRAD_MODES", "DEEPFOOL_PRECISIONS"]
@@ -307,7 +308,7 @@ def deepfool(
         grad_mode: ``"loop"`` (k - 1 backward passes over one forward graph) or ``"batched"`` (one vmapped
             backward with ``is_grads_batched``; same numbers, sometimes faster on GPU).
         fold_bn: attack a copy of the eval-mode model with every batch norm that follows a convolution
-            folded into it (``fralkit.train.FoldedTwin``): the same function with fewer layers, equal up to float
+            folded into it (``fralkit.models.FoldedTwin``): the same function with fewer layers, equal up to float
             rounding. Off by default: on one H200 (ResNet-18, 10,000 images) it saved 6 % and moved one distance of
             200 by 1.01e-3 relative to the reference (a sample whose iteration count changed), where the model
             itself stayed within 3.8e-4.
@@ -337,8 +338,6 @@ def deepfool(
     x = x.detach() if x.dtype == torch.float64 else x.detach().float()  # float64 stays (exact checks)
     attacked = model
     if fold_bn:
-        from ..train.fast import FoldedTwin  # here: fralkit.train imports the attacks
-
         twin = FoldedTwin(model)
         attacked = twin.module if twin.folded else model
     if channels_last and dev.type == "cuda":

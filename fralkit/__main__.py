@@ -1,7 +1,20 @@
-"""Command line: ``python -m fralkit reproduce [--profile smoke|quick|gpu|paper] [--only 01 ...] [--out DIR]``."""
+"""Command line: ``python -m fralkit reproduce [--profile smoke|quick|gpu|paper] [--only 01 ...] [--out DIR]``, and
+``python -m fralkit seed-spread NAME [--seeds 0,1,2] [--split-seed S] [--set KEY=VALUE]`` (a JIN preset's seed spread
+of its Init. AT row, ``fralkit.studies.calibration.seed_spread``)."""
 import sys
 
-from .reproduce import main
+from .studies.calibration import main as seed_spread_main
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["seed-spread"]:
+        return seed_spread_main(argv[1:])
+    # imported here: reproduce needs Jupyter's packages, which seed-spread does not (a bare GPU image lacks them)
+    from .reproduce import main as reproduce_main
+
+    return reproduce_main(argv)
+
 
 if __name__ == "__main__":
     sys.exit(main())

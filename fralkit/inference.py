@@ -8,10 +8,11 @@ order is fixed: clean forward, attack, attacked forward, so the attacks' random 
 batch order. ``mc_probs`` gives the MC-dropout samples ``[N, C, T]`` of BALD.
 
 Choices a caller makes, with their defaults: ``amp`` (bf16 autocast on CUDA; CPU stays fp32),
-``channels_last`` (``None``: on CUDA), ``pad`` (pad a short batch to the full batch, or a set smaller than one batch to
-``BUCKET`` rows times a power of two, so that candidate sets of every size reuse a few input shapes; rows are independent in eval mode, so padding changes
-no real row), ``seed`` (seeds the attacks' random starts in a forked RNG, leaving the caller's stream alone).
-All outputs are float32 on the model's device.
+``channels_last`` (``None``: on CUDA), ``pad`` (pad a short batch to the full batch, or a set smaller than one
+batch to ``BUCKET`` rows times a power of two, so that candidate sets of every size reuse a few input shapes; rows
+are independent in eval mode, so padding changes no real row), ``seed`` (seeds the attacks' random starts in a
+forked RNG, leaving the caller's stream alone), ``fold_bn`` (``None``: the attack runs on the batch-norm-folded
+twin on CUDA, the model itself on the CPU). All outputs are float32 on the model's device.
 """
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["PROFILE_NAMES", "PROFILES", "NOTEBOOKS", "base_parameters", "notebook_parameters", "apply", "parse_overrides"]
+__all__ = ["PROFILE_NAMES", "PROFILES", "NOTEBOOKS", "base_parameters", "notebook_parameters", "apply",
+           "parse_overrides"]
 
 PROFILE_NAMES = ("smoke", "quick", "gpu", "paper")
 

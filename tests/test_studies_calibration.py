@@ -419,3 +419,15 @@ def test_protocol_is_notebook_01s_search_config_and_the_command_line_prints_the_
     import json
     saved = json.loads(out.read_text())
     assert saved["seeds"] == [0, 1] and saved["config"]["n"] == 60 and saved["config"]["batch_size"] == 16
+
+
+def test_seed_spread_command_needs_no_jupyter_package():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['zmq'] = sys.modules['traitlets'] = sys.modules['papermill'] = None\n"
+            "from fralkit.__main__ import main\n"
+            "try:\n    main(['seed-spread', '--help'])\nexcept SystemExit as e:\n    sys.exit(e.code)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "python -m fralkit seed-spread" in out.stdout

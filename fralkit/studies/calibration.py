@@ -36,7 +36,8 @@ from ..train import fit
 from ..runtime import resolve_device, set_seed
 
 __all__ = ["DISADVANTAGED", "calibrate_preset", "grid", "keys", "run", "parts", "tables", "figures", "claims", "FIGURES", "calibration_table", "calibration_group_table", "describe_calibration",
-           "CALIBRATION_TARGETS", "PAPER_INIT_AT", "ROW_KEYS", "init_at_config", "measure_init_at", "seed_spread", "protocol",
+           "CALIBRATION_TARGETS", "PAPER_INIT_AT", "ROW_KEYS", "init_at_config", "measure_init_at",
+           "seed_spread", "protocol",
            "calibrate_to_target", "calibrate_groups", "GROUP_KNOBS", "SEARCH_START", "search_table", "target_table", "target_tables", "describe_search"]
 
 # The group each FRAL preset is designed to disadvantage (index into its group names), read from the registry.
@@ -847,14 +848,15 @@ def protocol(profile: str = "gpu", name: str = "synbols-utk") -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fralkit.studies.calibration NAME [--seeds 0,1,2] [--split-seed S] [--set epochs=60]``: the seed
+    """``python -m fralkit seed-spread NAME [--seeds 0,1,2] [--split-seed S] [--set epochs=60]``: the seed
     spread of a preset's Init. AT row (``seed_spread``) under notebook 01's protocol, into the result store."""
     import argparse
     import json
 
     from ..profiles import parse_overrides
 
-    parser = argparse.ArgumentParser(prog="python -m fralkit.studies.calibration", description=main.__doc__.split(":")[0])
+    parser = argparse.ArgumentParser(prog="python -m fralkit seed-spread",
+                                     description="The seed spread of a JIN preset's Init. AT row (seed_spread).")
     parser.add_argument("name", help="a JIN preset: synbols-utk, synbols-cinic or synbols-ham")
     parser.add_argument("--seeds", default="0,1,2", help="comma separated seeds (default 0,1,2)")
     parser.add_argument("--split-seed", type=int, default=None, help="one labelled set for every seed")
@@ -872,7 +874,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for s, row in zip(out["seeds"], out["rows"]):
         print(f"{args.name} seed {s}: " + " / ".join(f"{row[k]:.1f}" for k in ROW_KEYS)
               + f"  clean {[round(v, 1) for v in row['std_group']]} robust {[round(v, 1) for v in row['rob_group']]}")
-    print("mean     : " + " / ".join(f"{out['mean'][k]:.1f}" for k in ROW_KEYS) + f"  ({' / '.join(_ROW_NAMES.values())})")
+    print("mean     : " + " / ".join(f"{out['mean'][k]:.1f}" for k in ROW_KEYS)
+          + f"  ({' / '.join(_ROW_NAMES.values())})")
     print("seed std : " + " / ".join(f"{out['seed_std'][k]:.2f}" for k in ROW_KEYS)
           + ("" if args.split_seed is None else f"  (one labelled set: split_seed {args.split_seed})"))
     if args.json:
@@ -880,6 +883,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dump(out, fh, indent=1)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

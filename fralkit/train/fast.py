@@ -5,9 +5,10 @@ batch-norm-folded twin, the PGD loop alone as a CUDA graph, and ``torch.compile`
 clipping, optimiser step, the epoch's running sums) as one CUDA graph: the default on CUDA (``cuda_graph=True``)
 for the fixed-shape objectives (``Objective.graphable``). The optimiser reads its learning rate from a device
 tensor that ``fit`` writes before every replay (``graph_safe_optimizer``). PGD runs the model in eval mode, where
-batch norm is a fixed affine map: ``fralkit.models.FoldedTwin`` folds it into the convolutions (bf16 weights under autocast) and
-is refreshed from the model before every step with multi-tensor kernels (``fold_bn=True``, also on CPU: the same
-attack with fewer layers). FairAT keeps an eager step and replays only its fixed-shape PGD loops
+batch norm is a fixed affine map: ``fralkit.models.FoldedTwin`` folds it into the convolutions (bf16 weights under
+autocast) and is refreshed from the model before every step with multi-tensor kernels (``fold_bn=True``, also on
+CPU: the same attack with fewer
+layers). FairAT keeps an eager step and replays only its fixed-shape PGD loops
 (``_GraphedAttack``); ``compile=True`` wraps the model and the twin in ``torch.compile`` (default mode: its
 kernels are captured by ``CapturedStep`` like any other, so compile and the whole-step graph combine). CPU ignores
 ``cuda_graph`` and ``compile``. ``benchmarks/trades_throughput.py`` times a TRADES epoch against a plain fp32

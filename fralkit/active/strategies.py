@@ -652,15 +652,21 @@ def select_fairal(ctx: SelectionContext, budget: int) -> torch.Tensor:
     one_hot_g = F.one_hot(gv, ctx.val.num_groups).float()
     group_n = one_hot_g.sum(0).clamp_min(1)
 
-    base = {name: t.detach().clone() for name, t in model.state_dict().items()}
     scratch = copy.deepcopy(model)
+    # every look-ahead starts from M_R: its state copied back with one multi-tensor kernel, not load_state_dict's
+    # Python loop; the expected fairness accumulates on the device (no host sync per look-ahead, so the host
+    # queues the next look-ahead while the device runs this one)
+    state = list(scratch.state_dict().values())
+    base = [t.detach().clone() for t in state]
     opt = torch.optim.SGD(scratch.parameters(), lr=ctx.fairal_lr)
     torch.manual_seed(round_seed(ctx.seed, ctx.round, 4))
-    expected = torch.zeros(m)
+    expected = torch.zeros(m, device=dev)
+    weights_dev = weights.to(dev, torch.float64)
     t0 = time.perf_counter()
     for i in range(m):
         for j in range(k):
-            scratch.load_state_dict(base)
+            with torch.no_grad():
+                torch._foreach_copy_(state, base)
             scratch.train()
             xb = torch.cat([xr, xc_all[i:i + 1]])
             yb = torch.cat([yr, labels[i, j:j + 1].to(dev)])
@@ -680,7 +686,8 @@ def select_fairal(ctx: SelectionContext, budget: int) -> torch.Tensor:
                 lv = 0.5 * (F.cross_entropy(scratch(xv).float(), yv, reduction="none")
                             + F.cross_entropy(scratch(xa).float(), yv, reduction="none"))
             fair = -((lv[:, None] * one_hot_g).sum(0) / group_n).max()
-            expected[i] += float(weights[i, j]) * float(fair)
+            expected[i] += weights_dev[i, j] * fair.double()  # the product in double, as Python floats had it
+    expected = expected.cpu()
     sync(dev)
     ctx.timings.update(fairal_lookahead_s=time.perf_counter() - t0, fairal_candidates=m, fairal_labels=k,
                        fairal_lookaheads=m * k)

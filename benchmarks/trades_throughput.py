@@ -134,9 +134,10 @@ def main(argv=None) -> int:
     parser.add_argument("--compile-batch-sizes", default=None,
                         help="batch sizes of the torch.compile variants (default: the largest of --batch-sizes)")
     parser.add_argument("--layouts", default="channels_last",
-                        help="memory formats of the graphed variants, in this order (comma separated: channels_last, "
-                             "contiguous); bf16 depthwise convolutions in the contiguous format run PyTorch's own "
-                             "kernels, in channels_last cuDNN's, which it sets up (compiles) for every new shape")
+                        help="memory formats of the graphed variants, in this order after the eager step (comma "
+                             "separated: channels_last, contiguous); bf16 depthwise convolutions in the contiguous "
+                             "format run PyTorch's own kernels, in channels_last cuDNN's, which it sets up (compiles) "
+                             "for every new shape")
     parser.add_argument("--tiny", action="store_true", help="CPU-sized check: 256 images, small_cnn, 1 epoch")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default=None, help="write the results to this file")
@@ -206,14 +207,11 @@ def main(argv=None) -> int:
     bad = [t for t in layouts if t not in ("channels_last", "contiguous")]
     if bad or not layouts:
         parser.error(f"--layouts takes channels_last and/or contiguous, got {args.layouts!r}")
-    if layouts == ["channels_last"]:  # the default order of earlier runs: the eager step first
-        variants.append((f"fralkit eager step (cuda_graph=False), batch {big}", dict(batch_size=big, cuda_graph=False)))
+    variants.append((f"fralkit eager step (cuda_graph=False), batch {big}", dict(batch_size=big, cuda_graph=False)))
     for layout in layouts:
         for bs in bss:
             tag = "" if layout == "channels_last" else ", contiguous"
             variants.append((f"fralkit, batch {bs}{tag}", dict(batch_size=bs, channels_last=layout == "channels_last")))
-    if layouts != ["channels_last"]:
-        variants.append((f"fralkit eager step (cuda_graph=False), batch {big}", dict(batch_size=big, cuda_graph=False)))
     if dev.type == "cuda" and args.compile:
         for bs in ([int(b) for b in args.compile_batch_sizes.split(",")] if args.compile_batch_sizes else [big]):
             mode = True if args.compile_mode == "default" else args.compile_mode

@@ -687,8 +687,7 @@ def select_fairal(ctx: SelectionContext, budget: int) -> torch.Tensor:
                             + F.cross_entropy(scratch(xa).float(), yv, reduction="none"))
             fair = -((lv[:, None] * one_hot_g).sum(0) / group_n).max()
             expected[i] += weights_dev[i, j] * fair.double()  # the product in double, as Python floats had it
-    expected = expected.cpu()
-    sync(dev)
+    expected = expected.cpu()  # waits for the last look-ahead
     ctx.timings.update(fairal_lookahead_s=time.perf_counter() - t0, fairal_candidates=m, fairal_labels=k,
                        fairal_lookaheads=m * k)
     score = ctx.fairal_a * _minmax_norm(ent) + (1 - ctx.fairal_a) * _minmax_norm(expected)

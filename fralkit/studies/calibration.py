@@ -247,8 +247,7 @@ def seed_spread(name: str, seeds: int | Sequence[int] = 3, *, knobs: dict[str, f
         config["split_seed"] = int(split_seed)
     store = store or ResultStore()
     rows = [_measured_row(name, config, store, device, knobs, s) for s in ids]
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ROW_KEYS}
-    spread = {k: float(np.std([r[k] for r in rows], ddof=1)) if len(rows) > 1 else 0.0 for k in ROW_KEYS}
+    mean, spread = _mean_and_spread(rows)
     return {"dataset": name, "rows": rows, "mean": mean, "seed_std": spread, "seeds": ids,
             "split_seed": split_seed, "knobs": dict(knobs), "config": config}
 
@@ -272,10 +271,16 @@ def _nearest(grid, value) -> int:
     return int(np.argmin([abs(float(v) - float(value)) for v in grid]))
 
 
-def _summarize(i: int, knobs: dict, rows: list[dict], target: dict, tol: float) -> dict:
-    """One trial from its per-seed rows (in %): the mean row, the seed std, the worst groups, the distance."""
+def _mean_and_spread(rows: list[dict]) -> tuple[dict, dict]:
+    """The mean row and the seed std (ddof 1; 0 for one seed) of per-seed rows, by ``ROW_KEYS``."""
     row = {k: float(np.mean([r[k] for r in rows])) for k in ROW_KEYS}
     spread = {k: float(np.std([r[k] for r in rows], ddof=1)) if len(rows) > 1 else 0.0 for k in ROW_KEYS}
+    return row, spread
+
+
+def _summarize(i: int, knobs: dict, rows: list[dict], target: dict, tol: float) -> dict:
+    """One trial from its per-seed rows (in %): the mean row, the seed std, the worst groups, the distance."""
+    row, spread = _mean_and_spread(rows)
     std_group = np.mean([r["std_group"] for r in rows], axis=0)
     rob_group = np.mean([r["rob_group"] for r in rows], axis=0)
     worst_std, worst_rob = int(np.argmin(std_group)), int(np.argmin(rob_group))

@@ -162,7 +162,7 @@ def infer(model: nn.Module, data: GroupDataset | torch.Tensor, idx: torch.Tensor
     outs_e: list[torch.Tensor] = []
     attacker = model
     if attack is not None and (on_cuda if fold_bn is None else fold_bn):
-        twin = FoldedTwin(getattr(model, "_orig_mod", model), dtype=torch.bfloat16 if amp and on_cuda else None)
+        twin = FoldedTwin(model, dtype=torch.bfloat16 if amp and on_cuda else None)
         attacker = twin.module if twin.folded else model
         if attacker is not model:
             attacker = attacker.to(memory_format=torch.channels_last) if layout else attacker

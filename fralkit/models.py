@@ -580,7 +580,8 @@ class FoldedTwin:
     every forward.
 
     Args:
-        model: the classifier being trained (not modified).
+        model: the classifier being trained (not modified); a ``torch.compile`` wrapper is folded as the module it
+            wraps (the twin itself is not compiled).
         dtype: storage type of the twin's conv / linear weights (``None``: as the model's).
 
     Attributes:
@@ -589,6 +590,7 @@ class FoldedTwin:
     """
 
     def __init__(self, model: nn.Module, dtype: torch.dtype | None = None):
+        model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule: the module it wraps
         twin = copy.deepcopy(model).eval()
         for p in twin.parameters():
             p.requires_grad_(False)

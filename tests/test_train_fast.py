@@ -160,3 +160,25 @@ def test_fit_with_and_without_the_folded_twin_agree():
                   show_progress=False)
         runs.append((res.history["loss"], model.state_dict()))
     assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-3)
+
+
+def test_folded_twin_of_a_compiled_model_folds_the_module_it_wraps():
+    from fralkit.models import make_model
+    from fralkit.train import FoldedTwin
+
+    torch.manual_seed(0)
+    model = make_model("small_cnn", 3, image_size=8).train()
+    model(torch.rand(8, 3, 8, 8))
+    model.eval()
+    wrapped = torch.compile(model)  # only wrapped: nothing is compiled until it is called
+    plain, twin = FoldedTwin(model), FoldedTwin(wrapped)
+    assert twin.folded == plain.folded > 0
+    x = torch.rand(4, 3, 8, 8)
+    torch.testing.assert_close(twin(x), plain(x))
+    model.train()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+    twin.refresh()  # follows the wrapped model's updates
+    model.eval()
+    torch.testing.assert_close(twin(x), model(x), rtol=1e-4, atol=1e-5)

@@ -18,7 +18,9 @@ config); ``search_table`` and ``target_table`` render the search and the calibra
 """
 from __future__ import annotations
 
+import argparse
 import functools
+import json
 import time
 from dataclasses import replace
 from typing import Callable, Sequence
@@ -31,6 +33,7 @@ from ..data import CALIBRATED, DATASETS, KNOBS, PRESETS, fral_split, knob_values
 from ..experiments import ResultStore, save_table
 from .protocol import draw
 from ..metrics import group_report
+from ..profiles import notebook_parameters, parse_overrides
 from ..models import make_model
 from ..train import fit
 from ..runtime import resolve_device, set_seed
@@ -841,8 +844,6 @@ def claims(records) -> str:
 def protocol(profile: str = "gpu", name: str = "synbols-utk") -> dict:
     """The Init. AT protocol (``init_at_config``'s arguments) under which notebook 01's ``profile`` calibrates
     preset ``name``: the ``config`` of its search in ``grid``."""
-    from ..profiles import notebook_parameters
-
     params = {k: v for k, v in notebook_parameters(NOTEBOOK, profile).items() if k != "profile"}
     found = [c for c in grid(**{**params, "datasets": name, "calibrate": False, "calib_target": True})
              if c.get("search")]
@@ -855,11 +856,6 @@ def protocol(profile: str = "gpu", name: str = "synbols-utk") -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m fralkit seed-spread NAME [--seeds 0,1,2] [--split-seed S] [--set epochs=60]``: the seed
     spread of a preset's Init. AT row (``seed_spread``) under notebook 01's protocol, into the result store."""
-    import argparse
-    import json
-
-    from ..profiles import parse_overrides
-
     parser = argparse.ArgumentParser(prog="python -m fralkit seed-spread",
                                      description="The seed spread of a JIN preset's Init. AT row (seed_spread).")
     parser.add_argument("name", help="a JIN preset: synbols-utk, synbols-cinic or synbols-ham")

@@ -193,3 +193,87 @@ def test_default_standard_model_is_a_fresh_copy_trained_on_d_l(ctx_factory):
     assert m_s is not ctx.model and type(m_s) is type(ctx.model)
     assert not torch.equal(m_s.head.weight, ctx.model.head.weight)
     assert (ctx.train.g[select("jin", ctx, 4)] == 1).all()
+
+
+def _fairal_inputs(ctx, dev="cpu"):
+    """A replay batch, three candidates with two hypothetical labels each, and the validation images of FairAL."""
+    ds, val = ctx.train, ctx.val
+    vidx = torch.arange(8)
+    xv, yv, gv = val.float_images(vidx).to(dev), val.y[vidx].to(dev), val.g[vidx].to(dev)
+    one_hot = F.one_hot(gv, val.num_groups).float()
+    return dict(xr=ds.float_images(torch.arange(4)).to(dev), yr=ds.y[:4].to(dev),
+                xc=ds.float_images(torch.arange(12, 15)).to(dev), labels=torch.tensor([[0, 1], [2, 0], [1, 2]]),
+                weights=torch.tensor([[0.7, 0.3], [0.5, 0.5], [0.9, 0.1]]), xv=xv, yv=yv,
+                xv_adv=(xv + 0.01).clamp(0, 1), one_hot_g=one_hot, group_n=one_hot.sum(0).clamp_min(1))
+
+
+def test_fairal_look_aheads_each_start_from_m_r_and_weight_the_labels(ctx_factory):
+    """Every look-ahead is one TRADES SGD step of a fresh copy of M_R on the replay batch plus (x_i, y_ij), and the
+    expected fairness is sum_j w_ij * (-max_z mean_{val z} (CE clean + CE adv) / 2): computed here with a new
+    copy of the model per look-ahead, the same random draws in the same order."""
+    import copy
+
+    from fralkit.active.strategies import _fairal_expected
+    from fralkit.runtime import round_seed
+    from fralkit.train import trades_loss
+
+    ctx = ctx_factory()
+    inp = _fairal_inputs(ctx)
+    before = [p.detach().clone() for p in ctx.model.parameters()]
+    got = _fairal_expected(ctx, **inp, graph=False)
+    torch.manual_seed(round_seed(ctx.seed, ctx.round, 4))
+    want = []
+    for i in range(3):
+        total = 0.0
+        for j in range(2):
+            net = copy.deepcopy(ctx.model)
+            opt = torch.optim.SGD(net.parameters(), lr=ctx.fairal_lr)
+            net.train()
+            loss, _ = trades_loss(net, torch.cat([inp["xr"], inp["xc"][i:i + 1]]),
+                                  torch.cat([inp["yr"], inp["labels"][i, j:j + 1]]),
+                                  eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps, beta=ctx.beta)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            net.eval()
+            with torch.no_grad():
+                lv = 0.5 * (F.cross_entropy(net(inp["xv"]), inp["yv"], reduction="none")
+                            + F.cross_entropy(net(inp["xv_adv"]), inp["yv"], reduction="none"))
+            per_group = (lv[:, None] * inp["one_hot_g"]).sum(0) / inp["group_n"]
+            total += float(inp["weights"][i, j]) * float(-per_group.max())
+        want.append(total)
+    assert got.shape == (3,)
+    assert torch.allclose(got.double(), torch.tensor(want, dtype=torch.float64), rtol=0, atol=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(before, ctx.model.parameters())), "M_R itself must not move"
+
+
+class _BNNet(nn.Module):
+    """Conv, batch norm and a head: the batch-norm state a look-ahead must also start from."""
+
+    def __init__(self, classes: int = 3):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(8, classes)
+        self.feature_dim = 8
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@pytest.mark.gpu
+def test_fairal_graphed_look_aheads_match_the_eager_ones_on_cuda(ctx_factory):
+    """On CUDA each look-ahead is one replay of a captured graph: the expected fairness agrees with the same
+    look-aheads run eagerly (bf16 autocast in both), and M_R is left as it was."""
+    from fralkit.active.strategies import _fairal_expected
+
+    ctx = ctx_factory(model=_BNNet().cuda())
+    inp = _fairal_inputs(ctx, "cuda")
+    state = {k: v.clone() for k, v in ctx.model.state_dict().items()}
+    eager = _fairal_expected(ctx, **inp, graph=False)
+    graphed = _fairal_expected(ctx, **inp, graph=True)
+    assert torch.isfinite(graphed).all()
+    assert torch.allclose(graphed, eager, rtol=2e-2, atol=2e-2), (graphed, eager)
+    assert (graphed.max() - graphed.min()) > 0, "the candidates must be told apart"
+    assert all(torch.equal(v, ctx.model.state_dict()[k]) for k, v in state.items())

@@ -48,6 +48,7 @@ from ..data import GroupDataset
 from ..inference import last_linear
 from ..runtime import autocast, channels_last, round_seed, std_fit_seed, sync
 from ..train import fit, trades_loss
+from ..train.fast import CapturedStep, graph_safe_optimizer
 from .bald import bald_scores, mc_probs, select_top
 
 __all__ = [
@@ -652,46 +653,73 @@ def select_fairal(ctx: SelectionContext, budget: int) -> torch.Tensor:
     one_hot_g = F.one_hot(gv, ctx.val.num_groups).float()
     group_n = one_hot_g.sum(0).clamp_min(1)
 
-    scratch = copy.deepcopy(model)
-    # every look-ahead starts from M_R: its state copied back with one multi-tensor kernel, not load_state_dict's
-    # Python loop; the expected fairness accumulates on the device (no host sync per look-ahead, so the host
-    # queues the next look-ahead while the device runs this one)
-    state = list(scratch.state_dict().values())
-    base = [t.detach().clone() for t in state]
-    opt = torch.optim.SGD(scratch.parameters(), lr=ctx.fairal_lr)
-    torch.manual_seed(round_seed(ctx.seed, ctx.round, 4))
-    expected = torch.zeros(m, device=dev)
-    weights_dev = weights.to(dev, torch.float64)
     t0 = time.perf_counter()
-    for i in range(m):
-        for j in range(k):
-            with torch.no_grad():
-                torch._foreach_copy_(state, base)
-            scratch.train()
-            xb = torch.cat([xr, xc_all[i:i + 1]])
-            yb = torch.cat([yr, labels[i, j:j + 1].to(dev)])
-            for _ in range(ctx.fairal_steps):
-                with autocast(dev, ctx.amp):
-                    loss, _ = trades_loss(scratch, xb, yb, eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps, beta=ctx.beta)
-                opt.zero_grad(set_to_none=True)
-                loss.float().backward()
-                opt.step()
-            scratch.eval()
-            if xv_adv is None:
-                with autocast(dev, ctx.amp):
-                    xa = pgd(scratch, xv, yv, eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps, loss="ce")
-            else:
-                xa = xv_adv
-            with torch.no_grad(), autocast(dev, ctx.amp):
-                lv = 0.5 * (F.cross_entropy(scratch(xv).float(), yv, reduction="none")
-                            + F.cross_entropy(scratch(xa).float(), yv, reduction="none"))
-            fair = -((lv[:, None] * one_hot_g).sum(0) / group_n).max()
-            expected[i] += weights_dev[i, j] * fair.double()  # the product in double, as Python floats had it
-    expected = expected.cpu()  # waits for the last look-ahead
+    expected = _fairal_expected(ctx, xr, yr, xc_all, labels, weights, xv, yv, xv_adv, one_hot_g, group_n,
+                                graph=dev.type == "cuda")
     ctx.timings.update(fairal_lookahead_s=time.perf_counter() - t0, fairal_candidates=m, fairal_labels=k,
                        fairal_lookaheads=m * k)
     score = ctx.fairal_a * _minmax_norm(ent) + (1 - ctx.fairal_a) * _minmax_norm(expected)
     return _top(score, cand, budget)
+
+
+def _fairal_expected(ctx: SelectionContext, xr: torch.Tensor, yr: torch.Tensor, xc: torch.Tensor, labels: torch.Tensor,
+                     weights: torch.Tensor, xv: torch.Tensor, yv: torch.Tensor, xv_adv: torch.Tensor | None,
+                     one_hot_g: torch.Tensor, group_n: torch.Tensor, *, graph: bool) -> torch.Tensor:
+    """FairAL's expected minimax fairness of every candidate (``[m]``, on the host): the look-aheads of
+    ``select_fairal``, one per (candidate i, hypothetical label ``labels[i, j]``).
+
+    Every look-ahead starts from M_R (its state copied back with one multi-tensor kernel) and reads its batch from
+    fixed buffers: the replay minibatch ``(xr, yr)`` with the candidate in the last row. So its shapes never
+    change, and with ``graph`` (CUDA) it is one captured CUDA graph (``fralkit.train.fast.CapturedStep``), replayed
+    ``m x k`` times: one launch instead of the thousands of small kernels of a MobileNetV2 TRADES step on 33
+    images and two evaluations of the validation images, which the host cannot issue as fast as the device runs
+    them. The expected fairness accumulates on the device (no host sync per look-ahead), the products in double as
+    Python floats had them. Without ``graph`` the same function runs eagerly, as on the CPU.
+    """
+    dev = xv.device
+    m, k = labels.shape
+    scratch = copy.deepcopy(ctx.model)
+    state = list(scratch.state_dict().values())
+    base = [t.detach().clone() for t in state]
+    opt = torch.optim.SGD(scratch.parameters(), lr=ctx.fairal_lr)
+    if graph and graph_safe_optimizer(opt)[0] is None:  # plain SGD on CUDA always is; anything else runs eagerly
+        graph = False
+    xb, yb = torch.cat([xr, xc[:1]]), torch.cat([yr, labels[0, :1].to(dev)])
+    labels_dev = labels.to(dev)
+    fair = torch.zeros((), device=dev)
+
+    def lookahead() -> None:
+        with torch.no_grad():
+            torch._foreach_copy_(state, base)
+        scratch.train()
+        for _ in range(ctx.fairal_steps):
+            with autocast(dev, ctx.amp, cache=not graph):  # autocast's weight cache must not outlive a capture
+                loss, _ = trades_loss(scratch, xb, yb, eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps, beta=ctx.beta)
+            opt.zero_grad(set_to_none=True)
+            loss.float().backward()
+            opt.step()
+        scratch.eval()
+        if xv_adv is None:
+            with autocast(dev, ctx.amp, cache=not graph):
+                xa = pgd(scratch, xv, yv, eps=ctx.eps, alpha=ctx.alpha, steps=ctx.steps, loss="ce")
+        else:
+            xa = xv_adv
+        with torch.no_grad(), autocast(dev, ctx.amp, cache=not graph):
+            lv = 0.5 * (F.cross_entropy(scratch(xv).float(), yv, reduction="none")
+                        + F.cross_entropy(scratch(xa).float(), yv, reduction="none"))
+        fair.copy_(-((lv[:, None] * one_hot_g).sum(0) / group_n).max())
+
+    step = CapturedStep(lookahead) if graph else lookahead
+    torch.manual_seed(round_seed(ctx.seed, ctx.round, 4))
+    expected = torch.zeros(m, device=dev)
+    weights_dev = weights.to(dev, torch.float64)
+    for i in range(m):
+        xb[-1].copy_(xc[i])
+        for j in range(k):
+            yb[-1:].copy_(labels_dev[i, j:j + 1])
+            step()
+            expected[i] += weights_dev[i, j] * fair.double()
+    return expected.cpu()  # waits for the last look-ahead
 
 
 def _jin(ctx: SelectionContext, budget: int, *, use_per: bool, use_rob: bool) -> torch.Tensor:

@@ -209,7 +209,9 @@ class FRALConfig(StrategyOptions):
             (the paper does not give them).
         init_min_steps: at least this many optimiser steps for the initial model (0: off): its epochs are
             ``init_epochs_for(|D_L|)``, so a small initial set trains as long in steps as a larger one does in epochs.
-            Keyed only when set.
+            The rule counts the batches of D_L itself: with ``oversample`` (HAM) an epoch is the class-balanced set,
+            so the steps made are more (synbols-ham: 1,040 labels oversample to 5,061 images, 20 batches of 256, so
+            the 78 epochs of 390 steps make 1,560 steps; its 30 epochs made 600). Keyed only when set.
         batch_size, lr, finetune_lr, momentum, weight_decay: SGD settings of TRADES training.
         warmup_epochs: linear lr warm-up of the initial TRADES model; grad_clip: global gradient-norm clip of
             every training run (0: none). TRADES from scratch at lr 0.1 on a few hundred images can diverge
@@ -349,7 +351,8 @@ class FRALConfig(StrategyOptions):
 
     def init_epochs_for(self, n_labelled: int) -> int:
         """Epochs of the initial model on ``n_labelled`` images: ``init_epochs``, or with ``init_min_steps`` the
-        ``max(init_epochs, ceil(init_min_steps / ceil(n_labelled / batch_size)))`` that reach that many steps."""
+        ``max(init_epochs, ceil(init_min_steps / ceil(n_labelled / batch_size)))`` that reach that many steps
+        (of batches of the labelled set before any oversampling: ``init_min_steps``)."""
         if not self.init_min_steps:
             return int(self.init_epochs)
         per_epoch = max(1, math.ceil(int(n_labelled) / int(self.batch_size)))

@@ -634,7 +634,8 @@ NOTEBOOK = "01"
 #   at contrast 42.6, where the paper's CIFAR-10 images keep 63 %; the textured group's ratio was on target (0.60)
 #   and its level 8 points high. So: the plain group's contrast 25 at ambiguity 0.25, the textured group's ambiguity
 #   0.30 (0.34 by the model, less for the coupling).
-# - synbols-ham: measured at 150 steps only; notebook 03 now trains 390 (``init_min_steps``). Robust over clean was
+# - synbols-ham: measured at 30 epochs only (600 steps of its oversampled epochs, counted as 150 before oversampling);
+#   notebook 03 now trains 78 epochs (``init_min_steps`` 390 counted the same way: 1,560 steps). Robust over clean was
 #   0.57-0.63 where the paper's macro-F1 rows have 0.42-0.43: both contrasts lower (27 / 42, trial 0 of the second
 #   search) with the background noise halved from 20 to 10 to keep the clean F1 up.
 # Its bests (3 seeds each) are ``fralkit.data.CALIBRATED``: synbols-utk 0.5 points off, synbols-cinic 6.8, synbols-ham

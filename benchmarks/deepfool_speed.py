@@ -3,9 +3,12 @@
 Targets on one H200: 10,000 images at 32 px through ResNet-18 in at most 10 s, and at least 50x the
 reference, with every distance within 1e-3 relative of the reference's. Both run in the same process on the same
 trained ResNet-18 and the same test images; the reference in fp32 with TF32 off. The verdict is that of
-``deepfool``'s defaults (the model as is, fp32); ``--variants`` also times batch norm folded into the
-convolutions, TF32, bf16, the active batch padded to recurring shapes and cuDNN's autotuner (``VARIANTS``), each
-with its agreement; ``--model mobilenetv2`` times the backbone of notebook 03, whose depthwise convolutions cost
+``deepfool``'s defaults (the model as is; on CUDA its dense convolutions as three TF32 products of split operands,
+fp32-accurate); ``--variants`` also times plain fp32, batch norm folded into the convolutions, TF32, bf16, the
+active batch padded to recurring shapes and cuDNN's autotuner (``VARIANTS``), each with its agreement. The first
+``--ref64-n`` images are also attacked by the reference in float64, and every row says how far it is from those
+exact distances, the fp32 reference's own row included: a distance whose iteration count hangs on the last bits
+moves by more than 1e-3 under any change of rounding; ``--model mobilenetv2`` times the backbone of notebook 03, whose depthwise convolutions cost
 cuDNN a set-up per new batch shape. The model gets standard training on ``synbols-cinic`` (10 classes) with notebook 04's gpu recipe
 (lr 0.05, 1-epoch warm-up, gradient clip 5; that run reached 94 % on 8,000 images in 12 epochs). A model near
 chance has every boundary close, so DeepFool needs few iterations and both timings flatter the attack: the
@@ -22,6 +25,7 @@ and extrapolated to ``--n``; the output says so. On the reference subset the two
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -58,20 +62,27 @@ def reference_deepfool(model, image: torch.Tensor, *, num_classes: int = 10, ove
     return 0.5 * (norm + (1 + overshoot) * norm), loop_i, bool(k_i != label)
 
 
-# deepfool options of each variant; "default" is deepfool's defaults, whose numbers give the verdict. The autotuned
-# ones are timed twice: the first call tunes every new shape, the second finds them tuned.
+# deepfool options of each variant; "default" is deepfool's defaults (on CUDA the 3xTF32 split convolutions), whose
+# numbers give the verdict. The fp32 rows keep the options of the earlier README rows. The autotuned ones are timed
+# twice: the first call tunes every new shape, the second finds them tuned.
 VARIANTS = {
     "default": {},
-    "folded": dict(fold_bn=True),
+    "fp32": dict(precision="fp32"),
+    "folded": dict(precision="fp32", fold_bn=True),
     "tf32": dict(precision="tf32", fold_bn=True),
     "tf32-cl": dict(precision="tf32", fold_bn=True, channels_last=True),
     "bf16": dict(precision="bf16", fold_bn=True),
-    "padded": dict(pad=True),
+    "padded": dict(precision="fp32", pad=True),
     "batched": dict(grad_mode="batched"),
     "padded-batched": dict(pad=True, grad_mode="batched"),
-    "autotune": dict(autotune=True),
-    "autotune-cl": dict(autotune=True, channels_last=True),
-    "folded-autotune-cl": dict(fold_bn=True, autotune=True, channels_last=True),
+    "autotune": dict(precision="fp32", autotune=True),
+    "autotune-cl": dict(precision="fp32", autotune=True, channels_last=True),
+    "folded-autotune-cl": dict(precision="fp32", fold_bn=True, autotune=True, channels_last=True),
+    "3xtf32-folded": dict(precision="3xtf32", fold_bn=True),
+    "3xtf32-cl": dict(precision="3xtf32", channels_last=True),
+    "3xtf32-folded-cl": dict(precision="3xtf32", fold_bn=True, channels_last=True),
+    "3xtf32-padded": dict(precision="3xtf32", pad=True),
+    "3xtf32-folded-autotune-cl": dict(precision="3xtf32", fold_bn=True, autotune=True, channels_last=True),
 }
 
 
@@ -84,6 +95,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="images attacked by the batched DeepFool")
     parser.add_argument("--ref-n", type=int, default=200, help="images attacked by the reference loop (extrapolated)")
+    parser.add_argument("--ref64-n", type=int, default=50, help="of those, images also attacked by the reference loop "
+                        "in float64: how far each fp32 computation, the reference's included, is from exact arithmetic")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--train-n", type=int, default=10_000)
@@ -91,13 +104,14 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=2500, help="DeepFool batch size")
     parser.add_argument("--grad-mode", default="loop", choices=["loop", "batched"])
     parser.add_argument("--variants", default="", help="also time these variants (comma separated, or all: "
-                        "folded, tf32, tf32-cl, bf16, autotune, autotune-cl, folded-autotune-cl), each against the reference")
+                        "see VARIANTS), each against the reference")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tiny", action="store_true", help="CPU-sized check: 48 images at 16 px, 8 for the reference")
     parser.add_argument("--json", default=None, help="write the numbers to this file")
     args = parser.parse_args(argv)
     if args.tiny:
         args.n, args.ref_n, args.size, args.train_n, args.epochs, args.batch = 48, 8, 16, 300, 1, 48
+        args.ref64_n = min(args.ref64_n, 4)
 
     from fralkit.attacks.deepfool import _arithmetic, deepfool
     from fralkit.data import load_dataset
@@ -141,6 +155,22 @@ def main(argv=None) -> int:
           f"{m} of the {len(x)} images and extrapolated: {len(x) / ref_rate:.1f} s for all)")
     ref_d_t = torch.tensor(ref_d, dtype=torch.float64)
 
+    # The same reference in float64 on the first images: the distances of exact arithmetic, up to 1e-16.
+    m64 = min(args.ref64_n, m)
+    model64 = copy.deepcopy(model).double()
+    x64 = x[:m64].double()
+    t0 = time.perf_counter()
+    exact = torch.tensor([reference_deepfool(model64, x64[i], num_classes=splits.train.num_classes)[0]
+                          for i in range(m64)], dtype=torch.float64)
+    del model64
+
+    def off64(d: torch.Tensor) -> float:
+        return float(((d[:m64] - exact).abs() / exact.clamp_min(1e-12)).max()) if m64 else float("nan")
+
+    ref_off64 = off64(ref_d_t)
+    print(f"float64 reference: {m64} images in {time.perf_counter() - t0:.1f} s; the fp32 reference's max rel. diff "
+          f"from it {ref_off64:.2e}")
+
     chosen = ["default"] + [v for v in (VARIANTS if args.variants == "all" else (args.variants or "").split(","))
                             if v and v != "default"]
     unknown = sorted(set(chosen) - set(VARIANTS))
@@ -168,10 +198,12 @@ def main(argv=None) -> int:
         rate = len(x) / ours_s
         rows[name] = {"options": kw, "seconds": ours_s, "img_s": rate, "ratio": rate / ref_rate,
                       "max_rel_diff": float(rel.max()), "median_rel_diff": float(rel.median()),
+                      "max_rel_diff_float64": off64(ours_d),
                       "agree": bool((rel <= 1e-3).all()), "same_iters": same_iters, "same_flip": same_flip,
                       "mean_iters": summ["mean_iters"], "max_iters": summ["max_iters"], "n_unflipped": summ["n_unflipped"]}
         print(f"fralkit {name:<26}: {len(x)} images in {ours_s:6.2f} s = {rate:8.1f} images/s = {rate / ref_rate:6.1f}x;"
-              f" max rel. diff {float(rel.max()):.2e} (median {float(rel.median()):.2e}), same iterations "
+              f" max rel. diff {float(rel.max()):.2e} (median {float(rel.median()):.2e}; from float64 "
+              f"{off64(ours_d):.2e}), same iterations "
               f"{same_iters}/{m}, same flip {same_flip}/{m} -> {'PASS' if rows[name]['agree'] else 'FAIL'} (<= 1e-3); "
               f"mean {summ['mean_iters']:.2f} / max {summ['max_iters']} iterations")
 
@@ -189,7 +221,9 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"device": device_name(dev), "model": args.model, "size": args.size, "n": len(x), "ref_n": m,
-                       "ref_s": ref_s, "ref_img_s": ref_rate, "ratio": ratio, "agree": agree, "accuracy": acc,
+                       "ref_s": ref_s, "ref_img_s": ref_rate,
+                       "ref64_n": m64, "ref_max_rel_diff_float64": ref_off64, "ratio": ratio, "agree": agree,
+                       "accuracy": acc,
                        "batch": args.batch, "grad_mode": args.grad_mode, "variants": rows}, fh, indent=2)
     return 0 if agree else 1
 

@@ -28,7 +28,7 @@ step() {  # step NAME LIMIT COMMAND...
     tail -n 4 "$out/$name.log"
 }
 if [ "${TINY:-0}" != 1 ]; then
-    step gpu_tests "${LIMIT_TESTS:-240}" "$py" -m pytest -q -m gpu tests/test_inference.py tests/test_train_fast.py tests/test_deepfool.py
+    step gpu_tests "${LIMIT_TESTS:-240}" "$py" -m pytest -q -m gpu tests/test_inference.py tests/test_train_fast.py tests/test_deepfool.py tests/test_split_tf32.py
 fi
 step fral_study_cost "${LIMIT_FRAL:-300}" "$py" benchmarks/fral_study_cost.py "${tiny[@]}" --strategies "${STRATEGIES:-jin,rand,fairal}" --verbose --json "$out/fral_study_cost.json"
 step trades_throughput "${LIMIT_TRADES:-240}" "$py" benchmarks/trades_throughput.py "${tiny[@]}" --batch-sizes "${TRADES_BATCH_SIZES:-256}" --json "$out/trades_throughput.json"

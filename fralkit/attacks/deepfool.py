@@ -17,7 +17,9 @@ Here every sample of a batch moves at once on ``x.device``: one forward pass per
 active samples, then the k - 1 input gradients ``w'_c`` of all of them, each from one backward pass of the
 batch sum ``sum_n f'_c(x_n)`` (the samples of an eval-mode model are independent, so the gradient of the
 sum holds every sample's own gradient). Samples whose label has changed are frozen and leave the batch.
-Everything runs in fp32 with TF32 and autocast off: the distance is a small difference of logits.
+Everything runs at fp32 accuracy, TF32 and autocast off: the distance is a small difference of logits. On CUDA the
+dense convolutions run by default as three TF32 products of split operands (``fralkit.attacks.split_tf32``), fp32's
+accuracy on tensor cores; ``precision="fp32"`` computes them on the fp32 units.
 
 **The distance (FARMUR Eq. 8).** ``d_theta(x) = (||r_max|| + ||r_tot||) / 2``, the mean of the
 perturbation norms just before and just after the label changes. Two readings of "just before":
@@ -52,13 +54,14 @@ import torch
 import torch.nn as nn
 
 from ..models import FoldedTwin
+from .split_tf32 import SplitTF32Twin
 from ..utils import progress as progress_bar
 
 __all__ = ["DeepFoolResult", "deepfool", "DEEPFOOL_BEFORE", "DEEPFOOL_GRAD_MODES", "DEEPFOOL_PRECISIONS"]
 
 DEEPFOOL_BEFORE = ("boundary", "iterate")
 DEEPFOOL_GRAD_MODES = ("loop", "batched")
-DEEPFOOL_PRECISIONS = ("fp32", "tf32", "bf16")
+DEEPFOOL_PRECISIONS = ("auto", "fp32", "3xtf32", "tf32", "bf16")
 
 
 @dataclass
@@ -107,8 +110,9 @@ def _arithmetic(device: torch.device, precision: str = "fp32", autotune: bool = 
     """The arithmetic of ``precision``, with no cuDNN autotuning, which would re-tune for every new size of the
     shrinking active batch (all restored after). ``"fp32"``: no autocast, no TF32 in cuDNN convolutions or cuBLAS
     matmuls; ``"tf32"``: fp32 tensors, TF32 tensor cores for convolutions and matmuls (CUDA; the CPU computes
-    fp32); ``"bf16"``: bf16 autocast (the logits and every norm are fp32). ``autotune``: cuDNN's autotuner on
-    (``deepfool`` then pads the active batch to a few recurring sizes)."""
+    fp32); ``"3xtf32"``: as ``"fp32"`` (the split convolutions of ``SplitTF32Twin`` switch TF32 on for their own
+    three products only); ``"bf16"``: bf16 autocast (the logits and every norm are fp32). ``autotune``: cuDNN's
+    autotuner on (``deepfool`` then pads the active batch to a few recurring sizes)."""
     old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
@@ -140,6 +144,9 @@ def _check(x: torch.Tensor, overshoot: float, max_iter: int, candidates: int | N
         raise ValueError(f"deepfool: unknown grad_mode={grad_mode!r}; valid: {list(DEEPFOOL_GRAD_MODES)}")
     if precision not in DEEPFOOL_PRECISIONS:
         raise ValueError(f"deepfool: unknown precision={precision!r}; valid: {list(DEEPFOOL_PRECISIONS)}")
+    if precision == "3xtf32" and grad_mode == "batched":  # "auto" falls back to fp32 there
+        raise ValueError("deepfool: precision='3xtf32' computes its input gradients in a custom backward that "
+                         "vmap cannot batch; use grad_mode='loop'")
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"deepfool: batch_size must be positive or None, got {batch_size}")
 
@@ -281,7 +288,7 @@ def deepfool(
     batch_size: int | None = 1024,
     grad_mode: str = "loop",
     fold_bn: bool = False,
-    precision: str = "fp32",
+    precision: str = "auto",
     channels_last: bool = False,
     autotune: bool = False,
     pad: bool = False,
@@ -291,7 +298,7 @@ def deepfool(
     """Batched L2 DeepFool on ``x.device``; per sample the FARMUR distance ``d_theta(x)`` (Eq. 8).
 
     The model is put in eval mode for the attack and its mode is restored after; computations are fp32
-    (no autocast, no TF32) unless ``precision`` says otherwise. See the module docstring for the iteration,
+    (no autocast, no TF32) or, on CUDA by default, the fp32-accurate 3xTF32 split of ``precision``. See the module docstring for the iteration,
     Eq. 8 and the clamping choice.
 
     Args:
@@ -312,9 +319,11 @@ def deepfool(
             rounding. Off by default: on one H200 (ResNet-18, 10,000 images) it saved 6 % and moved one distance of
             200 by 1.01e-3 relative to the reference (a sample whose iteration count changed), where the model
             itself stayed within 3.8e-4.
-        precision: ``"fp32"`` (default; the distances of the reference to float rounding), ``"tf32"`` (TF32
-            tensor cores for convolutions and matmuls on CUDA) or ``"bf16"`` (bf16 autocast); logits, norms and
-            iterates stay fp32 in every case. ``benchmarks/deepfool_speed.py`` measures each against the
+        precision: ``"auto"`` (default): ``"3xtf32"`` on CUDA with ``grad_mode="loop"``, else ``"fp32"``;
+            ``"fp32"`` (the distances of the reference to float rounding), ``"tf32"`` (TF32
+            tensor cores for convolutions and matmuls on CUDA), ``"3xtf32"`` (every dense convolution as three TF32
+            products of split operands, ``fralkit.attacks.split_tf32``: near-fp32 accuracy on tensor cores; needs
+            ``grad_mode="loop"``) or ``"bf16"`` (bf16 autocast); logits, norms and iterates stay fp32 in every case. ``benchmarks/deepfool_speed.py`` measures each against the
             reference's distances.
         channels_last: run the model in channels-last memory layout (CUDA; the same numbers up to rounding).
         autotune: cuDNN's autotuner on (CUDA): the shrinking active batch is padded to recurring sizes (``2^k``,
@@ -332,6 +341,8 @@ def deepfool(
         ``label``, ``adv_label`` (and ``x_adv``).
     """
     _check(x, overshoot, max_iter, candidates, before, grad_mode, batch_size, precision)
+    if precision == "auto":
+        precision = "3xtf32" if x.device.type == "cuda" and grad_mode == "loop" else "fp32"
     was_training = model.training
     model.eval()
     dev = x.device
@@ -340,6 +351,8 @@ def deepfool(
     if fold_bn:
         twin = FoldedTwin(model)
         attacked = twin.module if twin.folded else model
+    if precision == "3xtf32":
+        attacked = SplitTF32Twin(attacked).module
     if channels_last and dev.type == "cuda":
         attacked = attacked if attacked is not model else copy.deepcopy(model)
         attacked = attacked.to(memory_format=torch.channels_last)

@@ -1,0 +1,124 @@
+"""Convolutions at fp32 accuracy on TF32 tensor cores: the "3xTF32" split, for DeepFool's input gradients.
+
+A TF32 tensor core multiplies operands rounded to 10 mantissa bits (fp32 has 23) and accumulates in fp32. Split
+every fp32 operand into a TF32-exact high part and the remainder::
+
+    a = a_hi + a_lo,   a_hi = a with its 13 low mantissa bits cleared,   |a_lo| <= 2^-10 |a|
+
+then ``a * b ~= a_hi b_hi + a_hi b_lo + a_lo b_hi``: the first product is exact on the tensor core, the other two
+carry relative errors near ``2^-11`` of terms already ``2^-10`` small, and the dropped ``a_lo b_lo`` is below
+``2^-20``. Three TF32 convolutions then give a result close to one fp32 convolution (relative error near
+``2^-20`` where plain TF32 has ``2^-11``), at a fraction of its cost where tensor cores are several times faster
+than the fp32 units (an H200: about 495 dense TF32 TFLOP/s against 67 fp32).
+
+``SplitTF32Twin(model)`` is an eval-mode copy of ``model`` whose dense convolutions (``groups == 1``, zero padding,
+numeric padding) compute that way in the forward pass and in the input gradient of the backward pass; depthwise
+and grouped convolutions, linear layers and everything else stay as they are (fp32 under ``deepfool``'s
+arithmetic). The copy's parameters take no gradient: the input gradient is what DeepFool needs. On the CPU, where
+TF32 does not exist, the three convolutions are fp32 and the result equals the plain convolution up to rounding.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["split_tf32", "SplitTF32Conv2d", "SplitTF32Twin"]
+
+_LOW_BITS = -(1 << 13)  # int32 mask 0xFFFFE000: keeps sign, exponent and the 10 mantissa bits of TF32
+
+
+def split_tf32(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(hi, lo)`` with ``hi + lo == t`` exactly (fp32): ``hi`` is ``t`` truncated to TF32's 10 mantissa bits."""
+    if t.dtype != torch.float32:
+        raise ValueError(f"split_tf32: fp32 tensors only, got {t.dtype}")
+    hi = (t.view(torch.int32) & _LOW_BITS).view(torch.float32)
+    return hi, t - hi
+
+
+@contextlib.contextmanager
+def _tf32_convolutions():
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = old
+
+
+class _SplitConv(torch.autograd.Function):
+    """``conv2d(x, w)`` (no bias) as three TF32 convolutions of the split operands, forward and input gradient."""
+
+    @staticmethod
+    def forward(ctx, x, w_hi, w_lo, stride, padding, dilation):
+        ctx.save_for_backward(w_hi, w_lo)
+        ctx.conv = (x.shape, stride, padding, dilation)
+        x_hi, x_lo = split_tf32(x)
+        with _tf32_convolutions():
+            y = F.conv2d(x_lo, w_hi, None, stride, padding, dilation)
+            y += F.conv2d(x_hi, w_lo, None, stride, padding, dilation)
+            y += F.conv2d(x_hi, w_hi, None, stride, padding, dilation)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        w_hi, w_lo = ctx.saved_tensors
+        shape, stride, padding, dilation = ctx.conv
+        g_hi, g_lo = split_tf32(g.contiguous(memory_format=_layout(g)))
+        with _tf32_convolutions():
+            gx = torch.nn.grad.conv2d_input(shape, w_hi, g_lo, stride, padding, dilation)
+            gx += torch.nn.grad.conv2d_input(shape, w_lo, g_hi, stride, padding, dilation)
+            gx += torch.nn.grad.conv2d_input(shape, w_hi, g_hi, stride, padding, dilation)
+        return gx, None, None, None, None, None
+
+
+def _layout(t: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last) \
+        and not t.is_contiguous() else torch.contiguous_format
+
+
+class SplitTF32Conv2d(nn.Module):
+    """A fixed ``nn.Conv2d`` (``groups == 1``) computed by the 3xTF32 split; the weight is split once, here."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        if not SplitTF32Conv2d.supports(conv):
+            raise ValueError(f"SplitTF32Conv2d: needs a dense fp32 Conv2d with zero, numeric padding, got {conv}")
+        w = conv.weight.detach()
+        hi, lo = split_tf32(w.contiguous())
+        self.register_buffer("w_hi", hi.contiguous(memory_format=_layout(w)))
+        self.register_buffer("w_lo", lo.contiguous(memory_format=_layout(w)))
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+
+    @staticmethod
+    def supports(conv: nn.Module) -> bool:
+        return (type(conv) is nn.Conv2d and conv.groups == 1 and conv.padding_mode == "zeros"
+                and not isinstance(conv.padding, str) and conv.weight.dtype == torch.float32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = _SplitConv.apply(x, self.w_hi, self.w_lo, self.stride, self.padding, self.dilation)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+
+class SplitTF32Twin:
+    """An eval-mode copy of ``model`` with every supported convolution replaced by ``SplitTF32Conv2d``.
+
+    Attributes:
+        module: the copy (call it like the model; it takes no parameter gradients).
+        replaced: number of convolutions computed by the split.
+    """
+
+    def __init__(self, model: nn.Module):
+        model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule: the module it wraps
+        twin = copy.deepcopy(model).eval()
+        for p in twin.parameters():
+            p.requires_grad_(False)
+        edits = [(parent, name, child) for parent in twin.modules() for name, child in parent.named_children()
+                 if SplitTF32Conv2d.supports(child)]
+        for parent, name, child in edits:
+            setattr(parent, name, SplitTF32Conv2d(child))
+        self.module, self.replaced = twin, len(edits)

@@ -83,6 +83,10 @@ VARIANTS = {
     "3xtf32-folded-cl": dict(precision="3xtf32", fold_bn=True, channels_last=True),
     "3xtf32-padded": dict(precision="3xtf32", pad=True),
     "3xtf32-folded-autotune-cl": dict(precision="3xtf32", fold_bn=True, autotune=True, channels_last=True),
+    # split_max_k: fralkit.attacks.split_tf32.MAX_K for this row (the longest tensor-core sum; 576 by default)
+    "3xtf32-k288-cl": dict(precision="3xtf32", channels_last=True, split_max_k=288),
+    "3xtf32-k1152-cl": dict(precision="3xtf32", channels_last=True, split_max_k=1152),
+    "3xtf32-k4608-cl": dict(precision="3xtf32", channels_last=True, split_max_k=4608),
 }
 
 
@@ -179,9 +183,13 @@ def main(argv=None) -> int:
     rows = {}
     runs = [(name, 1) for name in chosen]
     runs += [(name, 2) for name in chosen if VARIANTS[name].get("autotune")]  # tuned: the shapes recur
+    import fralkit.attacks.split_tf32 as split_tf32
+
+    default_max_k = split_tf32.MAX_K
     for name, call in runs:
         kw = VARIANTS[name]
         opts = {"batch_size": args.batch, "grad_mode": args.grad_mode, **kw}
+        split_tf32.MAX_K = opts.pop("split_max_k", default_max_k)
         if call == 1:
             deepfool(model, x[: min(64, len(x))], **opts)  # warm-up (kernels, cuDNN)
         name = name if call == 1 else f"{name}, 2nd call"

@@ -1,21 +1,20 @@
 """Batched DeepFool (``fralkit.attacks.deepfool``) against a one-image-at-a-time reference loop.
 
-Targets on one H200: 10,000 images at 32 px through ResNet-18 in at most 10 s, and at least 50x the
-reference, with every distance within 1e-3 relative of the reference's. Both run in the same process on the same
-trained ResNet-18 and the same test images; the reference in fp32 with TF32 off. The verdict is that of
-``deepfool``'s defaults (the model as is; on CUDA its dense convolutions as three TF32 products of split operands,
-fp32-accurate); ``--variants`` also times plain fp32, batch norm folded into the convolutions, TF32, bf16, the
-active batch padded to recurring shapes and cuDNN's autotuner (``VARIANTS``), each with its agreement. The first
-``--ref64-n`` images are also attacked by the reference in float64, and every row says how far it is from those
-exact distances, the fp32 reference's own row included: a distance whose iteration count hangs on the last bits
-moves by more than 1e-3 under any change of rounding; ``--model mobilenetv2`` times the backbone of notebook 03, whose depthwise convolutions cost
-cuDNN a set-up per new batch shape. The model gets standard training on ``synbols-cinic`` (10 classes) with notebook 04's gpu recipe
-(lr 0.05, 1-epoch warm-up, gradient clip 5; that run reached 94 % on 8,000 images in 12 epochs). A model near
-chance has every boundary close, so DeepFool needs few iterations and both timings flatter the attack: the
-script warns below 50 % test accuracy. The reference works the way the original DeepFool code does: one image
-per forward pass and one backward pass per candidate logit per iteration. It is timed on a subset (``--ref-n``)
-and extrapolated to ``--n``; the output says so. On the reference subset the two distances must agree within
-1e-3 relative.
+Targets on one H200: 10,000 images at 32 px through ResNet-18 in at most 10 s, and at least 50x the reference,
+with every distance within 1e-3 relative of the reference's. Both run in the same process on the same trained
+ResNet-18 and the same test images; the reference in fp32 with TF32 off. The verdict is that of ``deepfool``'s
+defaults (the model as is, fp32); ``--variants`` also times batch norm folded into the convolutions, TF32, bf16,
+the active batch padded to recurring shapes, cuDNN's autotuner and the 3xTF32 split convolutions (``VARIANTS``),
+each with its agreement. The first ``--ref64-n`` images are also attacked by the reference in float64, and every
+row says how far it is from those exact distances, the fp32 reference's own row included: a distance whose
+iteration count hangs on the last bits moves by more than 1e-3 under any change of rounding. ``--model
+mobilenetv2`` times the backbone of notebook 03, whose depthwise convolutions cost cuDNN a set-up per new batch
+shape. The model gets standard training on ``synbols-cinic`` (10 classes) with notebook 04's gpu recipe (lr 0.05,
+1-epoch warm-up, gradient clip 5; that run reached 94 % on 8,000 images in 12 epochs). A model near chance has
+every boundary close, so DeepFool needs few iterations and both timings flatter the attack: the script warns below
+50 % test accuracy. The reference works the way the original DeepFool code does: one image per forward pass and one
+backward pass per candidate logit per iteration. It is timed on a subset (``--ref-n``) and extrapolated to ``--n``;
+the output says so. On the reference subset the two distances must agree within 1e-3 relative.
 
     python benchmarks/deepfool_speed.py                 # GPU: the targets above
     python benchmarks/deepfool_speed.py --tiny          # CPU check at tiny size (a few seconds)
@@ -62,9 +61,9 @@ def reference_deepfool(model, image: torch.Tensor, *, num_classes: int = 10, ove
     return 0.5 * (norm + (1 + overshoot) * norm), loop_i, bool(k_i != label)
 
 
-# deepfool options of each variant; "default" is deepfool's defaults (on CUDA the 3xTF32 split convolutions), whose
-# numbers give the verdict. The fp32 rows keep the options of the earlier README rows. The autotuned ones are timed
-# twice: the first call tunes every new shape, the second finds them tuned.
+# deepfool options of each variant; "default" is deepfool's defaults, whose numbers give the verdict ("fp32" the same
+# options, named). The autotuned ones are timed twice: the first call tunes every new shape, the second finds them
+# tuned.
 VARIANTS = {
     "default": {},
     "fp32": dict(precision="fp32"),

@@ -17,9 +17,10 @@ Here every sample of a batch moves at once on ``x.device``: one forward pass per
 active samples, then the k - 1 input gradients ``w'_c`` of all of them, each from one backward pass of the
 batch sum ``sum_n f'_c(x_n)`` (the samples of an eval-mode model are independent, so the gradient of the
 sum holds every sample's own gradient). Samples whose label has changed are frozen and leave the batch.
-Everything runs at fp32 accuracy, TF32 and autocast off: the distance is a small difference of logits. On CUDA the
-dense convolutions run by default as three TF32 products of split operands (``fralkit.attacks.split_tf32``), fp32's
-accuracy on tensor cores; ``precision="fp32"`` computes them on the fp32 units.
+Everything runs in fp32 with TF32 and autocast off by default: the distance is a small difference of logits.
+``precision="3xtf32"`` computes the dense convolutions as TF32 products of split operands on tensor cores
+(``fralkit.attacks.split_tf32``): on one H200 about 15-25 % faster and about 20 times fp32's rounding noise in the
+distances (``benchmarks/deepfool_speed.py``).
 
 **The distance (FARMUR Eq. 8).** ``d_theta(x) = (||r_max|| + ||r_tot||) / 2``, the mean of the
 perturbation norms just before and just after the label changes. Two readings of "just before":
@@ -61,7 +62,7 @@ __all__ = ["DeepFoolResult", "deepfool", "DEEPFOOL_BEFORE", "DEEPFOOL_GRAD_MODES
 
 DEEPFOOL_BEFORE = ("boundary", "iterate")
 DEEPFOOL_GRAD_MODES = ("loop", "batched")
-DEEPFOOL_PRECISIONS = ("auto", "fp32", "3xtf32", "tf32", "bf16")
+DEEPFOOL_PRECISIONS = ("fp32", "3xtf32", "tf32", "bf16")
 
 
 @dataclass
@@ -144,7 +145,7 @@ def _check(x: torch.Tensor, overshoot: float, max_iter: int, candidates: int | N
         raise ValueError(f"deepfool: unknown grad_mode={grad_mode!r}; valid: {list(DEEPFOOL_GRAD_MODES)}")
     if precision not in DEEPFOOL_PRECISIONS:
         raise ValueError(f"deepfool: unknown precision={precision!r}; valid: {list(DEEPFOOL_PRECISIONS)}")
-    if precision == "3xtf32" and grad_mode == "batched":  # "auto" falls back to fp32 there
+    if precision == "3xtf32" and grad_mode == "batched":
         raise ValueError("deepfool: precision='3xtf32' computes its input gradients in a custom backward that "
                          "vmap cannot batch; use grad_mode='loop'")
     if batch_size is not None and batch_size < 1:
@@ -288,7 +289,7 @@ def deepfool(
     batch_size: int | None = 1024,
     grad_mode: str = "loop",
     fold_bn: bool = False,
-    precision: str = "auto",
+    precision: str = "fp32",
     channels_last: bool = False,
     autotune: bool = False,
     pad: bool = False,
@@ -298,7 +299,7 @@ def deepfool(
     """Batched L2 DeepFool on ``x.device``; per sample the FARMUR distance ``d_theta(x)`` (Eq. 8).
 
     The model is put in eval mode for the attack and its mode is restored after; computations are fp32
-    (no autocast, no TF32) or, on CUDA by default, the fp32-accurate 3xTF32 split of ``precision``. See the module docstring for the iteration,
+    (no autocast, no TF32) unless ``precision`` says otherwise. See the module docstring for the iteration,
     Eq. 8 and the clamping choice.
 
     Args:
@@ -319,12 +320,12 @@ def deepfool(
             rounding. Off by default: on one H200 (ResNet-18, 10,000 images) it saved 6 % and moved one distance of
             200 by 1.01e-3 relative to the reference (a sample whose iteration count changed), where the model
             itself stayed within 3.8e-4.
-        precision: ``"auto"`` (default): ``"3xtf32"`` on CUDA with ``grad_mode="loop"``, else ``"fp32"``;
-            ``"fp32"`` (the distances of the reference to float rounding), ``"tf32"`` (TF32
+        precision: ``"fp32"`` (default; the distances of the reference to float rounding), ``"tf32"`` (TF32
             tensor cores for convolutions and matmuls on CUDA), ``"3xtf32"`` (every dense convolution as three TF32
-            products of split operands, ``fralkit.attacks.split_tf32``: near-fp32 accuracy on tensor cores; needs
-            ``grad_mode="loop"``) or ``"bf16"`` (bf16 autocast); logits, norms and iterates stay fp32 in every case. ``benchmarks/deepfool_speed.py`` measures each against the
-            reference's distances.
+            products of split operands, ``fralkit.attacks.split_tf32``: on tensor cores, with about 20 times fp32's
+            rounding noise in the distances on one H200; needs ``grad_mode="loop"``) or ``"bf16"`` (bf16
+            autocast); logits, norms and iterates stay fp32 in every case. ``benchmarks/deepfool_speed.py``
+            measures each against the reference's distances.
         channels_last: run the model in channels-last memory layout (CUDA; the same numbers up to rounding).
         autotune: cuDNN's autotuner on (CUDA): the shrinking active batch is padded to recurring sizes (``2^k``,
             ``1.5 * 2^k``) with copies of one of its samples, so each size is tuned once per process; the same
@@ -341,8 +342,6 @@ def deepfool(
         ``label``, ``adv_label`` (and ``x_adv``).
     """
     _check(x, overshoot, max_iter, candidates, before, grad_mode, batch_size, precision)
-    if precision == "auto":
-        precision = "3xtf32" if x.device.type == "cuda" and grad_mode == "loop" else "fp32"
     was_training = model.training
     model.eval()
     dev = x.device

@@ -93,8 +93,9 @@ PROFILES: dict[str, dict[str, dict]] = {
         # H200, 2026-12-01, one data set: macro-F1 of the worst group 22.0-30.0; its mel and bkl classes' F1 32-54 and
         # 36-54 over the 3 seeds). The rule counts batches before oversampling, so 390 steps are 78 epochs there (the
         # paper trains 100-120 on every data set), which make 1,560 steps of its oversampled epochs: four times
-        # synbols-utk's, the costliest initial model of the three (about 2 minutes at the loop's measured 3,000-3,300
-        # images/s). synbols-utk and -cinic keep 30. Notebook 01 calibrates under the same rule (calib_init_min_steps).
+        # synbols-utk's, the costliest initial model of the three (94-108 s a seed with data and set-up, one H200,
+        # 2026-12-02, seed-spread; its two seeds' Worst then differed by 1.8 / 0.1 points, README). synbols-utk and
+        # -cinic keep 30. Notebook 01 calibrates under the same rule (calib_init_min_steps).
         "gpu": {"knobs": "calibrated", "data_seed": 0, "init_min_steps": 390, **_RECIPE_GPU,
                 "dataset": "synbols-utk,synbols-cinic,synbols-ham", "n": 0, "size": 0, "backbone": "mobilenetv2",
                 "seeds": 3, "epochs": 30, "batch_size": 256, "std_epochs": 10, "strategies": "all,jin+fairat",

@@ -44,6 +44,7 @@ from torch.nn.modules.dropout import _DropoutNd
 __all__ = [
     "MODELS",
     "FoldedTwin",
+    "frozen_copy",
     "Classifier",
     "MobileNetV2",
     "ResNet18",
@@ -566,6 +567,16 @@ def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, nn.Module, str, nn.Modu
     return []
 
 
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode deep copy of ``model`` whose parameters take no gradient: the start of an attack-only twin (a
+    ``torch.compile`` wrapper is copied as the module it wraps)."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule: the module it wraps
+    twin = copy.deepcopy(model).eval()
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin
+
+
 class FoldedTwin:
     """An attack-only, eval-mode copy of ``model`` with batch norm folded into the convolutions before it.
 
@@ -591,9 +602,7 @@ class FoldedTwin:
 
     def __init__(self, model: nn.Module, dtype: torch.dtype | None = None):
         model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule: the module it wraps
-        twin = copy.deepcopy(model).eval()
-        for p in twin.parameters():
-            p.requires_grad_(False)
+        twin = frozen_copy(model)
         src_mod = dict(model.named_modules())
         self._convs, self._bns, self._dst_w, self._dst_b = [], [], [], []
         folded_names: set[str] = set()

@@ -5,7 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fralkit.attacks import deepfool
-from fralkit.attacks.split_tf32 import SplitTF32Conv2d, SplitTF32Twin, split_tf32
+from fralkit.attacks.split_tf32 import SplitTF32Conv2d, split_convolutions, split_tf32
 
 
 def test_split_is_exact_and_the_high_part_has_tf32_mantissa():
@@ -47,8 +47,9 @@ def test_long_sums_are_cut_into_chunks_with_the_same_result(monkeypatch):
     conv = nn.Conv2d(10, 7, 3, padding=1)
     x = torch.randn(2, 10, 6, 6, requires_grad=True)
     whole = SplitTF32Conv2d(conv)
-    monkeypatch.setattr(st, "MAX_K", 27)  # 3 channels of a 3 x 3 kernel per product: chunks of 3, 3, 3, 1
-    cut = SplitTF32Conv2d(conv)
+    cut = SplitTF32Conv2d(conv, max_k=27)  # 3 channels of a 3 x 3 kernel per product: chunks of 3, 3, 3, 1
+    monkeypatch.setattr(st, "MAX_K", 27)  # the module default, read when a convolution is split
+    assert SplitTF32Conv2d(conv).chunk == 3
     assert (whole.chunk, cut.chunk) == (64, 3)
     assert [c.shape[1] for c in cut._chunks(1, torch.contiguous_format)[0]] == [3, 3, 3, 1]
     assert [c.shape[0] for c in cut._chunks(0, torch.contiguous_format)[0]] == [3, 3, 1]
@@ -59,23 +60,24 @@ def test_long_sums_are_cut_into_chunks_with_the_same_result(monkeypatch):
     torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-5)
 
 
-def test_twin_replaces_dense_convolutions_only_and_leaves_the_model_alone():
-    from fralkit.models import make_model
+def test_split_convolutions_replaces_dense_ones_only_in_the_frozen_copy():
+    from fralkit.models import frozen_copy, make_model
 
     torch.manual_seed(2)
     model = make_model("mobilenetv2", 5, image_size=16).eval()
     dense = sum(1 for m in model.modules() if SplitTF32Conv2d.supports(m))
     depthwise = sum(1 for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1)
     assert dense > 0 and depthwise > 0
-    twin = SplitTF32Twin(model)
-    assert twin.replaced == dense
-    assert sum(1 for m in twin.module.modules() if isinstance(m, nn.Conv2d) and m.groups > 1) == depthwise
+    twin = frozen_copy(model)
+    assert split_convolutions(twin) == dense
+    assert sum(1 for m in twin.modules() if isinstance(m, SplitTF32Conv2d)) == dense
+    assert sum(1 for m in twin.modules() if isinstance(m, nn.Conv2d) and m.groups > 1) == depthwise
     assert not any(isinstance(m, SplitTF32Conv2d) for m in model.modules())
-    assert not any(p.requires_grad for p in twin.module.parameters())
+    assert not twin.training and not any(p.requires_grad for p in twin.parameters())
     assert all(p.requires_grad for p in model.parameters())
     x = torch.rand(4, 3, 16, 16)
     with torch.no_grad():
-        torch.testing.assert_close(twin.module(x), model(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(twin(x), model(x), rtol=1e-4, atol=1e-5)
 
 
 def test_deepfool_3xtf32_gives_the_fp32_distances_on_the_cpu():

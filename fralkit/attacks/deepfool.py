@@ -19,7 +19,7 @@ batch sum ``sum_n f'_c(x_n)`` (the samples of an eval-mode model are independent
 sum holds every sample's own gradient). Samples whose label has changed are frozen and leave the batch.
 Everything runs in fp32 with TF32 and autocast off by default: the distance is a small difference of logits.
 ``precision="3xtf32"`` computes the dense convolutions as TF32 products of split operands on tensor cores
-(``fralkit.attacks.split_tf32``): on one H200 about 15-25 % faster and about 20 times fp32's rounding noise in the
+(``fralkit.attacks.split_tf32``): on one H200 13-26 % faster and about 20 times fp32's rounding noise in the
 distances (``benchmarks/deepfool_speed.py``).
 
 **The distance (FARMUR Eq. 8).** ``d_theta(x) = (||r_max|| + ||r_tot||) / 2``, the mean of the
@@ -54,8 +54,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn as nn
 
-from ..models import FoldedTwin
-from .split_tf32 import SplitTF32Twin
+from ..models import FoldedTwin, frozen_copy
+from .split_tf32 import split_convolutions
 from ..utils import progress as progress_bar
 
 __all__ = ["DeepFoolResult", "deepfool", "DEEPFOOL_BEFORE", "DEEPFOOL_GRAD_MODES", "DEEPFOOL_PRECISIONS"]
@@ -111,7 +111,7 @@ def _arithmetic(device: torch.device, precision: str = "fp32", autotune: bool = 
     """The arithmetic of ``precision``, with no cuDNN autotuning, which would re-tune for every new size of the
     shrinking active batch (all restored after). ``"fp32"``: no autocast, no TF32 in cuDNN convolutions or cuBLAS
     matmuls; ``"tf32"``: fp32 tensors, TF32 tensor cores for convolutions and matmuls (CUDA; the CPU computes
-    fp32); ``"3xtf32"``: as ``"fp32"`` (the split convolutions of ``SplitTF32Twin`` switch TF32 on for their own
+    fp32); ``"3xtf32"``: as ``"fp32"`` (the split convolutions of ``split_tf32`` switch TF32 on for their own
     three products only); ``"bf16"``: bf16 autocast (the logits and every norm are fp32). ``autotune``: cuDNN's
     autotuner on (``deepfool`` then pads the active batch to a few recurring sizes)."""
     old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
@@ -351,7 +351,8 @@ def deepfool(
         twin = FoldedTwin(model)
         attacked = twin.module if twin.folded else model
     if precision == "3xtf32":
-        attacked = SplitTF32Twin(attacked).module
+        attacked = attacked if attacked is not model else frozen_copy(model)  # the folded twin is a copy already
+        split_convolutions(attacked)
     if channels_last and dev.type == "cuda":
         attacked = attacked if attacked is not model else copy.deepcopy(model)
         attacked = attacked.to(memory_format=torch.channels_last)

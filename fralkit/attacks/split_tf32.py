@@ -1,4 +1,4 @@
-"""Convolutions at fp32 accuracy on TF32 tensor cores: the "3xTF32" split, for DeepFool's input gradients.
+"""Convolutions near fp32 accuracy on TF32 tensor cores: the "3xTF32" split, for DeepFool's input gradients.
 
 A TF32 tensor core multiplies operands rounded to 10 mantissa bits (fp32 has 23) and accumulates in fp32. Split
 every fp32 operand into a TF32-exact high part and the remainder::
@@ -9,32 +9,34 @@ then ``a * b ~= a_hi b_hi + a_hi b_lo + a_lo b_hi``: the first product is exact 
 carry relative errors near ``2^-11`` of terms already ``2^-10`` small, and the dropped ``a_lo b_lo`` is below
 ``2^-20``. Three TF32 convolutions then give a result close to one fp32 convolution (relative error near
 ``2^-20`` where plain TF32 has ``2^-11``), at a fraction of its cost where tensor cores are several times faster
-than the fp32 units (an H200: about 495 dense TF32 TFLOP/s against 67 fp32).
+than the fp32 units (an H200's data sheet: about 495 dense TF32 TFLOP/s against 67 fp32).
 
 **Short sums.** A tensor core accumulates without IEEE rounding: on one H200 the split convolution's error grew in
 proportion to the length ``K = channels x kernel area`` of its sums (about ``2.6e-9 K`` relative to the largest
 output: 1.9e-6 at K = 576, 1.2e-5 at K = 4,608, where cuDNN's fp32 kernels stayed at 2e-7 to 3e-6). So every
 product here sums at most ``MAX_K`` terms: the input channels of the forward pass (the output channels of the
-input gradient) are cut into chunks of ``MAX_K // kernel area`` and the chunks' results are added in fp32.
+input gradient) are cut into chunks of ``MAX_K // kernel area`` and the chunks' results are added in fp32. Even so
+DeepFool's distances on that H200 carried about 20 times fp32's rounding noise (``benchmarks/deepfool_speed.py``).
 
-``SplitTF32Twin(model)`` is an eval-mode copy of ``model`` whose dense convolutions (``groups == 1``, zero padding,
-numeric padding) compute that way in the forward pass and in the input gradient of the backward pass; depthwise
-and grouped convolutions, linear layers and everything else stay as they are (fp32 under ``deepfool``'s
-arithmetic). The copy's parameters take no gradient: the input gradient is what DeepFool needs. On the CPU, where
+``split_convolutions(module)`` replaces, in place, the dense convolutions (``groups == 1``, zero padding, numeric
+padding) of an attack-only copy (``fralkit.models.frozen_copy``) by ``SplitTF32Conv2d``, which computes that way in
+the forward pass and in the input gradient of the backward pass; depthwise and grouped convolutions, linear layers
+and everything else stay as they are (fp32 under ``deepfool``'s arithmetic). The split convolutions take no
+parameter gradient: the input gradient is what DeepFool needs. On the CPU, where
 TF32 does not exist, the three convolutions are fp32 and the result equals the plain convolution up to rounding.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["MAX_K", "split_tf32", "SplitTF32Conv2d", "SplitTF32Twin"]
+__all__ = ["MAX_K", "split_tf32", "SplitTF32Conv2d", "split_convolutions"]
 
-# The longest sum one tensor-core product computes (channels x kernel area); read when a convolution is split.
+# The longest sum one tensor-core product computes (channels x kernel area): the default of ``max_k``, read when a
+# convolution is split.
 MAX_K = 576
 
 _LOW_BITS = -(1 << 13)  # int32 mask 0xFFFFE000: keeps sign, exponent and the 10 mantissa bits of TF32
@@ -97,9 +99,10 @@ def _layout(t: torch.Tensor) -> torch.memory_format:
 
 
 class SplitTF32Conv2d(nn.Module):
-    """A fixed ``nn.Conv2d`` (``groups == 1``) computed by the 3xTF32 split; the weight is split once, here."""
+    """A fixed ``nn.Conv2d`` (``groups == 1``) computed by the 3xTF32 split; the weight is split once, here, and
+    every product sums at most ``max_k`` terms (``None``: ``MAX_K``)."""
 
-    def __init__(self, conv: nn.Conv2d):
+    def __init__(self, conv: nn.Conv2d, max_k: int | None = None):
         super().__init__()
         if not SplitTF32Conv2d.supports(conv):
             raise ValueError(f"SplitTF32Conv2d: needs a dense fp32 Conv2d with zero, numeric padding, got {conv}")
@@ -109,7 +112,8 @@ class SplitTF32Conv2d(nn.Module):
         self.register_buffer("w_lo", lo)
         self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
-        self.chunk = max(1, MAX_K // (w.shape[2] * w.shape[3]))  # channels per product
+        self.chunk = max(1, int(MAX_K if max_k is None else max_k) // (w.shape[2] * w.shape[3]))  # channels a product
+        self._cache = None  # (input layout, the weight's chunk lists in that layout), built on the first call
 
     def _chunks(self, dim: int, layout: torch.memory_format) -> tuple[list, list]:
         """The split weight cut into chunks of ``self.chunk`` channels along ``dim`` (1: input, 0: output)."""
@@ -128,27 +132,17 @@ class SplitTF32Conv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layout = _layout(x)
-        if getattr(self, "_cache", None) is None or self._cache[0] != layout:
+        if self._cache is None or self._cache[0] != layout:
             self._cache = (layout, *self._chunks(1, layout), *self._chunks(0, layout))
         y = _SplitConv.apply(x, self.stride, self.padding, self.dilation, *self._cache[1:])
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
 
-class SplitTF32Twin:
-    """An eval-mode copy of ``model`` with every supported convolution replaced by ``SplitTF32Conv2d``.
-
-    Attributes:
-        module: the copy (call it like the model; it takes no parameter gradients).
-        replaced: number of convolutions computed by the split.
-    """
-
-    def __init__(self, model: nn.Module):
-        model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule: the module it wraps
-        twin = copy.deepcopy(model).eval()
-        for p in twin.parameters():
-            p.requires_grad_(False)
-        edits = [(parent, name, child) for parent in twin.modules() for name, child in parent.named_children()
-                 if SplitTF32Conv2d.supports(child)]
-        for parent, name, child in edits:
-            setattr(parent, name, SplitTF32Conv2d(child))
-        self.module, self.replaced = twin, len(edits)
+def split_convolutions(module: nn.Module, max_k: int | None = None) -> int:
+    """Replace, in place, every convolution of ``module`` that ``SplitTF32Conv2d`` supports; returns their number.
+    Meant for an attack-only copy (``fralkit.models.frozen_copy``): the replacements hold fixed weights."""
+    edits = [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
+             if SplitTF32Conv2d.supports(child)]
+    for parent, name, child in edits:
+        setattr(parent, name, SplitTF32Conv2d(child, max_k))
+    return len(edits)

@@ -1,6 +1,6 @@
 """Command line: ``python -m fralkit reproduce [--profile smoke|quick|gpu|paper] [--only 01 ...] [--out DIR]``, and
-``python -m fralkit seed-spread NAME [--seeds 0,1,2] [--split-seed S] [--set KEY=VALUE]`` (a JIN preset's seed spread
-of its Init. AT row, ``fralkit.studies.calibration.seed_spread``)."""
+``python -m fralkit seed-spread NAME [--seeds 0,1,2] [--split-seed S] [--set KEY=VALUE] [--knob KNOB=VALUE]`` (a JIN
+preset's seed spread of its Init. AT row, ``fralkit.studies.calibration.seed_spread``)."""
 import sys
 
 from .studies.calibration import main as seed_spread_main

@@ -421,6 +421,24 @@ def test_protocol_is_notebook_01s_search_config_and_the_command_line_prints_the_
     assert saved["seeds"] == [0, 1] and saved["config"]["n"] == 60 and saved["config"]["batch_size"] == 16
 
 
+def test_the_command_lines_knobs_go_over_the_calibrated_ones_and_an_unknown_one_fails_before_training(tmp_path):
+    """``--knob K=V`` sets K over the preset's ``CALIBRATED`` knobs (the others stay) and keys the stored record;
+    synbols-ham's watermark knobs set its groups' ``GroupStyle.watermark``; an unknown knob trains nothing."""
+    styles = apply_knobs("synbols-ham", {"easy_watermark": 2.0, "hard_watermark": 3.0})
+    assert (styles[0].watermark, styles[1].watermark) == (2.0, 3.0)
+    assert knob_values("synbols-ham")["hard_watermark"] == 0.0 and "hard_watermark" not in KNOBS["synbols-utk"]
+    out = tmp_path / "spread.json"
+    assert calibration.main(["synbols-utk", "--profile", "smoke", "--seeds", "0", "--set", "n=60", "--set",
+                             "batch_size=16", "--knob", "hard_contrast=45", "--results", str(tmp_path / "store"),
+                             "--device", "cpu", "--json", str(out)]) == 0
+    import json
+    knobs = json.loads(out.read_text())["knobs"]
+    assert knobs == {**CALIBRATED["synbols-utk"], "hard_contrast": 45.0}
+    with pytest.raises(ValueError, match="unknown knobs"):
+        calibration.main(["synbols-utk", "--knob", "hue=1", "--results", str(tmp_path / "never")])
+    assert not (tmp_path / "never").exists()
+
+
 def test_seed_spread_command_needs_no_jupyter_package():
     import subprocess
     import sys

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..active import FRALConfig
 from ..active.loop import initial_model, load_fral_data
-from ..data import CALIBRATED, DATASETS, KNOBS, PRESETS, fral_split, knob_values, load_dataset
+from ..data import CALIBRATED, DATASETS, KNOBS, PRESETS, apply_knobs, fral_split, knob_values, load_dataset
 from ..experiments import ResultStore, save_table
 from .protocol import draw
 from ..metrics import group_report
@@ -662,7 +662,8 @@ SEARCH_START: dict[str, dict[str, float]] = {
     "synbols-cinic": {"easy_contrast": 57.9, "hard_contrast": 77.6, "hard_noise": 16.0, "hard_occlusion": 0.45,
                       "glyph_scale": 0.55, "easy_ambiguity": 0.333, "hard_ambiguity": 0.286},
     "synbols-ham": {"easy_contrast": 27.0, "hard_contrast": 42.0, "hard_noise": 10.0, "hard_occlusion": 0.45,
-                    "glyph_scale": 0.55, "easy_ambiguity": 0.0, "hard_ambiguity": 0.0},
+                    "glyph_scale": 0.55, "easy_ambiguity": 0.0, "hard_ambiguity": 0.0, "easy_watermark": 0.0,
+                    "hard_watermark": 0.0},
 }
 
 
@@ -855,7 +856,7 @@ def protocol(profile: str = "gpu", name: str = "synbols-utk") -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fralkit seed-spread NAME [--seeds 0,1,2] [--split-seed S] [--set epochs=60]``: the seed
+    """``python -m fralkit seed-spread NAME [--seeds 0,1,2] [--split-seed S] [--set epochs=60] [--knob K=V]``: the seed
     spread of a preset's Init. AT row (``seed_spread``) under notebook 01's protocol, into the result store."""
     parser = argparse.ArgumentParser(prog="python -m fralkit seed-spread",
                                      description="The seed spread of a JIN preset's Init. AT row (seed_spread).")
@@ -865,13 +866,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default="gpu", help="notebook 01's profile whose protocol is used (default gpu)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override an init_at_config argument of the protocol (e.g. epochs=60); repeatable")
+    parser.add_argument("--knob", action="append", default=[], metavar="KNOB=VALUE",
+                        help="set a difficulty knob (fralkit.data.KNOBS) over the preset's calibrated ones; repeatable")
     parser.add_argument("--results", default=None, help="result store (default: FRALKIT_RESULTS or results/)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default=None, help="also write the result here")
     args = parser.parse_args(argv)
     config = {**protocol(args.profile, args.name), **parse_overrides(args.set)}
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    out = seed_spread(args.name, seeds, split_seed=args.split_seed, config=config,
+    knobs = None
+    if args.knob:
+        knobs = {**(CALIBRATED.get(args.name) or knob_values(args.name)),
+                 **{k: float(v) for k, v in parse_overrides(args.knob, flag="--knob").items()}}
+        apply_knobs(args.name, knobs)  # unknown knobs fail here, before any training
+    out = seed_spread(args.name, seeds, knobs=knobs, split_seed=args.split_seed, config=config,
                       store=ResultStore(args.results) if args.results else None, device=args.device)
     for s, row in zip(out["seeds"], out["rows"]):
         print(f"{args.name} seed {s}: " + " / ".join(f"{row[k]:.1f}" for k in ROW_KEYS)

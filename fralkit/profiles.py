@@ -94,7 +94,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         # 36-54 over the 3 seeds). The rule counts batches before oversampling, so 390 steps are 78 epochs there (the
         # paper trains 100-120 on every data set), which make 1,560 steps of its oversampled epochs: four times
         # synbols-utk's, the costliest initial model of the three (94-108 s a seed with data and set-up, one H200,
-        # 2026-12-02, seed-spread; its two seeds' Worst then differed by 1.8 / 0.1 points, README). synbols-utk and
+        # 2026-12-02, seed-spread; seed std of its three seeds' Worst 1.80 / 1.13 points, README). synbols-utk and
         # -cinic keep 30. Notebook 01 calibrates under the same rule (calib_init_min_steps).
         "gpu": {"knobs": "calibrated", "data_seed": 0, "init_min_steps": 390, **_RECIPE_GPU,
                 "dataset": "synbols-utk,synbols-cinic,synbols-ham", "n": 0, "size": 0, "backbone": "mobilenetv2",

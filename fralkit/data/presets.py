@@ -192,9 +192,11 @@ def _jin_knobs() -> dict[str, Knob]:
 # The knob space of each preset the JIN paper's Init. AT rows calibrate (group 1 is the designated harder group);
 # synbols-farmur's one knob caps its natural accuracy (FARMUR Table 1: 66.7 % on UTKFace's age bins).
 KNOBS: dict[str, dict[str, Knob]] = {name: _jin_knobs() for name in ("synbols-utk", "synbols-cinic", "synbols-ham")}
-# synbols-ham's groups keep more of their clean macro-F1 under attack than the paper's (0.54-0.62 against 0.42 at
-# every contrast tried): a faint class pattern per group (``GroupStyle.watermark``, in levels; eps is 4) adds clean
-# accuracy an attack takes away, so these two knobs move robust over clean where contrast moves both together.
+# synbols-ham's groups keep more of their clean macro-F1 under attack than the paper's (0.51-0.62 against 0.42 at
+# every contrast tried): a faint class pattern per group (``GroupStyle.watermark``, in levels; eps is 4) was built to
+# add clean accuracy an attack takes away. Measured (one H200, 2026-12-02, commit 7648006, seed 0, both groups at 2
+# and 4 levels): the TRADES models lost clean and robust macro-F1 together (worst group 28.1 / 16.3 and 26.6 / 14.8
+# against 31.4 / 19.4 without), so no calibrated knobs use them.
 _WATERMARK = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 KNOBS["synbols-ham"].update(easy_watermark=Knob("watermark", (0,), _WATERMARK, harder=-1),
                             hard_watermark=Knob("watermark", (1,), _WATERMARK, harder=-1))

@@ -400,6 +400,15 @@ def test_seed_spread_is_the_mean_and_sample_std_of_its_per_seed_records(tmp_path
     a, b = (r["rob_avg"] for r in out["rows"])
     assert out["mean"]["rob_avg"] == pytest.approx((a + b) / 2)
     assert out["seed_std"]["rob_avg"] == pytest.approx(abs(a - b) / 2 ** 0.5)  # ddof 1 of two values
+    paper = out["paper"]  # the mean row against the JIN paper's UTKFace row, scored as a search scores a trial
+    assert paper["row"]["std_worst"] == calibration.PAPER_INIT_AT["synbols-utk"]["std_worst"] == 67.58
+    assert paper["diff"]["rob_avg"] == pytest.approx(out["mean"]["rob_avg"] - 56.61)
+    assert paper["distance"] == pytest.approx(max(abs(d) for d in paper["diff"].values()))
+    for key, where in (("std_group", "worst_std_group"), ("rob_group", "worst_rob_group")):
+        assert paper[key] == pytest.approx([sum(r[key][g] for r in out["rows"]) / 2 for g in range(2)])
+        assert paper[where] == min(range(2), key=lambda g: paper[key][g])
+    assert paper["same_worst"] == (paper["worst_std_group"] == paper["worst_rob_group"])
+    assert paper["within_tol"] == (paper["distance"] <= 3.0 and paper["same_worst"])
     with pytest.raises(ValueError, match="at least one seed"):
         calibration.seed_spread("synbols-utk", [], config=config, store=store)
 
@@ -416,6 +425,7 @@ def test_protocol_is_notebook_01s_search_config_and_the_command_line_prints_the_
                              "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "synbols-utk seed 0:" in printed and "seed std :" in printed
+    assert "paper    : 67.6 / 5.4 / 70.3 / 53.0 / 7.3 / 56.6" in printed and "off      : " in printed
     import json
     saved = json.loads(out.read_text())
     assert saved["seeds"] == [0, 1] and saved["config"]["n"] == 60 and saved["config"]["batch_size"] == 16

@@ -228,7 +228,7 @@ def _measured_row(name: str, config: dict, store, device, knobs: dict, seed: int
 
 def seed_spread(name: str, seeds: int | Sequence[int] = 3, *, knobs: dict[str, float] | None = None,
                 split_seed: int | None = None, config: dict | None = None, store: ResultStore | None = None,
-                device="auto") -> dict:
+                device="auto", tol: float = 3.0) -> dict:
     """The seed spread of preset ``name``'s Init. AT row (JIN Tables 1-2) at ``knobs`` (default: its
     ``fralkit.data.CALIBRATED`` knobs, else its own): one ``measure_init_at`` record per seed under ``config``
     (``init_at_config``'s arguments, for example notebook 03's ``gpu`` protocol with ``data_seed=0``).
@@ -238,7 +238,9 @@ def seed_spread(name: str, seeds: int | Sequence[int] = 3, *, knobs: dict[str, f
     labelled set) it says which of the two sources a seed std of the Worst numbers comes from.
 
     Returns ``rows`` (per seed, in %, with ``std_group`` / ``rob_group``), ``mean``, ``seed_std`` (ddof 1; 0 for one
-    seed), ``seeds``, ``split_seed``, ``knobs`` and ``config``.
+    seed), ``seeds``, ``split_seed``, ``knobs``, ``config`` and, for a preset with a paper row (``PAPER_INIT_AT``),
+    ``paper``: the mean row set against it as a search scores a trial (``diff`` per number, ``distance`` = the largest
+    ``|diff|``, the mean group rows ``std_group`` / ``rob_group``, ``same_worst``, ``within_tol`` at ``tol`` points).
     """
     ids = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not ids:
@@ -251,8 +253,15 @@ def seed_spread(name: str, seeds: int | Sequence[int] = 3, *, knobs: dict[str, f
     store = store or ResultStore()
     rows = [_measured_row(name, config, store, device, knobs, s) for s in ids]
     mean, spread = _mean_and_spread(rows)
-    return {"dataset": name, "rows": rows, "mean": mean, "seed_std": spread, "seeds": ids,
-            "split_seed": split_seed, "knobs": dict(knobs), "config": config}
+    out = {"dataset": name, "rows": rows, "mean": mean, "seed_std": spread, "seeds": ids,
+           "split_seed": split_seed, "knobs": dict(knobs), "config": config}
+    if name in PAPER_INIT_AT:
+        trial = _summarize(0, knobs, rows, PAPER_INIT_AT[name], tol)
+        out["paper"] = {"row": {k: float(PAPER_INIT_AT[name][k]) for k in ROW_KEYS},
+                        "diff": {k: mean[k] - float(PAPER_INIT_AT[name][k]) for k in ROW_KEYS}, "tol": float(tol),
+                        **{k: trial[k] for k in ("distance", "std_group", "rob_group", "worst_std_group",
+                                                 "worst_rob_group", "same_worst", "within_tol", "groups")}}
+    return out
 
 
 def _space(name: str, knobs) -> dict:
@@ -888,6 +897,15 @@ def main(argv: Sequence[str] | None = None) -> int:
           + f"  ({' / '.join(_ROW_NAMES.values())})")
     print("seed std : " + " / ".join(f"{out['seed_std'][k]:.2f}" for k in ROW_KEYS)
           + ("" if args.split_seed is None else f"  (one labelled set: split_seed {args.split_seed})"))
+    if "paper" in out:
+        pp = out["paper"]
+        names = pp["groups"] or [str(g) for g in range(len(pp["std_group"]))]
+        far = max(ROW_KEYS, key=lambda k: abs(pp["diff"][k]))
+        print("paper    : " + " / ".join(f"{pp['row'][k]:.1f}" for k in ROW_KEYS))
+        print(f"off      : {pp['distance']:.1f} at most ({_ROW_NAMES[far]}); worst group clean "
+              f"{names[pp['worst_std_group']]}, robust {names[pp['worst_rob_group']]}"
+              f"{'' if pp['same_worst'] else ' (not the same)'}; within +-{pp['tol']:g}: "
+              f"{'yes' if pp['within_tol'] else 'no'}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)

@@ -223,7 +223,8 @@ KNOBS["synbols-farmur"] = {"ambiguity": Knob("label_noise", (0, 1, 2, 3), _AMBIG
 #   ``fralkit.studies.calibration``). Lower contrast with less noise on the second group (one H200, 2026-12-03,
 #   commit e39ece4): easy / hard contrast 23 / 44, hard_noise 4, hard_occlusion 0.35 was 3.5 off on 3 seeds (33.9 /
 #   4.8 / 36.3, 19.0 / 1.6 / 19.8) but with seed std 4.1 / 4.1 and the first group worst under attack, so these stay;
-#   on one labelled set (split_seed 0) it spread 1.42 / 0.67, these knobs 5.1 / 4.0 (README, Results, 01).
+#   on one labelled set (split_seed 0) it spread 1.42 / 0.67, these knobs 5.1 / 4.0 (README, Results, 01). Four
+#   single-seed trials near it (commit e9bcbfe) were 4.0-12.3 off, Rob Worst 0.53-0.61 of Std Worst (paper 0.42).
 # The earlier bests: synbols-utk 6.4 off and synbols-cinic 12.8 (the second search), synbols-ham 7.1 (the first,
 # at 30 epochs (600 steps of the oversampled epochs), on three data sets; the second search's best was 11.1 off).
 CALIBRATED: dict[str, dict[str, float]] = {

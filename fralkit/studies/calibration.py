@@ -257,9 +257,8 @@ def seed_spread(name: str, seeds: int | Sequence[int] = 3, *, knobs: dict[str, f
            "split_seed": split_seed, "knobs": dict(knobs), "config": config}
     if name in PAPER_INIT_AT:
         trial = _summarize(0, knobs, rows, PAPER_INIT_AT[name], tol)
-        out["paper"] = {"row": {k: float(PAPER_INIT_AT[name][k]) for k in ROW_KEYS},
-                        "diff": {k: mean[k] - float(PAPER_INIT_AT[name][k]) for k in ROW_KEYS}, "tol": float(tol),
-                        **{k: trial[k] for k in ("distance", "std_group", "rob_group", "worst_std_group",
+        out["paper"] = {"row": {k: float(PAPER_INIT_AT[name][k]) for k in ROW_KEYS}, "tol": float(tol),
+                        **{k: trial[k] for k in ("diff", "distance", "std_group", "rob_group", "worst_std_group",
                                                  "worst_rob_group", "same_worst", "within_tol", "groups")}}
     return out
 
@@ -291,14 +290,15 @@ def _mean_and_spread(rows: list[dict]) -> tuple[dict, dict]:
 
 
 def _summarize(i: int, knobs: dict, rows: list[dict], target: dict, tol: float) -> dict:
-    """One trial from its per-seed rows (in %): the mean row, the seed std, the worst groups, the distance."""
+    """One trial from its per-seed rows (in %): the mean row, its difference to the target, the seed std, the worst
+    groups, the distance."""
     row, spread = _mean_and_spread(rows)
     std_group = np.mean([r["std_group"] for r in rows], axis=0)
     rob_group = np.mean([r["rob_group"] for r in rows], axis=0)
     worst_std, worst_rob = int(np.argmin(std_group)), int(np.argmin(rob_group))
     diffs = {k: row[k] - float(target[k]) for k in ROW_KEYS}
     distance = max(abs(d) for d in diffs.values())
-    return {"trial": i, "knobs": dict(knobs), "row": row, "seed_std": spread, "n_seeds": len(rows),
+    return {"trial": i, "knobs": dict(knobs), "row": row, "diff": diffs, "seed_std": spread, "n_seeds": len(rows),
             "std_group": [float(v) for v in std_group], "rob_group": [float(v) for v in rob_group],
             "worst_std_group": worst_std, "worst_rob_group": worst_rob, "same_worst": worst_std == worst_rob,
             "distance": float(distance), "total_deviation": float(sum(abs(d) for d in diffs.values())),
@@ -336,8 +336,8 @@ def calibrate_to_target(name: str, target: dict | None = None, *, knobs=None, st
 
     Returns:
         ``{"dataset", "target", "tol", "trials": [trial, ...], "best": trial, "within_tol", "distance", "stopped"}``;
-        a trial holds its ``knobs``, mean ``row`` and ``seed_std`` (%), per-group means, worst groups, ``distance``
-        (largest deviation in points) and ``within_tol``.
+        a trial holds its ``knobs``, mean ``row``, its ``diff`` to the target and ``seed_std`` (%), per-group means,
+        worst groups, ``distance`` (largest deviation in points) and ``within_tol``.
     """
     target = dict(PAPER_INIT_AT[name] if target is None else target)
     missing = [k for k in ROW_KEYS if k not in target]
@@ -899,11 +899,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           + ("" if args.split_seed is None else f"  (one labelled set: split_seed {args.split_seed})"))
     if "paper" in out:
         pp = out["paper"]
-        names = pp["groups"] or [str(g) for g in range(len(pp["std_group"]))]
         far = max(ROW_KEYS, key=lambda k: abs(pp["diff"][k]))
         print("paper    : " + " / ".join(f"{pp['row'][k]:.1f}" for k in ROW_KEYS))
         print(f"off      : {pp['distance']:.1f} at most ({_ROW_NAMES[far]}); worst group clean "
-              f"{names[pp['worst_std_group']]}, robust {names[pp['worst_rob_group']]}"
+              f"{_group_name(pp, pp['worst_std_group'])}, robust {_group_name(pp, pp['worst_rob_group'])}"
               f"{'' if pp['same_worst'] else ' (not the same)'}; within +-{pp['tol']:g}: "
               f"{'yes' if pp['within_tol'] else 'no'}")
     if args.json:

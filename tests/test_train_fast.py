@@ -31,6 +31,32 @@ def test_graphed_step_gives_the_eager_loss_and_update(objective):
 
 
 @pytest.mark.gpu
+def test_compiled_graphed_trades_step_gives_the_eager_loss_and_update_and_is_reused_by_a_new_model():
+    """``compile=True`` inside the captured step (the FRAL loop's CUDA default): the same five TRADES steps as the
+    eager fp32-free path within bf16 tolerance; a second model of the same architecture runs the code compiled for
+    the first (the loop trains many such models in one process), so dynamo compiles no new frame for it."""
+    from torch._dynamo.utils import counters
+
+    data = learnable(n=32)
+    runs = []
+    for graph, comp in ((False, False), (True, True), (True, True)):
+        torch.manual_seed(0)
+        model = TinyNet()
+        frames = counters["frames"]["ok"]
+        res = fit(model, data, objective="trades", epochs=5, batch_size=32, steps=2, lr=0.05, seed=3,
+                  device="cuda", cuda_graph=graph, compile=comp, show_progress=False)
+        runs.append((res, {k: v.float() for k, v in model.state_dict().items()}, counters["frames"]["ok"] - frames))
+    (eager, w_eager, _), (first, w_first, new_first), (second, w_second, new_second) = runs
+    assert first.graphed and not eager.graphed
+    assert new_first > 0 and new_second == 0
+    for res, w in ((first, w_first), (second, w_second)):
+        assert res.history["loss"] == pytest.approx(eager.history["loss"], rel=2e-2, abs=1e-3)
+        assert res.history["lr"] == pytest.approx(eager.history["lr"], rel=1e-6)
+        for k in w_eager:
+            torch.testing.assert_close(w[k], w_eager[k], rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.gpu
 def test_graphed_optimiser_follows_the_lr_tensor():
     """A linear loss has a constant gradient: two replays at lr 0.1 and 0.025 move the weights 4:1."""
     torch.manual_seed(0)
@@ -182,3 +208,16 @@ def test_folded_twin_of_a_compiled_model_folds_the_module_it_wraps():
     twin.refresh()  # follows the wrapped model's updates
     model.eval()
     torch.testing.assert_close(twin(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_falls_back_to_the_module_without_triton(monkeypatch):
+    """Without Triton (torch.compile's GPU backend) ``compiled`` warns and returns the module itself; off, it never
+    wraps."""
+    from fralkit.train import fast
+
+    model = TinyNet()
+    assert fast.compiled(model, False) is model
+    monkeypatch.setattr(fast, "compile_available", lambda: False)
+    with pytest.warns(RuntimeWarning, match="needs Triton"):
+        assert fast.compiled(model, True) is model
+

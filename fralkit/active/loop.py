@@ -230,9 +230,12 @@ class FRALConfig(StrategyOptions):
             over 5 rounds against 5-7 s for later runs (most likely tuning; ``benchmarks/fral_round_cost.py``
             measures it). No effect on results beyond GPU non-determinism, so not part of the record key.
         compile: ``torch.compile`` of every model the loop trains (``fit(compile=...)``: True or a mode of
-            ``fralkit.train.fast.COMPILE_MODES``; CUDA only, inside the graphed step). Its warm-up is paid once per
-            new model shape and process; ``benchmarks/fral_study_cost.py --set compile=True`` measures whether it
-            pays. Not part of the record key, as ``cudnn_benchmark``.
+            ``fralkit.train.fast.COMPILE_MODES``; CUDA only, inside the graphed step; ignored on CPU). On by
+            default: the code compiled for the process's first model serves every later model of the same
+            architecture (no new frame: ``tests/test_train_fast.py``), and on one H200 (2026-12-03, commit 6742c7c,
+            ``benchmarks/fral_study_cost.py``, synbols-utk seed 0) it took a round's fine-tuning from 1.57-2.14 s to
+            1.15-1.66 s, for an initial model of 28.8 s against 24.0 s when the compiler's on-disk cache is warm
+            (78.5 s in a machine's first process). Not part of the record key, as ``cudnn_benchmark``.
         finetune_objective: the objective of every round's adversarial fine-tuning (``FINETUNE_OBJECTIVES``):
             ``"trades"`` (the paper's) or ``"fairat"`` (FairAT, Mou et al.: TRADES plus augmented copies of the
             highest-loss examples), the cross-paper row "JIN + FairAT". The initial model is TRADES either way.
@@ -280,7 +283,7 @@ class FRALConfig(StrategyOptions):
     std_lr: float = 0.05
     eval_batch_size: int = 1024
     cudnn_benchmark: bool = False
-    compile: bool | str = False
+    compile: bool | str = True
     knobs: dict | str | None = None
     finetune_objective: str = "trades"
     vf_n: int = 0

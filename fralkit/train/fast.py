@@ -16,6 +16,8 @@ reference loop.
 """
 from __future__ import annotations
 
+import importlib.util
+import warnings
 from typing import Callable
 
 import torch
@@ -26,7 +28,8 @@ from ..models import FoldedTwin  # batch-norm folding lives with the models: att
 from ..runtime import autocast
 from .objectives import ATTACK_OF
 
-__all__ = ["COMPILE_MODES", "FoldedTwin", "CapturedStep", "attack_setup", "compiled", "graph_safe_optimizer"]
+__all__ = ["COMPILE_MODES", "FoldedTwin", "CapturedStep", "attack_setup", "compile_available", "compiled",
+           "graph_safe_optimizer"]
 
 
 # torch.compile modes that leave CUDA graphs to ``CapturedStep`` (the compiler's own graphs cannot be captured).
@@ -36,10 +39,21 @@ COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 def compiled(module: nn.Module, on: bool | str) -> nn.Module:
     """``torch.compile(module)`` when ``on`` (CUDA only in ``fit``; a string is the mode, one of
     ``COMPILE_MODES``), else the module itself. No mode makes CUDA graphs of the compiler's own, so the compiled
-    kernels can be captured inside ``CapturedStep``."""
+    kernels can be captured inside ``CapturedStep``. Without Triton (the compiler's GPU backend) it warns and
+    returns the module: the FRAL loop compiles by default (``FRALConfig.compile``) and must still run there."""
     if not on:
         return module
+    if not compile_available():
+        warnings.warn("torch.compile needs Triton, which is not installed: the model runs uncompiled",
+                      RuntimeWarning, stacklevel=2)
+        return module
     return torch.compile(module, mode=on if isinstance(on, str) else None)
+
+
+def compile_available() -> bool:
+    """Whether ``torch.compile``'s default GPU backend can run here (it generates Triton kernels)."""
+    return importlib.util.find_spec("triton") is not None
+
 
 
 def attack_setup(objective: str, options: dict, model: nn.Module, net: nn.Module, *, eps: float, alpha: float,

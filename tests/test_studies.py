@@ -89,3 +89,16 @@ def test_run_writes_where_its_records_were_computed_for_the_manifest(tmp_path, m
     fk.studies.run(mod, [0, 1], store=store, device="cpu", show_progress=False, compute=False)  # a drawing pass
     drawn = json.loads((tmp_path / "fig" / "99_records.json").read_text())
     assert drawn["n_records"] == 2 and fk.studies.provenance(store.records())["n_records"] == 3
+
+
+def test_a_drawing_pass_names_each_missing_run_by_its_record_key(tmp_path, capsys):
+    """JIN fine-tuned with FairAT and Table 7's ResNet-18 JIN are other runs than JIN: the list of missing runs
+    tells them apart (method ``jin+fairat``, the backbone)."""
+    from fralkit.studies import jin
+
+    configs = jin.grid(**{**notebook_parameters("03", "smoke"), "strategies": "jin,jin+fairat", "seeds": [0],
+                          "dataset": "synbols-utk", "table7": "jin"})
+    assert studies.run("jin", configs, store=ResultStore(tmp_path), device="cpu", compute=False) == []
+    listed = capsys.readouterr().out.split("left out: ")[1].strip().split("; ")
+    assert sorted(listed) == ["synbols-utk resnet18 jin 0", "synbols-utk small_cnn jin 0",
+                              "synbols-utk small_cnn jin+fairat 0"]

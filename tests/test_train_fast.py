@@ -9,51 +9,49 @@ from fralkit.train.fast import CapturedStep, graph_safe_optimizer
 from train_helpers import TinyNet, learnable
 
 
+def five_steps(objective: str, **options):
+    """Five one-batch epochs of ``fit`` on CUDA from the same seed: the result, the final weights in fp32 and the
+    frames dynamo compiled during the run."""
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    model = TinyNet()
+    frames = counters["frames"]["ok"]
+    res = fit(model, learnable(n=32), objective=objective, epochs=5, batch_size=32, steps=2, lr=0.05, seed=3,
+              device="cuda", show_progress=False, **options)
+    return res, {k: v.float() for k, v in model.state_dict().items()}, counters["frames"]["ok"] - frames
+
+
+def assert_same_run(run, reference):
+    """Losses, learning rates and weights of ``run`` equal ``reference``'s within bf16 tolerance."""
+    (res, w, _), (ref, w_ref, _) = run, reference
+    assert res.history["loss"] == pytest.approx(ref.history["loss"], rel=2e-2, abs=1e-3)
+    assert res.history["lr"] == pytest.approx(ref.history["lr"], rel=1e-6)
+    for k in w_ref:
+        torch.testing.assert_close(w[k], w_ref[k], rtol=2e-2, atol=2e-3)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("objective", ["standard", "trades"])
 def test_graphed_step_gives_the_eager_loss_and_update(objective):
     """One batch per epoch: steps 1-2 are the eager warm-up, step 3 is captured, 4-5 are replays; the cosine
     schedule changes the lr every step, so matching the eager run also shows that the lr reaches the graph."""
-    data = learnable(n=32)
-    runs = []
-    for graph in (False, True):
-        torch.manual_seed(0)
-        model = TinyNet()
-        res = fit(model, data, objective=objective, epochs=5, batch_size=32, steps=2, lr=0.05, seed=3,
-                  device="cuda", cuda_graph=graph, show_progress=False)
-        runs.append((res, {k: v.float() for k, v in model.state_dict().items()}))
-    (eager, w_eager), (graphed, w_graphed) = runs
-    assert graphed.graphed and not eager.graphed
-    assert graphed.history["loss"] == pytest.approx(eager.history["loss"], rel=2e-2, abs=1e-3)
-    assert graphed.history["lr"] == pytest.approx(eager.history["lr"], rel=1e-6)
-    for k in w_eager:
-        torch.testing.assert_close(w_graphed[k], w_eager[k], rtol=2e-2, atol=2e-3)
+    eager, graphed = five_steps(objective, cuda_graph=False), five_steps(objective, cuda_graph=True)
+    assert graphed[0].graphed and not eager[0].graphed
+    assert_same_run(graphed, eager)
 
 
 @pytest.mark.gpu
 def test_compiled_graphed_trades_step_gives_the_eager_loss_and_update_and_is_reused_by_a_new_model():
     """``compile=True`` inside the captured step (the FRAL loop's CUDA default): the same five TRADES steps as the
-    eager fp32-free path within bf16 tolerance; a second model of the same architecture runs the code compiled for
-    the first (the loop trains many such models in one process), so dynamo compiles no new frame for it."""
-    from torch._dynamo.utils import counters
-
-    data = learnable(n=32)
-    runs = []
-    for graph, comp in ((False, False), (True, True), (True, True)):
-        torch.manual_seed(0)
-        model = TinyNet()
-        frames = counters["frames"]["ok"]
-        res = fit(model, data, objective="trades", epochs=5, batch_size=32, steps=2, lr=0.05, seed=3,
-                  device="cuda", cuda_graph=graph, compile=comp, show_progress=False)
-        runs.append((res, {k: v.float() for k, v in model.state_dict().items()}, counters["frames"]["ok"] - frames))
-    (eager, w_eager, _), (first, w_first, new_first), (second, w_second, new_second) = runs
-    assert first.graphed and not eager.graphed
-    assert new_first > 0 and new_second == 0
-    for res, w in ((first, w_first), (second, w_second)):
-        assert res.history["loss"] == pytest.approx(eager.history["loss"], rel=2e-2, abs=1e-3)
-        assert res.history["lr"] == pytest.approx(eager.history["lr"], rel=1e-6)
-        for k in w_eager:
-            torch.testing.assert_close(w[k], w_eager[k], rtol=2e-2, atol=2e-3)
+    eager path within bf16 tolerance; a second model of the same architecture runs the code compiled for the first
+    (the loop trains many such models in one process), so dynamo compiles no new frame for it."""
+    eager = five_steps("trades", cuda_graph=False, compile=False)
+    first, second = (five_steps("trades", cuda_graph=True, compile=True) for _ in range(2))
+    assert first[0].graphed and not eager[0].graphed
+    assert first[2] > 0 and second[2] == 0
+    assert_same_run(first, eager)
+    assert_same_run(second, eager)
 
 
 @pytest.mark.gpu

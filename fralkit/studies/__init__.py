@@ -85,7 +85,7 @@ def run(study: str | ModuleType, configs: Sequence, *, store: ResultStore | None
     if not compute:
         if todo:
             print(f"compute=False: {len(todo)} of {len(configs)} runs missing, left out: "
-                  + "; ".join(_describe(c) for c in todo))
+                  + "; ".join(_describe(mod.keys(c)[0]) for c in todo))
         records = collect(mod, configs, store)
         write_provenance(mod, records)
         return records
@@ -148,6 +148,8 @@ def parts(study: str | ModuleType, configs: Sequence) -> list[list]:
     return get(study).parts(configs)
 
 
-def _describe(config) -> str:
-    d = config if isinstance(config, dict) else vars(config)
-    return " ".join(str(d[k]) for k in ("dataset", "row", "method", "strategy", "seed") if k in d)
+def _describe(key: dict) -> str:
+    """A missing run as its record key names it: data set, backbone, row, method (``jin+fairat``: the strategy and
+    its fine-tuning objective) and seed."""
+    fields = ("dataset", "backbone", "row", "method" if "method" in key else "strategy", "seed")
+    return " ".join(str(key[k]) for k in fields if k in key)

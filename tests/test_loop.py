@@ -275,6 +275,10 @@ def test_tables_and_claims_render_from_records():
     assert cost.loc["JIN", "share of Init. AT (%)"] == 5.0 and cost.loc["Init. AT", "seconds"] == 10.0
     assert list(jin_study.table_ablation(recs).index) == ["P", "P+R"]
     assert jin_study.table_g_ent(recs) is None  # needs two of ENT / G-ENT / JIN
+    with_ent = recs + [_record("ent", 0, (0.68, 0.05, 0.7, 0.45, 0.05, 0.5))]
+    assert jin_study.table_g_ent(with_ent) is None  # ENT and JIN without G-ENT: no Table 6 (Table 7's strategies)
+    g_ent = jin_study.table_g_ent(with_ent + [_record("g-ent", 0, (0.69, 0.05, 0.7, 0.45, 0.05, 0.5))])
+    assert list(g_ent.index) == ["ENT", "G-ENT", "JIN"]
     classes = jin_study.table_classes(recs)
     assert classes.loc["JIN", "c0 freq %"] == 50.0 and classes.loc["Init. AT", "c0 freq %"] == 50.0
     text = jin_study.describe_claims(recs)

@@ -18,8 +18,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["PROFILE_NAMES", "PROFILES", "NOTEBOOKS", "base_parameters", "notebook_parameters", "apply",
-           "parse_overrides"]
+__all__ = ["PROFILE_NAMES", "PROFILES", "NOTEBOOKS", "SEED_LISTS", "base_parameters", "notebook_parameters", "apply",
+           "parse_overrides", "check_overrides", "check_parameters"]
 
 PROFILE_NAMES = ("smoke", "quick", "gpu", "paper")
 
@@ -209,3 +209,58 @@ def parse_overrides(items: list[str], *, flag: str = "--set") -> dict:
             value = raw
         out[key.strip()] = value
     return out
+
+
+# Notebooks whose study takes ``seeds`` as a count or as a list of seeds (notebook 01 counts with range()).
+SEED_LISTS = ("02", "03", "04", "05")
+
+_KINDS = {bool: "a bool (True or False)", int: "an int", float: "a number", str: "a string", type(None): "None"}
+
+
+def _fits(value, kinds: set[type]) -> bool:
+    if value is None or isinstance(value, bool):
+        return type(value) in kinds
+    if isinstance(value, int):
+        return int in kinds or float in kinds
+    return type(value) in kinds
+
+
+def check_overrides(key: str, overrides: dict) -> None:
+    """``--set`` values against the type each parameter has in ``key``'s profiles, and seeds against their range.
+
+    An int parameter takes an int, a float one any number, a parameter that is None in some profile also None;
+    ``seeds`` is a count >= 1, or (where the study takes it) a list of seeds >= 0. Raises ``ValueError`` naming
+    the parameter, e.g. ``--set n=abc: n takes an int, got 'abc'``.
+    """
+    for name, value in overrides.items():
+        shown = f"--set {name}={value if isinstance(value, str) else repr(value)}"
+        if name == "seeds":
+            lists = key in SEED_LISTS
+            ok_count = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            ok_list = (lists and isinstance(value, (list, tuple)) and len(value) > 0
+                       and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
+            if not (ok_count or ok_list):
+                takes = "a number of seeds (an int >= 1)" + (" or a list of seeds >= 0, e.g. [0, 2]" if lists else "")
+                raise ValueError(f"{shown}: seeds takes {takes}, got {value!r}")
+            continue
+        kinds = {type(params[name]) for params in (notebook_parameters(key, p) for p in PROFILE_NAMES) if name in params}
+        if name == "profile":
+            kinds = {str}
+        if not kinds or kinds == {type(None)}:
+            continue  # None in every profile: the notebook decides
+        if not _fits(value, kinds):
+            takes = " or ".join(_KINDS.get(k, k.__name__) for k in sorted(kinds, key=lambda k: k is type(None)))
+            hint = " (quote a string that reads as a number: --set name=\"'1'\")" if str in kinds else ""
+            raise ValueError(f"{shown}: {name} takes {takes}, got {value!r}{hint}")
+        if name.endswith("seed") and isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ValueError(f"{shown}: {name} takes a seed >= 0, got {value}")
+
+
+def check_parameters(notebook: str, profile: str, overrides: dict) -> None:
+    """``--set`` names against ``notebook``'s parameters under ``profile``, then their values (``check_overrides``);
+    a ``ValueError`` naming the unknown ones and the valid names."""
+    valid = notebook_parameters(notebook, profile)
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ValueError(f"--set {unknown} not parameters of notebook {notebook}; valid: {sorted(valid)}")
+    check_overrides(notebook, overrides)

@@ -32,7 +32,7 @@ import zmq
 from traitlets.config import Config
 
 from .experiments import default_results_dir, move_aside
-from .profiles import NOTEBOOKS, PROFILE_NAMES, notebook_parameters, parse_overrides
+from .profiles import NOTEBOOKS, PROFILE_NAMES, check_overrides, check_parameters, notebook_parameters, parse_overrides
 from .studies import STUDIES
 from .utils import atomic_write_json, atomic_write_text, figures_dir, remove_stale_tmp, repo_root, run_info
 
@@ -50,9 +50,6 @@ SPLITTABLE = {key: mod.PART_PARAMETERS for key, mod in STUDY_OF.items() if getat
 
 # Where the parts run (``--engine``): submitit's executors, one host or a SLURM cluster through the same code.
 ENGINES = ("local", "slurm")
-
-# Notebooks whose study takes ``seeds`` as a count or as a list of seeds (notebook 01 counts with range()).
-SEED_LISTS = ("02", "03", "04", "05")
 
 # papermill waits 60 s for a kernel by default; six kernels importing torch at once on a cold GPU machine took
 # longer (issue 18), so the wait is longer and a kernel that still does not start gets one more try.
@@ -418,48 +415,6 @@ def _log_tail(path: str | Path) -> str:
     return lines[-1][:300] if lines else "empty log"
 
 
-_KINDS = {bool: "a bool (True or False)", int: "an int", float: "a number", str: "a string", type(None): "None"}
-
-
-def _fits(value, kinds: set[type]) -> bool:
-    if value is None or isinstance(value, bool):
-        return type(value) in kinds
-    if isinstance(value, int):
-        return int in kinds or float in kinds
-    return type(value) in kinds
-
-
-def check_overrides(key: str, overrides: dict) -> None:
-    """``--set`` values against the type each parameter has in ``key``'s profiles, and seeds against their range.
-
-    An int parameter takes an int, a float one any number, a parameter that is None in some profile also None;
-    ``seeds`` is a count >= 1, or (where the study takes it) a list of seeds >= 0. Raises ``ValueError`` naming
-    the parameter, e.g. ``--set n=abc: n takes an int, got 'abc'``.
-    """
-    for name, value in overrides.items():
-        shown = f"--set {name}={value if isinstance(value, str) else repr(value)}"
-        if name == "seeds":
-            lists = key in SEED_LISTS
-            ok_count = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-            ok_list = (lists and isinstance(value, (list, tuple)) and len(value) > 0
-                       and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
-            if not (ok_count or ok_list):
-                takes = "a number of seeds (an int >= 1)" + (" or a list of seeds >= 0, e.g. [0, 2]" if lists else "")
-                raise ValueError(f"{shown}: seeds takes {takes}, got {value!r}")
-            continue
-        kinds = {type(params[name]) for params in (notebook_parameters(key, p) for p in PROFILE_NAMES) if name in params}
-        if name == "profile":
-            kinds = {str}
-        if not kinds or kinds == {type(None)}:
-            continue  # None in every profile: the notebook decides
-        if not _fits(value, kinds):
-            takes = " or ".join(_KINDS.get(k, k.__name__) for k in sorted(kinds, key=lambda k: k is type(None)))
-            hint = " (quote a string that reads as a number: --set name=\"'1'\")" if str in kinds else ""
-            raise ValueError(f"{shown}: {name} takes {takes}, got {value!r}{hint}")
-        if name.endswith("seed") and isinstance(value, int) and not isinstance(value, bool) and value < 0:
-            raise ValueError(f"{shown}: {name} takes a seed >= 0, got {value}")
-
-
 def _check_writable(path: Path, what: str) -> None:
     """Create ``path`` if needed and write a probe file in it; a ``ValueError`` of one line when either fails."""
     try:
@@ -530,11 +485,7 @@ def reproduce(profile: str = "quick", only: list[str] | None = None, out: str | 
     todo = find_notebooks(only, Path(notebooks_dir) if notebooks_dir else None)
     overrides = dict(overrides or {})
     for key, _path in todo:
-        unknown = sorted(set(overrides) - set(notebook_parameters(key, profile)))
-        if unknown:
-            raise ValueError(f"--set {unknown} not parameters of notebook {key}; valid: "
-                             f"{sorted(notebook_parameters(key, profile))}")
-        check_overrides(key, overrides)
+        check_parameters(key, profile, overrides)
     if jobs != "auto" and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ValueError(f"--jobs must be >= 1 or auto, got {jobs!r}")
     if engine not in ENGINES:

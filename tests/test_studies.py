@@ -1,4 +1,5 @@
 """The study protocol: every registered study has the same names; a new study is one module plus one registry line."""
+import os
 import types
 
 import pytest
@@ -102,3 +103,54 @@ def test_a_drawing_pass_names_each_missing_run_by_its_record_key(tmp_path, capsy
     listed = capsys.readouterr().out.split("left out: ")[1].strip().split("; ")
     assert sorted(listed) == ["synbols-utk resnet18 jin 0", "synbols-utk small_cnn jin 0",
                               "synbols-utk small_cnn jin+fairat 0"]
+
+
+def _notebook_configs(notebook: str, overrides: dict) -> list:
+    """The configs notebook ``notebook``'s run cell builds when papermill injects ``overrides``: its parameters cell
+    executed, the injected values set, then the set-up cell's ``apply`` (which sets ``$FRALKIT_PROFILE``, as in a
+    kernel) and the study's ``grid``."""
+    import json
+
+    from fralkit.profiles import NOTEBOOKS, _notebooks_dir, apply
+
+    nb = json.loads((_notebooks_dir() / NOTEBOOKS[notebook]).read_text())
+    namespace: dict = {}
+    exec("".join(next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))["source"]), namespace)
+    namespace.update(overrides)
+    return studies.of_notebook(notebook).grid(**apply(notebook, namespace))
+
+
+def test_compute_fills_the_store_with_the_runs_the_notebook_draws(tmp_path, monkeypatch):
+    """``python -m fralkit compute 03``: the records of the notebook's own configs (its drawing pass finds every one),
+    computed once and loaded after; nothing is written into a figures folder."""
+    from fralkit.__main__ import main
+    from fralkit.studies import jin
+
+    monkeypatch.delenv("FRALKIT_PROFILE", raising=False)
+    monkeypatch.setenv("FRALKIT_FIGURES", str(tmp_path / "figures"))
+    overrides = {"strategies": "rand", "seeds": [0], "dataset": "synbols-utk", "table7": ""}
+    argv = ["compute", "03", "--profile", "smoke", "--results", str(tmp_path / "store"), "--device", "cpu"]
+    assert main(argv + [a for k, v in overrides.items() for a in ("--set", f"{k}={v}")]) == 0
+    assert not (tmp_path / "figures").exists() and "FRALKIT_PROFILE" not in os.environ
+    store = ResultStore(tmp_path / "store")
+    drawn = _notebook_configs("03", {**overrides, "profile": "smoke"})  # monkeypatch restores $FRALKIT_PROFILE
+    assert [c.strategy for c in drawn] == ["rand"] and studies.missing("jin", drawn, store) == []
+    monkeypatch.setattr(jin, "run", lambda *a, **k: pytest.fail("a stored run was computed again"))
+    again = studies.compute("03", "smoke", overrides, store=store, device="cpu", show_progress=False)
+    assert [r["config"]["method"] for r in again] == ["rand"]
+
+
+def test_compute_passes_the_studys_run_options_and_checks_its_parameters(tmp_path, monkeypatch):
+    from fralkit.studies import adversarial
+
+    seen = []
+    monkeypatch.setattr(adversarial, "run", lambda config, **kw: seen.append(kw.get("cuda_graph")) or [])
+    studies.compute("02", "smoke", {"cuda_graph": True, "seeds": 1}, store=ResultStore(tmp_path), device="cpu",
+                    show_progress=False)
+    assert seen and set(seen) == {True}
+    with pytest.raises(ValueError, match=r"--set \['nope'\] not parameters of notebook 03"):
+        studies.compute("03", "smoke", {"nope": 1}, store=ResultStore(tmp_path))
+    with pytest.raises(ValueError, match="n takes an int, got 'abc'"):
+        studies.compute("03", "smoke", {"n": "abc"}, store=ResultStore(tmp_path))
+    with pytest.raises(ValueError, match="unknown notebook '07'"):
+        studies.compute("07", "smoke", {}, store=ResultStore(tmp_path))

@@ -19,18 +19,25 @@ A notebook then reads the same in every study::
     records = fk.studies.run(study, configs, store=store, device=dev)
     study.tables(records); study.figures(records, "groups"); print(study.claims(records))
 
-A new study is one module with these names plus one line in ``STUDIES``.
+A new study is one module with these names plus one line in ``STUDIES``. A study may also name ``RUN_OPTIONS``:
+notebook parameters that its ``run`` takes as speed settings (``cuda_graph`` of notebook 02).
+
+``compute(notebook, profile, overrides)`` runs a notebook's study exactly as the notebook would, without Jupyter
+(``python -m fralkit compute 03 --profile gpu --set dataset=synbols-utk --set seeds=[0]``): a GPU host without a
+kernel fills the result store, and ``reproduce --set run=False`` draws the figures from it anywhere.
 """
 from __future__ import annotations
 
+import os
 from types import ModuleType
 from typing import Sequence
 
 from ..experiments import ResultStore
+from ..profiles import apply, base_parameters, check_parameters, parse_overrides
 from ..utils import progress, resolve_device
 from . import adversarial, bald_grad, calibration, farmur, jin
 
-__all__ = ["STUDIES", "PROTOCOL", "get", "run", "collect", "missing", "parts", "provenance"]
+__all__ = ["STUDIES", "PROTOCOL", "get", "of_notebook", "run", "compute", "collect", "missing", "parts", "provenance"]
 
 STUDIES: dict[str, ModuleType] = {
     "calibration": calibration,
@@ -50,6 +57,14 @@ def get(study: str | ModuleType) -> ModuleType:
     if study not in STUDIES:
         raise ValueError(f"unknown study {study!r}; valid: {sorted(STUDIES)}")
     return STUDIES[study]
+
+
+def of_notebook(notebook: str) -> ModuleType:
+    """The study module that notebook ``"01"``..``"05"`` tells."""
+    found = [mod for mod in STUDIES.values() if mod.NOTEBOOK == notebook]
+    if not found:
+        raise ValueError(f"no study for notebook {notebook!r}; valid: {sorted(m.NOTEBOOK for m in STUDIES.values())}")
+    return found[0]
 
 
 def missing(study: str | ModuleType, configs: Sequence, store: ResultStore) -> list:
@@ -102,6 +117,50 @@ def run(study: str | ModuleType, configs: Sequence, *, store: ResultStore | None
     return records
 
 
+def compute(notebook: str, profile: str = "gpu", overrides: dict | None = None, *, store: ResultStore | None = None,
+            device: str | None = None, show_progress: bool = True) -> list[dict]:
+    """Every record of notebook ``notebook``'s study under ``profile`` with ``overrides`` (``reproduce --set``), the
+    stored ones loaded and the others computed: the configs the notebook's own run cell builds, so its drawing pass
+    (``run=False``) finds them. The parameters resolve as in the notebook (``fk.profiles.apply``: an override equal
+    to the parameters cell's value gives way to the profile's); ``device`` replaces the ``device`` parameter, and
+    ``run=False`` (notebooks 01, 03, 04) only loads."""
+    overrides = dict(overrides or {})
+    check_parameters(notebook, profile, overrides)
+    before = os.environ.get("FRALKIT_PROFILE")
+    params = apply(notebook, {**base_parameters(notebook), **overrides, "profile": profile})
+    if before is None:  # apply marks a notebook's kernel; outside one, no figures folder gets provenance files
+        del os.environ["FRALKIT_PROFILE"]
+    else:
+        os.environ["FRALKIT_PROFILE"] = before
+    mod = of_notebook(notebook)
+    options = {name: params[name] for name in getattr(mod, "RUN_OPTIONS", ()) if name in params}
+    return run(mod, mod.grid(**params), store=store, device=device or params.get("device", "auto"),
+               compute=bool(params.get("run", True)), show_progress=show_progress, **options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fralkit compute NN [--profile P] [--set KEY=VALUE ...] [--results DIR] [--device D]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m fralkit compute",
+                                     description="compute a notebook's study runs into the result store, without "
+                                                 "Jupyter; draw them with reproduce --set run=False")
+    parser.add_argument("notebook", help="01..05")
+    parser.add_argument("--profile", default="gpu")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a notebook parameter, as reproduce takes it (repeatable)")
+    parser.add_argument("--results", help="result-store folder (default: results/ or $FRALKIT_RESULTS)")
+    parser.add_argument("--device", help="auto, cpu or cuda (default: the profile's)")
+    args = parser.parse_args(argv)
+    store = ResultStore(args.results) if args.results else ResultStore()
+    try:
+        records = compute(args.notebook, args.profile, parse_overrides(args.set), store=store, device=args.device)
+    except (ValueError, FileNotFoundError) as err:
+        parser.error(str(err))
+    print(f"notebook {args.notebook} ({args.profile}): {len(records)} records in {store.root}")
+    return 0
+
+
 def _source(rec: dict) -> dict:
     """Where one record was computed: its key and its provenance's device, git commit and save time."""
     prov = rec.get("provenance") or {}
@@ -127,7 +186,6 @@ def write_provenance(mod: ModuleType, records: Sequence[dict]) -> None:
     into the manifest entry of the notebook). Only inside a notebook run (``$FRALKIT_PROFILE``, set by the set-up
     cell); a notebook that draws several times adds to the same file, one entry per record."""
     import json
-    import os
 
     from ..utils import atomic_write_json, figures_dir
 

@@ -376,6 +376,7 @@ def _base_of(records: Sequence[dict], dataset: str) -> str:
 
 # ----------------------------------------------------------------------------------------------- the study protocol
 NOTEBOOK = "02"
+RUN_OPTIONS = ("cuda_graph",)  # notebook 02's speed setting of fit, not part of the record keys
 _NOTEBOOK_ONLY = ("profile", "device", "cuda_graph", "eps_255", "alpha_255", "datasets", "methods", "seeds")
 
 

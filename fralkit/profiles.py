@@ -17,9 +17,10 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterable
 
-__all__ = ["PROFILE_NAMES", "PROFILES", "NOTEBOOKS", "SEED_LISTS", "base_parameters", "notebook_parameters", "apply",
-           "parse_overrides", "check_overrides", "check_parameters"]
+__all__ = ["PROFILE_NAMES", "PROFILES", "NOTEBOOKS", "SEED_LISTS", "SET_ENV", "base_parameters", "notebook_parameters",
+           "resolve", "apply", "parse_overrides", "check_overrides", "check_parameters"]
 
 PROFILE_NAMES = ("smoke", "quick", "gpu", "paper")
 
@@ -178,21 +179,37 @@ def notebook_parameters(notebook: str, profile: str, notebooks_dir: str | Path |
     return {**base_parameters(notebook, notebooks_dir), **PROFILES[notebook].get(profile, {}), "profile": profile}
 
 
-def apply(notebook: str, namespace: dict) -> dict:
-    """Resolve ``namespace["profile"]`` in a notebook's namespace (its ``globals()``) and return the parameters.
+# The names ``reproduce`` set with ``--set`` for the notebook it runs, comma-separated, for its kernel's ``apply``.
+SET_ENV = "FRALKIT_SET"
 
-    Every parameter the profile changes is set to the profile's value unless it was changed from the ``quick`` value
-    of the parameters cell (by papermill, ``reproduce --set`` or the reader), which then wins. The profile is also
-    recorded in ``$FRALKIT_PROFILE``, which ``fralkit.utils.figures_dir`` reads.
+
+def resolve(notebook: str, namespace: dict, explicit: Iterable[str] = ()) -> dict:
+    """The parameters of ``notebook`` under ``namespace["profile"]``, set in ``namespace`` and returned.
+
+    Every parameter the profile changes takes the profile's value unless it was changed from the ``quick`` value of
+    the parameters cell (by papermill or the reader), which then wins, or is named in ``explicit``: set on purpose,
+    it wins even where it equals the quick value (``--set dataset=synbols-utk`` under ``gpu``, whose profile lists
+    three data sets). No side effect beyond ``namespace``.
     """
     profile = namespace.get("profile", "quick")
     _check(notebook, profile)
-    os.environ["FRALKIT_PROFILE"] = profile  # figures_dir: this kernel's figures go under runs/<profile>/
     base = base_parameters(notebook)
+    keep = set(explicit)
     for name, value in PROFILES[notebook].get(profile, {}).items():
-        if namespace.get(name, base[name]) == base[name]:
+        if name not in keep and namespace.get(name, base[name]) == base[name]:
             namespace[name] = value
     return {name: namespace.get(name, base[name]) for name in base}
+
+
+def apply(notebook: str, namespace: dict) -> dict:
+    """Resolve ``namespace["profile"]`` in a notebook's namespace (its ``globals()``) and return the parameters.
+
+    As ``resolve``, the names in ``$FRALKIT_SET`` (``reproduce`` sets it to its ``--set`` names) counting as set on
+    purpose. The profile is also recorded in ``$FRALKIT_PROFILE``, which ``fralkit.utils.figures_dir`` reads.
+    """
+    params = resolve(notebook, namespace, [n for n in os.environ.get(SET_ENV, "").split(",") if n])
+    os.environ["FRALKIT_PROFILE"] = params["profile"]  # figures_dir: this kernel's figures go under runs/<profile>/
+    return params
 
 
 def parse_overrides(items: list[str], *, flag: str = "--set") -> dict:

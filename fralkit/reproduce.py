@@ -32,7 +32,8 @@ import zmq
 from traitlets.config import Config
 
 from .experiments import default_results_dir, move_aside
-from .profiles import NOTEBOOKS, PROFILE_NAMES, check_overrides, check_parameters, notebook_parameters, parse_overrides
+from .profiles import (NOTEBOOKS, PROFILE_NAMES, SET_ENV, check_overrides, check_parameters, notebook_parameters,
+                       parse_overrides)
 from .studies import STUDIES
 from .utils import atomic_write_json, atomic_write_text, figures_dir, remove_stale_tmp, repo_root, run_info
 
@@ -110,6 +111,7 @@ def run_notebook(key: str, path: Path, profile: str, *, executed_dir: Path, figu
     env_before = dict(os.environ)
     os.environ["FRALKIT_BATCH"] = "1"  # plain progress bars: widget bars do not update under papermill
     os.environ["FRALKIT_FIGURES"] = str(figures)
+    os.environ[SET_ENV] = ",".join(sorted(extra or {}))  # the kernel's apply keeps these even at their quick value
     if results is not None:
         os.environ["FRALKIT_RESULTS"] = str(results)
     if recompute_corrupt:

@@ -1,4 +1,6 @@
 """Profiles: the parameters cell is the quick profile; the others list only what differs; ``apply`` resolves them."""
+import os
+
 import pytest
 
 from fralkit.profiles import NOTEBOOKS, PROFILE_NAMES, PROFILES, apply, base_parameters, notebook_parameters
@@ -47,3 +49,20 @@ def test_unknown_profile_or_notebook_is_refused():
     with pytest.raises(ValueError, match="unknown profile"):
         apply("01", {**base_parameters("01"), "profile": "huge"})
     assert set(PROFILE_NAMES) == {"smoke", "quick", "gpu", "paper"}
+
+
+def test_a_value_set_on_purpose_wins_even_at_its_quick_value(monkeypatch):
+    """``--set dataset=synbols-utk`` under ``gpu`` (whose profile lists three data sets) is one data set: ``resolve``
+    keeps the names in ``explicit``, and ``apply`` (the notebook's call) those in ``$FRALKIT_SET``."""
+    from fralkit.profiles import SET_ENV, resolve
+
+    base = base_parameters("03")
+    assert base["dataset"] == "synbols-utk" and PROFILES["03"]["gpu"]["dataset"] != "synbols-utk"
+    ns = dict(base, profile="gpu", dataset="synbols-utk", table7="")
+    assert resolve("03", dict(ns))["dataset"] == PROFILES["03"]["gpu"]["dataset"]  # unmarked: the profile's
+    kept = resolve("03", dict(ns), explicit=["dataset", "table7"])
+    assert kept["dataset"] == "synbols-utk" and kept["table7"] == "" and kept["n"] == PROFILES["03"]["gpu"]["n"]
+    monkeypatch.setenv(SET_ENV, "dataset,table7")
+    monkeypatch.delenv("FRALKIT_PROFILE", raising=False)
+    assert apply("03", dict(ns)) == kept
+    assert os.environ["FRALKIT_PROFILE"] == "gpu"

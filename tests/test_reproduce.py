@@ -11,7 +11,8 @@ import nbformat
 import pytest
 
 import fralkit.reproduce as rp
-from fralkit.reproduce import (KernelNotStarted, NotebookFailed, check_overrides, local_slots, main, make_executor,
+from fralkit.profiles import check_overrides, notebook_parameters
+from fralkit.reproduce import (KernelNotStarted, NotebookFailed, local_slots, main, make_executor,
                                reproduce, run_notebook, update_manifest, visible_gpus)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -326,8 +327,6 @@ def test_a_real_kernel_that_misses_its_start_timeout_gets_a_second_try(tmp_path,
 
 
 def test_notebooks_01_and_04_split_into_parts_and_the_others_run_whole(tmp_path):
-    from fralkit.profiles import notebook_parameters
-
     assert set(rp.SPLITTABLE) == {"01", "03", "04"}
     assert rp.split_parts("01", notebook_parameters("01", "gpu")) == [
         {"datasets": name} for name in ("synbols-utk", "synbols-cinic", "synbols-ham")]  # the presets with searches
@@ -389,3 +388,16 @@ def test_local_parts_never_outnumber_the_slots_and_reuse_a_freed_one(tmp_path, m
     assert peak[0] == 2 and len(order) == 5 and set(order) == {"0", "1"}
     assert [p["seeds"] for p in out] == [[s] for s in range(5)] and all(p["rc"] == 0 for p in out)
     assert [p["cuda_visible_devices"] for p in out] == order
+
+
+def test_the_kernel_keeps_a_set_value_that_equals_the_quick_one(tmp_path):
+    """``reproduce --profile gpu --only 03 --set dataset=synbols-utk --set table7=`` (a part of ``--jobs``): in the
+    kernel the notebook's ``apply`` resolves one data set and no Table 7, not the gpu profile's three and its
+    ResNet-18 runs, though both values equal the parameters cell's."""
+    out = tmp_path / "resolved.json"
+    code = ("import json\nimport fralkit as fk\np = fk.profiles.apply('03', globals())\n"
+            f"open({str(out)!r}, 'w').write(json.dumps([p['dataset'], p['table7'], p['n']]))")
+    nb = _notebook(tmp_path / "nbs", "03_jin_vs_baselines.ipynb", code)
+    run_notebook("03", nb, "gpu", executed_dir=tmp_path / "ex", figures=tmp_path / "fig", log_output=False,
+                 extra={"dataset": "synbols-utk", "table7": ""})
+    assert json.loads(out.read_text()) == ["synbols-utk", "", notebook_parameters("03", "gpu")["n"]]

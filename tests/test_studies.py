@@ -105,18 +105,19 @@ def test_a_drawing_pass_names_each_missing_run_by_its_record_key(tmp_path, capsy
                               "synbols-utk small_cnn jin+fairat 0"]
 
 
-def _notebook_configs(notebook: str, overrides: dict) -> list:
-    """The configs notebook ``notebook``'s run cell builds when papermill injects ``overrides``: its parameters cell
-    executed, the injected values set, then the set-up cell's ``apply`` (which sets ``$FRALKIT_PROFILE``, as in a
-    kernel) and the study's ``grid``."""
+def _notebook_configs(notebook: str, overrides: dict, monkeypatch) -> list:
+    """The configs notebook ``notebook``'s run cell builds when ``reproduce`` injects ``overrides``: its parameters
+    cell executed, the injected values set, ``$FRALKIT_SET`` naming them, then the set-up cell's ``apply`` (which
+    sets ``$FRALKIT_PROFILE``, as in a kernel; monkeypatch restores both) and the study's ``grid``."""
     import json
 
-    from fralkit.profiles import NOTEBOOKS, _notebooks_dir, apply
+    from fralkit.profiles import NOTEBOOKS, SET_ENV, _notebooks_dir, apply
 
     nb = json.loads((_notebooks_dir() / NOTEBOOKS[notebook]).read_text())
     namespace: dict = {}
     exec("".join(next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))["source"]), namespace)
     namespace.update(overrides)
+    monkeypatch.setenv(SET_ENV, ",".join(k for k in overrides if k != "profile"))
     return studies.of_notebook(notebook).grid(**apply(notebook, namespace))
 
 
@@ -133,7 +134,7 @@ def test_compute_fills_the_store_with_the_runs_the_notebook_draws(tmp_path, monk
     assert main(argv + [a for k, v in overrides.items() for a in ("--set", f"{k}={v}")]) == 0
     assert not (tmp_path / "figures").exists() and "FRALKIT_PROFILE" not in os.environ
     store = ResultStore(tmp_path / "store")
-    drawn = _notebook_configs("03", {**overrides, "profile": "smoke"})  # monkeypatch restores $FRALKIT_PROFILE
+    drawn = _notebook_configs("03", {**overrides, "profile": "smoke"}, monkeypatch)
     assert [c.strategy for c in drawn] == ["rand"] and studies.missing("jin", drawn, store) == []
     monkeypatch.setattr(jin, "run", lambda *a, **k: pytest.fail("a stored run was computed again"))
     again = studies.compute("03", "smoke", overrides, store=store, device="cpu", show_progress=False)
@@ -154,3 +155,16 @@ def test_compute_passes_the_studys_run_options_and_checks_its_parameters(tmp_pat
         studies.compute("03", "smoke", {"n": "abc"}, store=ResultStore(tmp_path))
     with pytest.raises(ValueError, match="unknown notebook '07'"):
         studies.compute("07", "smoke", {}, store=ResultStore(tmp_path))
+
+
+def test_compute_runs_one_part_where_its_values_equal_the_quick_ones(tmp_path, monkeypatch, capsys):
+    """Under ``gpu`` (three data sets and Table 7), ``dataset=synbols-utk`` and ``table7=`` equal the parameters
+    cell's values and still make one part: seed 0's 14 MobileNetV2 runs on synbols-utk, the notebook's own."""
+    overrides = {"dataset": "synbols-utk", "seeds": [0], "table7": ""}
+    store = ResultStore(tmp_path)
+    assert studies.compute("03", "gpu", {**overrides, "run": False}, store=store, show_progress=False) == []
+    listed = capsys.readouterr().out.split("left out: ")[1].strip().split("; ")
+    drawn = _notebook_configs("03", {**overrides, "profile": "gpu"}, monkeypatch)
+    assert len(listed) == 14 and all(name.startswith("synbols-utk mobilenetv2 ") for name in listed)
+    keys = [c.record_config() for c in drawn]
+    assert listed == [f"{k['dataset']} {k['backbone']} {k['method']} {k['seed']}" for k in keys]

@@ -33,7 +33,7 @@ from types import ModuleType
 from typing import Sequence
 
 from ..experiments import ResultStore
-from ..profiles import apply, base_parameters, check_parameters, parse_overrides
+from ..profiles import base_parameters, check_parameters, parse_overrides, resolve
 from ..utils import progress, resolve_device
 from . import adversarial, bald_grad, calibration, farmur, jin
 
@@ -121,17 +121,12 @@ def compute(notebook: str, profile: str = "gpu", overrides: dict | None = None, 
             device: str | None = None, show_progress: bool = True) -> list[dict]:
     """Every record of notebook ``notebook``'s study under ``profile`` with ``overrides`` (``reproduce --set``), the
     stored ones loaded and the others computed: the configs the notebook's own run cell builds, so its drawing pass
-    (``run=False``) finds them. The parameters resolve as in the notebook (``fk.profiles.apply``: an override equal
-    to the parameters cell's value gives way to the profile's); ``device`` replaces the ``device`` parameter, and
-    ``run=False`` (notebooks 01, 03, 04) only loads."""
+    (``run=False``) finds them. The parameters resolve as in the notebook under ``reproduce`` (``fk.profiles.resolve``,
+    the overrides set on purpose); ``device`` replaces the ``device`` parameter, and ``run=False`` (notebooks 01, 03,
+    04) only loads. Outside a notebook's kernel, no figures folder gets provenance files."""
     overrides = dict(overrides or {})
     check_parameters(notebook, profile, overrides)
-    before = os.environ.get("FRALKIT_PROFILE")
-    params = apply(notebook, {**base_parameters(notebook), **overrides, "profile": profile})
-    if before is None:  # apply marks a notebook's kernel; outside one, no figures folder gets provenance files
-        del os.environ["FRALKIT_PROFILE"]
-    else:
-        os.environ["FRALKIT_PROFILE"] = before
+    params = resolve(notebook, {**base_parameters(notebook), **overrides, "profile": profile}, explicit=overrides)
     mod = of_notebook(notebook)
     options = {name: params[name] for name in getattr(mod, "RUN_OPTIONS", ()) if name in params}
     return run(mod, mod.grid(**params), store=store, device=device or params.get("device", "auto"),

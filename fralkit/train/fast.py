@@ -55,7 +55,6 @@ def compile_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-
 def attack_setup(objective: str, options: dict, model: nn.Module, net: nn.Module, *, eps: float, alpha: float,
                  steps: int, amp: bool, on_cuda: bool, fold_bn: bool, cuda_graph: bool,
                  compile: bool | str) -> tuple[Callable | None, "FoldedTwin | None"]:

@@ -20,8 +20,6 @@ last batch is not counted) as a ratio to the reference, and JIN's selection as a
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
 import json
 import sys
 import tempfile
@@ -54,16 +52,13 @@ class Stamped:
 
 
 def part_configs(profile: str, dataset: str, seed: int, strategies: str, overrides: dict | None = None) -> list:
-    """Notebook 03's configs of one (data set, seed) under ``profile``, as ``reproduce --jobs`` builds its part;
-    ``overrides`` replace the profile's parameters."""
-    from fralkit.active.loop import FRALConfig
-    from fralkit.profiles import notebook_parameters
-    from fralkit.studies import jin
+    """Notebook 03's configs of one (data set, seed) under ``profile``, as ``reproduce --jobs`` builds its part and
+    ``python -m fralkit compute 03`` runs it (``fralkit.studies.notebook_configs``); ``overrides`` are notebook 03's
+    parameters, checked as ``--set`` is. Table 7's ResNet-18 runs only when asked (``table7=...``)."""
+    from fralkit.studies import notebook_configs
 
-    params = {**notebook_parameters("03", profile), "table7": "", **(overrides or {}), "dataset": dataset,
-              "seeds": [seed], "strategies": strategies}  # Table 7's ResNet-18 runs only when asked (--set table7=...)
-    names = set(inspect.signature(jin.grid).parameters) | {f.name for f in dataclasses.fields(FRALConfig)}
-    return jin.grid(**{k: v for k, v in params.items() if k in names and k not in ("profile", "device", "run")})
+    over = {"table7": "", **(overrides or {}), "dataset": dataset, "seeds": [seed], "strategies": strategies}
+    return notebook_configs("03", profile, over)[0]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -74,8 +69,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--profile", default="gpu")
     parser.add_argument("--tiny", action="store_true", help="CPU check: the smoke profile")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a parameter of the profile (FRALConfig field), e.g. compile=True; repeatable")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a notebook 03 parameter over the profile's, as reproduce --set takes it, e.g. compile=False; repeatable")
     parser.add_argument("--verbose", action="store_true", help="the loop's own lines: the initial model, every round")
     parser.add_argument("--json", help="also write the numbers here")
     args = parser.parse_args(argv)

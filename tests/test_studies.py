@@ -168,3 +168,26 @@ def test_compute_runs_one_part_where_its_values_equal_the_quick_ones(tmp_path, m
     assert len(listed) == 14 and all(name.startswith("synbols-utk mobilenetv2 ") for name in listed)
     keys = [c.record_config() for c in drawn]
     assert listed == [f"{k['dataset']} {k['backbone']} {k['method']} {k['seed']}" for k in keys]
+
+
+def test_the_cost_benchmark_builds_a_part_as_compute_and_the_notebook_do(monkeypatch):
+    """``benchmarks/fral_study_cost.py`` times the configs ``compute 03`` runs and the notebook draws (one path:
+    ``studies.notebook_configs``), Table 7 only when asked, and its ``--set`` is checked as ``reproduce``'s is."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fral_study_cost.py"
+    spec = importlib.util.spec_from_file_location("fral_study_cost", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    part = bench.part_configs("gpu", "synbols-ham", 1, "jin,rand", overrides={"compile": False})
+    over = {"dataset": "synbols-ham", "seeds": [1], "strategies": "jin,rand", "table7": "", "compile": False}
+    assert part == studies.notebook_configs("03", "gpu", over)[0]
+    drawn = _notebook_configs("03", {**over, "profile": "gpu"}, monkeypatch)
+    assert [c.record_config() for c in part] == [c.record_config() for c in drawn]
+    assert [(c.dataset, c.strategy, c.seed, c.compile) for c in part] == [("synbols-ham", "jin", 1, False),
+                                                                           ("synbols-ham", "rand", 1, False)]
+    t7 = bench.part_configs("gpu", "synbols-utk", 2, "", overrides={"table7": "fairal"})
+    assert [(c.backbone, c.strategy, c.seed) for c in t7] == [("resnet18", "fairal", 2)]
+    with pytest.raises(ValueError, match=r"--set \['finetune_lr'\] not parameters of notebook 03"):
+        bench.part_configs("gpu", "synbols-utk", 0, "rand", overrides={"finetune_lr": 0.1})

@@ -37,7 +37,7 @@ from ..profiles import base_parameters, check_parameters, parse_overrides, resol
 from ..utils import progress, resolve_device
 from . import adversarial, bald_grad, calibration, farmur, jin
 
-__all__ = ["STUDIES", "PROTOCOL", "get", "of_notebook", "run", "compute", "collect", "missing", "parts", "provenance"]
+__all__ = ["STUDIES", "PROTOCOL", "get", "of_notebook", "run", "compute", "notebook_configs", "collect", "missing", "parts", "provenance"]
 
 STUDIES: dict[str, ModuleType] = {
     "calibration": calibration,
@@ -117,6 +117,15 @@ def run(study: str | ModuleType, configs: Sequence, *, store: ResultStore | None
     return records
 
 
+def notebook_configs(notebook: str, profile: str = "gpu", overrides: dict | None = None) -> tuple[list, dict]:
+    """The configs notebook ``notebook``'s run cell builds under ``profile`` with ``overrides`` (``reproduce --set``:
+    checked, then resolved as in the notebook's kernel, the overrides set on purpose), and the resolved parameters."""
+    overrides = dict(overrides or {})
+    check_parameters(notebook, profile, overrides)
+    params = resolve(notebook, {**base_parameters(notebook), **overrides, "profile": profile}, explicit=overrides)
+    return of_notebook(notebook).grid(**params), params
+
+
 def compute(notebook: str, profile: str = "gpu", overrides: dict | None = None, *, store: ResultStore | None = None,
             device: str | None = None, show_progress: bool = True) -> list[dict]:
     """Every record of notebook ``notebook``'s study under ``profile`` with ``overrides`` (``reproduce --set``), the
@@ -124,12 +133,10 @@ def compute(notebook: str, profile: str = "gpu", overrides: dict | None = None, 
     (``run=False``) finds them. The parameters resolve as in the notebook under ``reproduce`` (``fk.profiles.resolve``,
     the overrides set on purpose); ``device`` replaces the ``device`` parameter, and ``run=False`` (notebooks 01, 03,
     04) only loads. Outside a notebook's kernel, no figures folder gets provenance files."""
-    overrides = dict(overrides or {})
-    check_parameters(notebook, profile, overrides)
-    params = resolve(notebook, {**base_parameters(notebook), **overrides, "profile": profile}, explicit=overrides)
+    configs, params = notebook_configs(notebook, profile, overrides)
     mod = of_notebook(notebook)
     options = {name: params[name] for name in getattr(mod, "RUN_OPTIONS", ()) if name in params}
-    return run(mod, mod.grid(**params), store=store, device=device or params.get("device", "auto"),
+    return run(mod, configs, store=store, device=device or params.get("device", "auto"),
                compute=bool(params.get("run", True)), show_progress=show_progress, **options)
 
 

@@ -212,7 +212,7 @@ def test_search_on_tiny_real_trials_writes_one_record_per_trial(tmp_path):
 # ----------------------------------------------------------------------------------------------- the groups search
 from fralkit.active import FRALConfig
 from fralkit.active.loop import calibrated_knobs
-from fralkit.studies.calibration import GROUP_KNOBS, _glyph_acc, _group_plan, _label_share, calibrate_groups
+from fralkit.studies.calibration import GROUP_KNOBS, _fit_glyph, _glyph_acc, _group_plan, _label_share, calibrate_groups
 
 
 def _truth(contrast, rho, k=4):
@@ -253,6 +253,36 @@ def test_group_plan_lands_near_a_compounding_group_from_points_around_the_target
     contrast, rho = _group_plan(data, goal, 4, 15.0, 127.0)
     got = _compounding(contrast, rho)
     assert abs(got[0] - goal[0]) < 0.02 and abs(got[1] - goal[1]) < 0.02  # near the target shares
+
+
+def _stepped(contrast, rho, k=10):
+    """A group whose robust glyph accuracy steps up over a few levels of contrast (as synbols-cinic's plain group
+    at 90,000 images), clean near 1: a line in log contrast through points on both sides misses the step."""
+    a = 0.98
+    r = 0.3 + 0.58 / (1.0 + np.exp(-(contrast - 19.5) / 0.7))
+    return _label_share(a, rho, k), _label_share(r, rho, k)
+
+
+def test_group_plan_follows_a_step_that_a_line_in_log_contrast_misses():
+    data = [dict(contrast=c, rho=0.39, **dict(zip(("clean", "rob"), _stepped(c, 0.39)))) for c in (17, 18, 19, 20, 25)]
+    goal = _stepped(19.8, 0.35)
+    contrast, rho = _group_plan(data, goal, 10, 15.0, 127.0)
+    got = _stepped(contrast, rho)
+    assert abs(got[0] - goal[0]) < 0.01 and abs(got[1] - goal[1]) < 0.02
+    assert contrast == pytest.approx(19.8, abs=0.4) and rho == pytest.approx(0.35, abs=0.02)
+    # the measured points themselves are reproduced (the residuals are interpolated through them)
+    lc = np.log([d["contrast"] for d in data])
+    f = _fit_glyph(lc, np.full(5, 0.39), np.array([_glyph_acc(d["rob"], 0.39, 10) for d in data]), 0.25)
+    for d, l in zip(data, lc):
+        assert f(l, 0.39) == pytest.approx(_glyph_acc(d["rob"], 0.39, 10), abs=1e-6)
+
+
+def test_fit_glyph_is_the_least_squares_line_where_the_points_lie_on_one():
+    lc = np.log([20.0, 40.0, 80.0])
+    y = 0.2 + 0.1 * lc
+    f = _fit_glyph(lc, np.zeros(3), y, 0.25)
+    assert f(np.log(30.0), 0.0) == pytest.approx(0.2 + 0.1 * np.log(30.0))
+    assert f(np.log(200.0), 0.0) == pytest.approx(0.2 + 0.1 * np.log(200.0))  # the line beyond the points
 
 
 def _fake_many(calls):

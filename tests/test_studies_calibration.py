@@ -443,6 +443,21 @@ def test_seed_spread_is_the_mean_and_sample_std_of_its_per_seed_records(tmp_path
         calibration.seed_spread("synbols-utk", [], config=config, store=store)
 
 
+def test_seed_spread_in_worker_processes_measures_what_one_process_does(tmp_path):
+    """Two spawned workers (CPU: bit-reproducible) give the rows of the sequential run, each in its own store."""
+    config = dict(n=60, backbone="small_cnn", epochs=1, batch_size=16, lr=0.05, warmup_epochs=0.0, grad_clip=0.0,
+                  data_seed=0)
+    one = calibration.seed_spread("synbols-utk", [0, 1], config=config, store=ResultStore(tmp_path / "a"),
+                                  device="cpu")
+    two = calibration.seed_spread("synbols-utk", [0, 1], config=config, store=ResultStore(tmp_path / "b"),
+                                  device="cpu", workers=2)
+    assert two["rows"] == one["rows"] and two["seed_std"] == one["seed_std"]
+    names = lambda root: sorted(p.relative_to(root).as_posix() for p in root.rglob("init-at-*.json"))  # noqa: E731
+    assert names(tmp_path / "b") == names(tmp_path / "a") and len(names(tmp_path / "a")) >= 2  # the store passed
+    with pytest.raises(SystemExit):
+        calibration.main(["synbols-utk", "--workers", "0"])
+
+
 def test_protocol_is_notebook_01s_search_config_and_the_command_line_prints_the_spread(tmp_path, capsys):
     gpu = calibration.protocol("gpu", "synbols-cinic")
     assert gpu == {"n": None, "backbone": "mobilenetv2", "epochs": 30, "lr": 0.1, "warmup_epochs": 2.0,

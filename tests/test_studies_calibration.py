@@ -398,6 +398,21 @@ def test_a_search_from_search_start_keeps_every_knob_of_its_start():
         assert design[0]["easy_contrast"] == max(15.0, 0.5 * start["easy_contrast"])  # clamped at the lower bound
 
 
+def test_init_at_config_sizes_the_validation_and_test_sets_apart_from_the_training_set():
+    """``n_val`` / ``n_test`` set the evaluation sets (default n / 5 with ``n``; the preset's sizes without); the
+    initial model's key changes with them, and without them it is the key it always was."""
+    from fralkit.active.loop import load_fral_data
+
+    sized = init_at_config("synbols-cinic", n=100, n_val=12, n_test=30, data_seed=0)
+    splits = load_fral_data(sized)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (100, 12, 30)
+    default = load_fral_data(init_at_config("synbols-cinic", n=100, data_seed=0))
+    assert (len(default.val), len(default.test)) == (20, 20)
+    assert sized.init_key() != init_at_config("synbols-cinic", n=100, data_seed=0).init_key()
+    plain = init_at_config("synbols-cinic", n=100, data_seed=0).init_key()
+    assert plain["n_val"] is None and plain["n_test"] is None
+
+
 def test_split_seed_fixes_the_labelled_set_and_is_keyed_only_when_set():
     from fralkit.active.loop import load_fral_data
     from fralkit.data import fral_split

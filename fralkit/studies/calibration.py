@@ -170,9 +170,11 @@ _ROW_NAMES = dict(zip(ROW_KEYS, ("Std Worst", "Std Disp", "Std Avg", "Rob Worst"
 def init_at_config(name: str, *, seed: int = 0, n: int | None = None, backbone: str = "mobilenetv2",
                    epochs: int = 30, batch_size: int = 256, lr: float = 0.1, warmup_epochs: float = 2.0,
                    grad_clip: float = 5.0, init_frac: float = 0.2, data_seed: int | None = None,
-                   init_min_steps: int = 0, split_seed: int | None = None) -> FRALConfig:
+                   init_min_steps: int = 0, split_seed: int | None = None, n_val: int | None = None,
+                   n_test: int | None = None) -> FRALConfig:
     """The FRAL run whose initial model is measured: TRADES (beta 6) on the initial ``init_frac`` of ``n`` training
-    images (None: the preset's ``PAPER_SIZES``), PGD-5 at eps 4/255, step 2/255 (JIN §4.1); the metric and
+    images (None: the preset's ``PAPER_SIZES``; ``n_val`` / ``n_test`` the validation and test images, by default
+    ``n`` / 5 when ``n`` is given: ``--set n=90000 --set n_test=10000`` keeps the profile's test set), PGD-5 at eps 4/255, step 2/255 (JIN §4.1); the metric and
     oversampling are the data set's own; ``data_seed`` fixes the data across seeds (``FRALConfig.data_seed``),
     ``init_min_steps`` the fewest optimiser steps (``FRALConfig.init_min_steps``), ``split_seed`` the labelled set
     alone (``FRALConfig.split_seed``). The defaults are notebook 03's ``gpu`` protocol."""
@@ -180,7 +182,7 @@ def init_at_config(name: str, *, seed: int = 0, n: int | None = None, backbone: 
         raise ValueError(f"unknown Synbols preset {name!r}; valid: {sorted(PRESETS)}")
     return FRALConfig(dataset=name, backbone=backbone, seed=seed, n=n, init_frac=init_frac, init_epochs=epochs,
                       batch_size=batch_size, lr=lr, warmup_epochs=warmup_epochs, grad_clip=grad_clip, data_seed=data_seed,
-                      init_min_steps=init_min_steps, split_seed=split_seed)
+                      init_min_steps=init_min_steps, split_seed=split_seed, n_val=n_val, n_test=n_test)
 
 
 def _trial_key(config: FRALConfig, knobs: dict) -> dict:

@@ -76,8 +76,9 @@ PROFILES: dict[str, dict[str, dict]] = {
         # The paper's sizes (the presets' PAPER_SIZES: n 0): synbols-utk 15,400 train / 6,600 test, synbols-ham 5,200 /
         # 10,000 (the test set larger than a 7:3 split for its macro-F1: PAPER_SIZES), synbols-cinic 30,000 / 10,000
         # (a third of CINIC-10's 90,000, for the GPU budget; at 90,000 the seed std of the initial model's Worst numbers
-        # was 0.28 / 0.26 against 1.26 / 1.14 at 30,000, one H200, 2026-12-04, so a calibration at 90,000 is next: README); K = 5, D_L = 20 %, B = 2 %; MobileNetV2; the knobs
-        # notebook 01 calibrated under this very protocol (knobs="calibrated").
+        # was 0.28 / 0.26 against 1.26 / 1.14 at 30,000, one H200, 2026-12-04, so a calibration at 90,000 is next:
+        # README); K = 5, D_L = 20 %, B = 2 %; MobileNetV2; the knobs notebook 01 calibrated under this very protocol
+        # (knobs="calibrated").
         # Batch 256 for speed (the whole TRADES step is one CUDA graph; one H200, 2026-12, benchmarks/
         # trades_throughput.py: 5,429 images/s at batch 256 against 4,653 at 128), lr 0.1 by the linear rule from
         # 0.05 at batch 128 (the parameters cell's value, so not restated). The initial model trains 30 epochs, not
